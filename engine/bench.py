@@ -21,32 +21,44 @@ from .matching import MatchingEngine
 MID = 100_000  # ticks
 
 
-def make_flow(n: int, seed: int, first_order_id: int = 1) -> list[Command]:
-    """A seeded command flow; ids of cancels/modifies point at recent places (some dead)."""
+def make_flow(n: int, seed: int, engine: MatchingEngine | None = None) -> list[Command]:
+    """A seeded command flow, generated against a shadow engine.
+
+    Cancels and modifies target orders that are really resting at that point (as a
+    client tracking its own orders would), so the timed run measures real work, not
+    cheap rejections. Pass `engine` to generate a flow that continues from its state.
+    """
     rng = random.Random(seed)
+    shadow = engine if engine is not None else MatchingEngine()
+    live: list[int] = list(shadow.orders)
     flow: list[Command] = []
-    live: list[int] = []
-    next_id = first_order_id
     mid = MID
     for _ in range(n):
         mid += rng.choice((-1, 0, 0, 1))
         r = rng.random()
-        if r < 0.60 or not live:
+        target = 0
+        if r >= 0.60:
+            while live and target == 0:
+                i = rng.randrange(len(live))
+                if live[i] in shadow.orders:
+                    target = live[i]
+                else:  # filled meanwhile: forget it (swap-remove keeps this O(1))
+                    live[i] = live[-1]
+                    live.pop()
+        command: Command
+        if target == 0:
             side = 1 if rng.random() < 0.5 else -1
-            # offset > 0 rests away from mid; negative offsets cross the spread.
-            offset = rng.randint(-4, 16)
+            offset = rng.randint(-2, 20)  # negative offsets cross the spread
             price = mid - offset if side == 1 else mid + offset
-            flow.append(Place(side, price, rng.randint(1, 100)))
-            live.append(next_id)
-            next_id += 1
-            if len(live) > 5000:
-                live.pop(0)
+            command = Place(side, price, rng.randint(1, 100))
+            live.append(shadow.next_order_id)
         elif r < 0.85:
-            flow.append(Cancel(live.pop(rng.randrange(len(live)))))
+            command = Cancel(target)
         else:
-            order_id = live[rng.randrange(len(live))]
-            side_hint = rng.choice((-1, 1))
-            flow.append(Modify(order_id, mid + side_hint * rng.randint(1, 16)))
+            side = shadow.orders[target].side
+            command = Modify(target, mid - side * rng.randint(-2, 20))
+        shadow.apply(command)
+        flow.append(command)
     return flow
 
 
@@ -121,8 +133,9 @@ def main() -> None:
         for resting in (1_000, 10_000, 100_000, 1_000_000):
             engine = MatchingEngine()
             prefill(engine, resting, args.seed)
-            shifted = make_flow(args.scaling_commands, args.seed + 1, engine.next_order_id)
-            rate, _ = throughput(engine, shifted)
+            shadow = MatchingEngine()
+            prefill(shadow, resting, args.seed)
+            rate, _ = throughput(engine, make_flow(args.scaling_commands, args.seed + 1, shadow))
             print(f"scaling: {resting:>9,} resting -> {rate:,.0f} commands/s")
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS: {rss_mb:,.0f} MiB")

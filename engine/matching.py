@@ -54,31 +54,36 @@ class MatchingEngine:
     def place(
         self, side: int, price: int, quantity: int, client_order_id: str | None, ts: int
     ) -> list[Event]:
+        order_id = self.next_order_id
         if client_order_id is not None:
             known = self.client_order_ids.get(client_order_id)
             if known is not None:
                 self.seq += 1
                 return [Rejected(self.seq, DUPLICATE_CLIENT_ORDER_ID, known, ts)]
-            self.client_order_ids[client_order_id] = self.next_order_id
-        order_id = self.next_order_id
+            self.client_order_ids[client_order_id] = order_id
         self.next_order_id = order_id + 1
-        self.seq += 1
-        events: list[Event] = [
-            Accepted(self.seq, order_id, side, price, quantity, ts, client_order_id)
-        ]
+        seq = self.seq = self.seq + 1
+        events: list[Event] = [Accepted(seq, order_id, side, price, quantity, ts, client_order_id)]
         order = Order(order_id, side, price, quantity, quantity, ts, client_order_id)
         if side == BUY:
             if price >= self.asks.best:
                 self._match(order, self.asks, events, ts)
-            if order.remaining:
-                self.bids.add(order)
-                self.orders[order_id] = order
+                if not order.remaining:
+                    return events
+            book = self.bids
         else:
             if price <= self.bids.best:
                 self._match(order, self.bids, events, ts)
-            if order.remaining:
-                self.asks.add(order)
-                self.orders[order_id] = order
+                if not order.remaining:
+                    return events
+            book = self.asks
+        self.orders[order_id] = order
+        level = book.levels.get(price)
+        if level is None:
+            book.add(order)
+        else:  # the common case, inlined: append to an existing level
+            level.orders[order_id] = order
+            level.total += order.remaining
         return events
 
     def modify(self, order_id: int, price: int, ts: int) -> list[Event]:
