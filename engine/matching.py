@@ -155,13 +155,14 @@ class MatchingEngine:
                 maker.remaining = left
                 level.total -= fill
                 seq += 1
+                maker_id = maker.order_id
                 if is_buy:
-                    append(Trade(seq, best, fill, taker_id, maker.order_id, side, remaining, left, ts))
+                    append(Trade(seq, best, fill, taker_id, maker_id, side, remaining, left, ts))
                 else:
-                    append(Trade(seq, best, fill, maker.order_id, taker_id, side, left, remaining, ts))
+                    append(Trade(seq, best, fill, maker_id, taker_id, side, left, remaining, ts))
                 if not left:
                     queue.popitem(last=False)
-                    del resting[maker.order_id]
+                    del resting[maker_id]
             if not queue:
                 book.drop_level(best)
         self.seq = seq

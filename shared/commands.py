@@ -39,7 +39,7 @@ class Cancel(msgspec.Struct, tag="cancel", array_like=True, frozen=True, gc=Fals
 Command = Place | Modify | Cancel
 
 _encoder = msgspec.msgpack.Encoder()
-_decoder = msgspec.msgpack.Decoder(Command)
+_decoder: msgspec.msgpack.Decoder[Command] = msgspec.msgpack.Decoder(Command)
 
 
 def encode_command(command: Command) -> bytes:
