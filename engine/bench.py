@@ -30,7 +30,7 @@ def make_flow(n: int, seed: int, engine: MatchingEngine | None = None) -> list[C
     """
     rng = random.Random(seed)
     shadow = engine if engine is not None else MatchingEngine()
-    live: list[int] = list(shadow.orders)
+    live: list[int] = []  # only the flow's own orders: a client cancels what it placed
     flow: list[Command] = []
     mid = MID
     for _ in range(n):
