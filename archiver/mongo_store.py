@@ -1,0 +1,193 @@
+"""MongoDB store adapter, on PyMongo's native async client (`AsyncMongoClient`).
+
+Documents use the same idempotent, order-tolerant writes as the SQLite adapter: inserts are
+`$setOnInsert` upserts keyed by id, updates are guarded by `last_seq < seq` and set absolute
+values, and progress only moves forward (`$max`). One ordered bulk write per collection
+keeps an order's insert ahead of its updates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, UpdateOne
+
+from shared.events import Accepted, Cancelled, Event, Modified, Trade
+
+from .store import Depth, OrderRecord, TradeRecord
+
+_encode = msgspec.msgpack.Encoder().encode
+_decode_event = msgspec.msgpack.Decoder(Event).decode
+
+
+class MongoStore:
+    def __init__(self, url: str, database: str) -> None:
+        self._client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(url, tz_aware=True)
+        db = self._client[database]
+        self.orders = db["orders"]
+        self.trades = db["trades"]
+        self.events_ = db["events"]
+        self.meta = db["meta"]
+
+    async def open(self) -> None:
+        await self._client.aconnect()
+        await self.orders.create_index(
+            [("alive", ASCENDING), ("side", ASCENDING), ("price", ASCENDING)]
+        )
+        await self.trades.create_index("bid_order_id")
+        await self.trades.create_index("ask_order_id")
+
+    async def close(self) -> None:
+        await self._client.close()
+
+    async def apply(self, events: Sequence[Event]) -> None:
+        if not events:
+            return
+        orders: list[UpdateOne] = []
+        trades: list[UpdateOne] = []
+        log: list[UpdateOne] = []
+        for e in events:
+            log.append(
+                UpdateOne({"_id": e.seq}, {"$setOnInsert": {"body": _encode(e)}}, upsert=True)
+            )
+            match e:
+                case Accepted():
+                    doc = {
+                        "side": e.side, "price": e.price, "quantity": e.quantity,
+                        "remaining": e.quantity, "traded": 0, "cancelled": 0, "alive": True,
+                        "client_order_id": e.client_order_id, "created_ts": e.ts,
+                        "updated_ts": e.ts, "last_seq": e.seq,
+                    }  # fmt: skip
+                    orders.append(
+                        UpdateOne({"_id": e.order_id}, {"$setOnInsert": doc}, upsert=True)
+                    )
+                case Trade():
+                    doc = {
+                        "price": e.price, "quantity": e.quantity, "bid_order_id": e.bid_order_id,
+                        "ask_order_id": e.ask_order_id, "taker_side": e.taker_side, "ts": e.ts,
+                    }  # fmt: skip
+                    trades.append(UpdateOne({"_id": e.seq}, {"$setOnInsert": doc}, upsert=True))
+                    for order_id, remaining in (
+                        (e.bid_order_id, e.bid_remaining),
+                        (e.ask_order_id, e.ask_remaining),
+                    ):
+                        orders.append(
+                            _guarded(
+                                order_id,
+                                e.seq,
+                                [
+                                    {
+                                        "$set": {
+                                            "remaining": remaining,
+                                            "traded": {"$subtract": ["$quantity", remaining]},
+                                            "alive": remaining > 0,
+                                            "updated_ts": e.ts,
+                                            "last_seq": e.seq,
+                                        }
+                                    }
+                                ],
+                            )
+                        )
+                case Modified():
+                    orders.append(
+                        _guarded(
+                            e.order_id,
+                            e.seq,
+                            {"$set": {"price": e.price, "updated_ts": e.ts, "last_seq": e.seq}},
+                        )
+                    )
+                case Cancelled():
+                    orders.append(
+                        _guarded(
+                            e.order_id,
+                            e.seq,
+                            {
+                                "$set": {
+                                    "remaining": 0,
+                                    "cancelled": e.quantity,
+                                    "alive": False,
+                                    "updated_ts": e.ts,
+                                    "last_seq": e.seq,
+                                }
+                            },
+                        )
+                    )
+        await self.events_.bulk_write(log, ordered=False)
+        if orders:
+            await self.orders.bulk_write(orders, ordered=True)
+        if trades:
+            await self.trades.bulk_write(trades, ordered=False)
+        await self.meta.update_one(
+            {"_id": "progress"}, {"$max": {"value": events[-1].seq}}, upsert=True
+        )
+
+    async def progress(self) -> int:
+        doc = await self.meta.find_one({"_id": "progress"})
+        return int(doc["value"]) if doc else 0
+
+    async def get_order(self, order_id: int) -> OrderRecord | None:
+        doc = await self.orders.find_one({"_id": order_id})
+        return _order(doc) if doc else None
+
+    async def list_orders(
+        self, *, alive: bool | None, side: int | None, limit: int, after: int | None
+    ) -> list[OrderRecord]:
+        query: dict[str, Any] = {"_id": {"$gt": after or 0}}
+        if alive is not None:
+            query["alive"] = alive
+        if side is not None:
+            query["side"] = side
+        cursor = self.orders.find(query).sort("_id", ASCENDING).limit(limit)
+        return [_order(doc) async for doc in cursor]
+
+    async def list_trades(
+        self, *, limit: int, after: int | None, order_id: int | None = None
+    ) -> list[TradeRecord]:
+        query: dict[str, Any] = {"_id": {"$gt": after or 0}}
+        if order_id is not None:
+            query["$or"] = [{"bid_order_id": order_id}, {"ask_order_id": order_id}]
+        cursor = self.trades.find(query).sort("_id", ASCENDING).limit(limit)
+        return [
+            TradeRecord(
+                d["_id"],
+                d["price"],
+                d["quantity"],
+                d["bid_order_id"],
+                d["ask_order_id"],
+                d["taker_side"],
+                d["ts"],
+            )
+            async for d in cursor
+        ]
+
+    async def depth(self, levels: int) -> Depth:
+        async def side(side: int, direction: int) -> list[tuple[int, int]]:
+            pipeline: list[dict[str, Any]] = [
+                {"$match": {"alive": True, "side": side}},
+                {"$group": {"_id": "$price", "quantity": {"$sum": "$remaining"}}},
+                {"$sort": {"_id": direction}},
+                {"$limit": levels},
+            ]
+            cursor = await self.orders.aggregate(pipeline)
+            return [(d["_id"], d["quantity"]) async for d in cursor]
+
+        return await side(1, DESCENDING), await side(-1, ASCENDING)
+
+    async def events(self, after: int, limit: int) -> list[Event]:
+        cursor = self.events_.find({"_id": {"$gt": after}}).sort("_id", ASCENDING).limit(limit)
+        return [_decode_event(doc["body"]) async for doc in cursor]
+
+
+def _guarded(order_id: int, seq: int, update: Any) -> UpdateOne:
+    """An update that applies only if the document has not seen this event or a later one."""
+    return UpdateOne({"_id": order_id, "last_seq": {"$lt": seq}}, update)
+
+
+def _order(doc: dict[str, Any]) -> OrderRecord:
+    return OrderRecord(
+        doc["_id"], doc["side"], doc["price"], doc["quantity"], doc["remaining"], doc["traded"],
+        doc["cancelled"], doc["alive"], doc["client_order_id"], doc["created_ts"],
+        doc["updated_ts"],
+    )  # fmt: skip

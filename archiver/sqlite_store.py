@@ -1,0 +1,233 @@
+"""Embedded store adapter: SQLite in WAL mode, used when no MongoDB is configured.
+
+All calls run on one dedicated thread with one connection, which keeps sqlite3's threading
+rules simple; WAL lets the API processes read while the archiver writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+import msgspec
+
+from shared.events import Accepted, Cancelled, Event, Modified, Trade
+
+from .store import Depth, OrderRecord, TradeRecord
+
+T = TypeVar("T")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS orders (
+    order_id INTEGER PRIMARY KEY, side INTEGER NOT NULL, price INTEGER NOT NULL,
+    quantity INTEGER NOT NULL, remaining INTEGER NOT NULL, traded INTEGER NOT NULL,
+    cancelled INTEGER NOT NULL, alive INTEGER NOT NULL, client_order_id TEXT,
+    created_ts INTEGER NOT NULL, updated_ts INTEGER NOT NULL, last_seq INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS orders_book ON orders (alive, side, price);
+CREATE TABLE IF NOT EXISTS trades (
+    trade_id INTEGER PRIMARY KEY, price INTEGER NOT NULL, quantity INTEGER NOT NULL,
+    bid_order_id INTEGER NOT NULL, ask_order_id INTEGER NOT NULL,
+    taker_side INTEGER NOT NULL, ts INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS trades_bid ON trades (bid_order_id);
+CREATE INDEX IF NOT EXISTS trades_ask ON trades (ask_order_id);
+CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, body BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+
+ORDER_COLUMNS = (
+    "order_id, side, price, quantity, remaining, traded, cancelled, alive, client_order_id, "
+    "created_ts, updated_ts"
+)
+TRADE_COLUMNS = "trade_id, price, quantity, bid_order_id, ask_order_id, taker_side, ts"
+
+_encode = msgspec.msgpack.Encoder().encode
+_decode_event = msgspec.msgpack.Decoder(Event).decode
+
+
+class SqliteStore:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._db: sqlite3.Connection | None = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        await self._run(self._open)
+
+    def _open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA busy_timeout=10000")
+        db.executescript(SCHEMA)
+        self._db = db
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._run(self._db.close)
+            self._db = None
+        self._executor.shutdown(wait=True)
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise RuntimeError("store is not open")
+        return self._db
+
+    # -- writes -----------------------------------------------------------------------------
+
+    async def apply(self, events: Sequence[Event]) -> None:
+        if events:
+            await self._run(self._apply, events)
+
+    def _apply(self, events: Sequence[Event]) -> None:
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for e in events:
+                db.execute(
+                    "INSERT OR IGNORE INTO events (seq, body) VALUES (?, ?)", (e.seq, _encode(e))
+                )
+                match e:
+                    case Accepted():
+                        db.execute(
+                            f"INSERT OR IGNORE INTO orders ({ORDER_COLUMNS}, last_seq) "
+                            "VALUES (?, ?, ?, ?, ?, 0, 0, 1, ?, ?, ?, ?)",
+                            (e.order_id, e.side, e.price, e.quantity, e.quantity,
+                             e.client_order_id, e.ts, e.ts, e.seq),
+                        )  # fmt: skip
+                    case Trade():
+                        db.execute(
+                            f"INSERT OR IGNORE INTO trades ({TRADE_COLUMNS}) "
+                            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                            (e.seq, e.price, e.quantity, e.bid_order_id, e.ask_order_id,
+                             e.taker_side, e.ts),
+                        )  # fmt: skip
+                        for order_id, remaining in (
+                            (e.bid_order_id, e.bid_remaining),
+                            (e.ask_order_id, e.ask_remaining),
+                        ):
+                            db.execute(
+                                "UPDATE orders SET remaining = ?, traded = quantity - ?, "
+                                "alive = ?, updated_ts = ?, last_seq = ? "
+                                "WHERE order_id = ? AND last_seq < ?",
+                                (remaining, remaining, int(remaining > 0), e.ts, e.seq,
+                                 order_id, e.seq),
+                            )  # fmt: skip
+                    case Modified():
+                        db.execute(
+                            "UPDATE orders SET price = ?, updated_ts = ?, last_seq = ? "
+                            "WHERE order_id = ? AND last_seq < ?",
+                            (e.price, e.ts, e.seq, e.order_id, e.seq),
+                        )
+                    case Cancelled():
+                        db.execute(
+                            "UPDATE orders SET remaining = 0, cancelled = ?, alive = 0, "
+                            "updated_ts = ?, last_seq = ? WHERE order_id = ? AND last_seq < ?",
+                            (e.quantity, e.ts, e.seq, e.order_id, e.seq),
+                        )
+            db.execute(
+                "INSERT INTO meta (key, value) VALUES ('progress', ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = max(value, excluded.value)",
+                (events[-1].seq,),
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    # -- reads ------------------------------------------------------------------------------
+
+    async def progress(self) -> int:
+        return await self._run(self._progress)
+
+    def _progress(self) -> int:
+        row = self.db.execute("SELECT value FROM meta WHERE key = 'progress'").fetchone()
+        return int(row[0]) if row else 0
+
+    async def get_order(self, order_id: int) -> OrderRecord | None:
+        rows = await self._run(
+            self._query, f"SELECT {ORDER_COLUMNS} FROM orders WHERE order_id = ?", (order_id,)
+        )
+        return _order(rows[0]) if rows else None
+
+    async def list_orders(
+        self, *, alive: bool | None, side: int | None, limit: int, after: int | None
+    ) -> list[OrderRecord]:
+        where, args = ["order_id > ?"], [after or 0]
+        if alive is not None:
+            where.append("alive = ?")
+            args.append(int(alive))
+        if side is not None:
+            where.append("side = ?")
+            args.append(side)
+        sql = (
+            f"SELECT {ORDER_COLUMNS} FROM orders WHERE {' AND '.join(where)} "
+            "ORDER BY order_id LIMIT ?"
+        )
+        rows = await self._run(self._query, sql, (*args, limit))
+        return [_order(r) for r in rows]
+
+    async def list_trades(
+        self, *, limit: int, after: int | None, order_id: int | None = None
+    ) -> list[TradeRecord]:
+        if order_id is None:
+            sql = f"SELECT {TRADE_COLUMNS} FROM trades WHERE trade_id > ? ORDER BY trade_id LIMIT ?"
+            args: tuple[int, ...] = (after or 0, limit)
+        else:
+            sql = (
+                f"SELECT {TRADE_COLUMNS} FROM trades WHERE trade_id > ? "
+                "AND (bid_order_id = ? OR ask_order_id = ?) ORDER BY trade_id LIMIT ?"
+            )
+            args = (after or 0, order_id, order_id, limit)
+        rows = await self._run(self._query, sql, args)
+        return [TradeRecord(*r) for r in rows]
+
+    async def depth(self, levels: int) -> Depth:
+        sql = (
+            "SELECT price, SUM(remaining) FROM orders WHERE alive = 1 AND side = ? "
+            "GROUP BY price ORDER BY price {} LIMIT ?"
+        )
+        bids = await self._run(self._query, sql.format("DESC"), (1, levels))
+        asks = await self._run(self._query, sql.format("ASC"), (-1, levels))
+        return [(p, q) for p, q in bids], [(p, q) for p, q in asks]
+
+    async def events(self, after: int, limit: int) -> list[Event]:
+        rows = await self._run(
+            self._query,
+            "SELECT body FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+            (after, limit),
+        )
+        return [_decode_event(r[0]) for r in rows]
+
+    def _query(self, sql: str, args: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        return self.db.execute(sql, args).fetchall()
+
+
+def _order(row: tuple[Any, ...]) -> OrderRecord:
+    (
+        order_id,
+        side,
+        price,
+        quantity,
+        remaining,
+        traded,
+        cancelled,
+        alive,
+        coid,
+        created,
+        updated,
+    ) = row
+    return OrderRecord(
+        order_id, side, price, quantity, remaining, traded, cancelled, bool(alive), coid, created,
+        updated,
+    )  # fmt: skip
