@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run: $(STAMP)
-	$(PY) -m shared.launcher
+	$(PY) -m shared.stack
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -1,0 +1,106 @@
+"""The archiver service: event stream -> store, resumable and idempotent.
+
+It resumes from the progress recorded in the store (not in Redis), checks that sequence
+numbers continue without a gap, and writes each read batch in one call to the store. It
+never skips: a gap (events trimmed or lost before they were stored) stops it with an error
+instead of silently storing a history with a hole in it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from typing import Any
+
+import redis.asyncio as aioredis
+import structlog
+
+from shared.config import Settings
+from shared.events import Event, decode_events
+from shared.logs import configure
+
+from .store import GapError, Store, open_store
+
+READ_BATCH = 500
+# Events kept in the stream behind the stored progress, for late readers and debugging.
+STREAM_RETENTION = 100_000
+
+
+def continue_sequence(progress: int, events: list[Event]) -> list[Event]:
+    """The events after `progress`, checked to follow it without a gap."""
+    fresh = [e for e in events if e.seq > progress]
+    expected = progress + 1
+    for e in fresh:
+        if e.seq != expected:
+            raise GapError(f"sequence gap: expected {expected}, got {e.seq}")
+        expected += 1
+    return fresh
+
+
+class ArchiverService:
+    def __init__(self, settings: Settings, client: aioredis.Redis, store: Store) -> None:
+        self.settings = settings
+        self.redis = client
+        self.store = store
+        self.log: Any = structlog.get_logger(service="archiver")
+        self.stopping = asyncio.Event()
+
+    async def run(self) -> None:
+        progress = await self.store.progress()
+        self.log.info("resume", progress=progress)
+        stream = self.settings.event_stream
+        last_id = f"{progress}-0"
+        stored_since_trim = 0
+        while not self.stopping.is_set():
+            response: Any = await self.redis.xread({stream: last_id}, count=READ_BATCH, block=500)
+            if not response:
+                continue
+            entries = response[0][1]
+            events: list[Event] = []
+            for _, fields in entries:
+                events.extend(decode_events(fields[b"e"]))
+            fresh = continue_sequence(progress, events)
+            await self.store.apply(fresh)
+            if fresh:
+                progress = fresh[-1].seq
+                stored_since_trim += len(fresh)
+            last_id = entries[-1][0]
+            await self.redis.set(f"{self.settings.stream_prefix}:archiver:progress", progress)
+            if stored_since_trim >= 10_000 and progress > STREAM_RETENTION:
+                await self.redis.xtrim(stream, minid=f"{progress - STREAM_RETENTION}-0")
+                stored_since_trim = 0
+
+
+async def amain() -> None:
+    settings = Settings.from_env()
+    log = configure("archiver", settings.log_level)
+    if not settings.redis_url:
+        raise SystemExit("REDIS_URL is not set (make run and the tests set it)")
+    store = open_store(settings)
+    await store.open()
+    client = aioredis.Redis.from_url(settings.redis_url)
+    service = ArchiverService(settings, client, store)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, service.stopping.set)
+    backoff = 0.1
+    try:
+        while not service.stopping.is_set():
+            try:
+                await service.run()
+            except (
+                aioredis.ConnectionError,
+                aioredis.TimeoutError,
+                aioredis.BusyLoadingError,
+            ) as exc:
+                log.warning("redis_unavailable", error=str(exc), retry_in=backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+    finally:
+        await store.close()
+        await client.aclose()
+        log.info("stopped")
+
+
+def main() -> None:
+    asyncio.run(amain())

@@ -1,0 +1,92 @@
+"""Engine checkpoints on disk: the core snapshot plus where in the command stream it stands.
+
+File layout: MAGIC, then a 32-byte blake2b digest of the body, then the body (msgpack of
+`Checkpoint`). Files are written to a temporary name, fsynced, renamed and the directory
+fsynced, so a crash leaves either the old file set or the new one; a file whose digest does
+not match (torn or corrupt) is skipped and the previous checkpoint is used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import msgspec
+
+MAGIC = b"OMECKPT1"
+DIGEST = 32
+KEEP = 3
+
+
+class Checkpoint(msgspec.Struct, frozen=True):
+    version: int
+    seq: int
+    last_command_id: str  # Redis stream id of the last command applied
+    core: bytes  # engine.snapshot.snapshot() bytes
+
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(Checkpoint)
+
+
+def _name(seq: int) -> str:
+    return f"engine-{seq:016d}.ckpt"
+
+
+def write(directory: Path, checkpoint: Checkpoint) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    body = _encoder.encode(checkpoint)
+    path = directory / _name(checkpoint.seq)
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "wb") as f:
+        f.write(MAGIC + hashlib.blake2b(body, digest_size=DIGEST).digest() + body)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    dir_fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+    return path
+
+
+def read(path: Path) -> Checkpoint:
+    data = path.read_bytes()
+    if not data.startswith(MAGIC):
+        raise ValueError(f"{path.name}: not a checkpoint")
+    digest, body = data[len(MAGIC) : len(MAGIC) + DIGEST], data[len(MAGIC) + DIGEST :]
+    if hashlib.blake2b(body, digest_size=DIGEST).digest() != digest:
+        raise ValueError(f"{path.name}: checksum mismatch (torn or corrupt)")
+    return _decoder.decode(body)
+
+
+def files(directory: Path) -> list[Path]:
+    """Checkpoint files, newest first."""
+    return sorted(directory.glob("engine-*.ckpt"), reverse=True)
+
+
+def load_newest(directory: Path) -> tuple[Checkpoint | None, list[str]]:
+    """The newest valid checkpoint, and the reasons older-but-newer files were skipped."""
+    skipped: list[str] = []
+    for path in files(directory):
+        try:
+            return read(path), skipped
+        except (OSError, ValueError, msgspec.DecodeError) as exc:
+            skipped.append(str(exc))
+    return None, skipped
+
+
+def prune(directory: Path, keep: int = KEEP) -> list[Checkpoint]:
+    """Delete all but the `keep` newest valid checkpoints; returns the kept ones, newest first."""
+    kept: list[Checkpoint] = []
+    for path in files(directory):
+        if len(kept) < keep:
+            try:
+                kept.append(read(path))
+                continue
+            except (OSError, ValueError, msgspec.DecodeError):
+                pass
+        path.unlink(missing_ok=True)
+    return kept

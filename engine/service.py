@@ -1,0 +1,201 @@
+"""The engine service: the single sequential owner of the book.
+
+It reads commands from the Redis command stream strictly in stream order, applies them to
+the pure core, and appends each command's events to the event stream under the explicit
+id `<last seq>-0`. Because the ids derive from the deterministic sequence numbers, a
+replay after a crash re-appends the same ids: Redis refuses them as not greater than the
+stream top, and we skip them, so no event is published twice.
+
+Recovery = newest valid checkpoint + replay of the commands after it. The same path runs
+after any Redis error: the service drops its in-memory state and recovers again, which is
+simpler than reasoning about which of its writes landed.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from typing import Any, cast
+
+import redis
+import structlog
+
+from shared.commands import decode_command
+from shared.config import Settings
+from shared.events import encode_events
+from shared.logs import configure
+
+from . import checkpoint
+from .matching import MatchingEngine
+from .snapshot import restore, snapshot, state_hash
+
+BOOK_DEPTH = 50  # levels published; subscribers slice what they asked for
+READ_BATCH = 1000
+Entries = list[tuple[bytes, dict[bytes, bytes]]]
+
+
+def _is_duplicate_id(exc: BaseException) -> bool:
+    return isinstance(exc, redis.ResponseError) and "equal or smaller" in str(exc)
+
+
+class EngineService:
+    def __init__(self, settings: Settings, client: redis.Redis) -> None:
+        self.settings = settings
+        self.redis = client
+        self.log: Any = structlog.get_logger(service="engine")
+        self.engine = MatchingEngine()
+        self.last_command_id = "0-0"
+        self.commands_since_checkpoint = 0
+        self.last_checkpoint_at = time.monotonic()
+        self.stopping = False
+        self.checkpoint_dir = settings.data_dir / "checkpoints"
+
+    # -- recovery ---------------------------------------------------------------------------
+
+    def recover(self) -> None:
+        started = time.monotonic()
+        found, skipped = checkpoint.load_newest(self.checkpoint_dir)
+        for reason in skipped:
+            self.log.warning("checkpoint_skipped", reason=reason)
+        if found is None:
+            self.engine, self.last_command_id = MatchingEngine(), "0-0"
+            self.log.info("recovery_start", checkpoint=None)
+        else:
+            self.engine, self.last_command_id = restore(found.core), found.last_command_id
+            self.log.info("checkpoint_loaded", seq=found.seq, last_command_id=found.last_command_id)
+        replayed = republished = 0
+        while True:
+            entries: Entries = cast(
+                Entries,
+                self.redis.xrange(
+                    self.settings.command_stream, f"({self.last_command_id}", "+", count=READ_BATCH
+                ),
+            )
+            if not entries:
+                break
+            republished += self.process(entries)
+            replayed += len(entries)
+            self.log.info("replay_progress", commands=replayed, seq=self.engine.seq)
+        self.log.info(
+            "recovery_done",
+            commands_replayed=replayed,
+            events_already_published=republished,
+            seq=self.engine.seq,
+            resting_orders=len(self.engine.orders),
+            state_hash=state_hash(self.engine),
+            seconds=round(time.monotonic() - started, 3),
+        )
+        self.redis.set(f"{self.settings.stream_prefix}:engine:state_hash", state_hash(self.engine))
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def process(self, entries: Entries) -> int:
+        """Apply commands in order and publish their events; returns how many were re-publishes."""
+        engine, stream = self.engine, self.settings.event_stream
+        pipe = self.redis.pipeline(transaction=False)
+        for entry_id, fields in entries:
+            try:
+                command = decode_command(fields[b"c"])
+            except Exception as exc:  # a poison entry: skipping it is itself deterministic
+                self.log.error("bad_command_entry", entry_id=entry_id.decode(), error=str(exc))
+                continue
+            events = engine.apply(command)
+            pipe.xadd(
+                stream,
+                {"r": command.request_id, "c": entry_id, "e": encode_events(events)},
+                id=f"{events[-1].seq}-0",
+            )
+        duplicates = 0
+        for result in pipe.execute(raise_on_error=False):
+            if isinstance(result, Exception):
+                if not _is_duplicate_id(result):
+                    raise result
+                duplicates += 1
+        self.last_command_id = entries[-1][0].decode()
+        self.commands_since_checkpoint += len(entries)
+        return duplicates
+
+    def serve(self) -> None:
+        interval = self.settings.book_interval_s
+        next_book = time.monotonic()
+        stream = self.settings.command_stream
+        while not self.stopping:
+            block_ms = max(1, int((next_book - time.monotonic()) * 1000))
+            response: Any = self.redis.xread(
+                {stream: self.last_command_id}, count=READ_BATCH, block=block_ms
+            )
+            if response:
+                self.process(response[0][1])
+            now = time.monotonic()
+            if now >= next_book:
+                self.publish_book()
+                next_book = now + interval
+            if self.commands_since_checkpoint and (
+                self.commands_since_checkpoint >= self.settings.snapshot_every
+                or now - self.last_checkpoint_at >= self.settings.snapshot_interval_s
+            ):
+                self.write_checkpoint()
+
+    def publish_book(self) -> None:
+        bids, asks = self.engine.depth(BOOK_DEPTH)
+        message = json.dumps(
+            {"seq": self.engine.seq, "ts": time.time_ns(), "bids": bids, "asks": asks}
+        )
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.publish(self.settings.book_channel, message)
+        # Doubles as the engine's heartbeat: readiness checks want it fresh.
+        pipe.set(f"{self.settings.stream_prefix}:engine:book", message, ex=5)
+        pipe.execute()
+
+    def write_checkpoint(self) -> None:
+        started = time.monotonic()
+        ckpt = checkpoint.Checkpoint(
+            version=1,
+            seq=self.engine.seq,
+            last_command_id=self.last_command_id,
+            core=snapshot(self.engine),
+        )
+        path = checkpoint.write(self.checkpoint_dir, ckpt)
+        kept = checkpoint.prune(self.checkpoint_dir)
+        # The command stream is the oplog: keep everything after the oldest kept checkpoint.
+        trimmed = self.redis.xtrim(self.settings.command_stream, minid=kept[-1].last_command_id)
+        self.commands_since_checkpoint = 0
+        self.last_checkpoint_at = time.monotonic()
+        self.log.info(
+            "checkpoint_written",
+            path=path.name,
+            seq=ckpt.seq,
+            bytes=len(ckpt.core),
+            commands_trimmed=trimmed,
+            seconds=round(self.last_checkpoint_at - started, 3),
+        )
+
+    def run(self) -> None:
+        """Recover, serve; on a Redis failure, recover again from durable state."""
+        backoff = 0.1
+        while not self.stopping:
+            try:
+                self.recover()
+                backoff = 0.1
+                self.serve()
+            except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError) as exc:
+                self.log.warning("redis_unavailable", error=str(exc), retry_in=backoff)
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+
+
+def main() -> None:
+    settings = Settings.from_env()
+    configure("engine", settings.log_level)
+    if not settings.redis_url:
+        raise SystemExit("REDIS_URL is not set (make run and the tests set it)")
+    service = EngineService(settings, redis.Redis.from_url(settings.redis_url))
+
+    def stop(signum: int, frame: object) -> None:
+        service.stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    service.run()
+    service.log.info("stopped", seq=service.engine.seq)

@@ -1,0 +1,1 @@
+"""The API service: GraphQL (Strawberry), REST and WebSockets on one FastAPI app."""

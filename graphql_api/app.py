@@ -1,0 +1,102 @@
+"""The FastAPI application: REST, WebSockets, GraphQL, health, metrics and the playground."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio as aioredis
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+from strawberry.fastapi import GraphQLRouter
+
+from archiver.store import open_store
+from shared.config import Settings
+
+from .exchange import Exchange, InvalidInput, Unavailable
+from .rest import ApiError, build_router
+from .schema import schema
+
+PLAYGROUND = Path(__file__).resolve().parent.parent / "web_playground"
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings.from_env()
+    if not settings.redis_url:
+        raise RuntimeError("REDIS_URL is not set (make run and the tests set it)")
+    store = open_store(settings)
+    client = aioredis.Redis.from_url(settings.redis_url)
+    exchange = Exchange(settings, client, store)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await store.open()
+        await exchange.start()
+        try:
+            yield
+        finally:
+            await exchange.stop()
+            await client.aclose()
+            await store.close()
+
+    app = FastAPI(
+        title="Order-matching exchange",
+        version="0.1.0",
+        description="Limit order book with price-time priority. GraphQL at /graphql.",
+        lifespan=lifespan,
+    )
+    app.state.exchange = exchange
+
+    @app.exception_handler(InvalidInput)
+    async def invalid_input(request: Request, exc: InvalidInput) -> JSONResponse:
+        errors = [{"field": e.field, "message": e.message} for e in exc.errors]
+        return JSONResponse(
+            {"error": "invalid_request", "message": str(exc), "errors": errors}, status_code=422
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_params(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"field": str(err["loc"][-1]) if err.get("loc") else "request", "message": err["msg"]}
+            for err in exc.errors()
+        ]
+        message = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+        return JSONResponse(
+            {"error": "invalid_request", "message": message, "errors": errors}, status_code=422
+        )
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
+        body: dict[str, Any] = {"error": exc.error, "message": exc.message, **exc.extra}
+        return JSONResponse(body, status_code=exc.status)
+
+    @app.exception_handler(Unavailable)
+    async def unavailable(request: Request, exc: Unavailable) -> JSONResponse:
+        return JSONResponse(
+            {"error": "unavailable", "message": str(exc)},
+            status_code=503,
+            headers={"Retry-After": "1"},
+        )
+
+    @app.get("/health/live", include_in_schema=False)
+    async def live() -> dict[str, bool]:
+        return {"live": True}
+
+    @app.get("/health/ready", include_in_schema=False)
+    async def ready() -> JSONResponse:
+        checks = await exchange.ready()
+        return JSONResponse(checks, status_code=200 if checks["ready"] else 503)
+
+    app.include_router(build_router(exchange))
+
+    async def context() -> dict[str, Any]:
+        return {"exchange": exchange}
+
+    app.include_router(GraphQLRouter(schema, context_getter=context), prefix="/graphql")
+    if PLAYGROUND.is_dir():
+        app.mount("/", StaticFiles(directory=PLAYGROUND, html=True), name="playground")
+    return app

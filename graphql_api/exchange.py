@@ -1,0 +1,350 @@
+"""The application layer: every REST route and GraphQL resolver goes through `Exchange`.
+
+Mutations are validated here with the `shared` parsers, journaled on the command stream,
+and answered when the engine's events for that request id come back on the event stream.
+Reads come from the store after a read barrier: the store must have archived everything
+the engine had published when the read arrived, which gives read-your-writes from any API
+replica (a mutation is acknowledged only after its events are on the stream).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import redis.asyncio as aioredis
+import structlog
+
+from archiver.store import OrderRecord, Store, TradeRecord
+from shared.commands import Cancel, Command, Modify, Place, encode_command
+from shared.config import Settings
+from shared.events import Accepted, Event, Modified, Rejected, Trade, decode_events
+from shared.prices import InputError, parse_price, parse_quantity, parse_side, ticks_to_decimal
+
+from .hub import Hub
+
+MAX_PAGE = 1000
+MAX_DEPTH = 50
+MAX_CLIENT_ORDER_ID = 64
+
+
+class InvalidInput(Exception):
+    def __init__(self, errors: list[InputError]) -> None:
+        super().__init__("; ".join(str(e) for e in errors))
+        self.errors = errors
+
+
+class Unavailable(Exception):
+    """The engine or the store did not answer in time; retrying is safe."""
+
+
+@dataclass(frozen=True)
+class PlaceResult:
+    order_id: int
+    duplicate: bool  # the client_order_id was seen before: this is the original order
+
+
+@dataclass(frozen=True)
+class ChangeResult:
+    success: bool
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class BookView:
+    seq: int
+    ts: int
+    bids: list[tuple[int, int]]
+    asks: list[tuple[int, int]]
+
+
+def iso(ts_ns: int) -> str:
+    return datetime.fromtimestamp(ts_ns / 1e9, UTC).isoformat(timespec="microseconds")
+
+
+def parse_order_id(value: Any, field: str = "order_id") -> int:
+    """Order ids are positive integers, sent as strings (or ints)."""
+    if isinstance(value, bool):
+        raise InputError(field, "must be an order id such as '42'")
+    if isinstance(value, int):
+        number = value
+    elif isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 18:
+        number = int(value)
+    else:
+        raise InputError(field, "must be an order id such as '42'")
+    if number < 1:
+        raise InputError(field, "must be an order id such as '42'")
+    return number
+
+
+def _stream_seq(entry_id: bytes | str) -> int:
+    text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+    return int(text.split("-", 1)[0])
+
+
+class Exchange:
+    def __init__(self, settings: Settings, client: aioredis.Redis, store: Store) -> None:
+        self.settings = settings
+        self.redis = client
+        self.store = store
+        self.log: Any = structlog.get_logger(service="api")
+        self.pending: dict[str, asyncio.Future[list[Event]]] = {}
+        self.trades: Hub[Trade] = Hub()
+        self.books: Hub[BookView] = Hub(maxsize=16)
+        self.latest_book: BookView | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        start_id = await self._last_event_id()
+        self._tasks = [
+            asyncio.create_task(self._read_events(start_id)),
+            asyncio.create_task(self._read_books()),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _last_event_id(self) -> bytes | str:
+        last: Any = await self.redis.xrevrange(self.settings.event_stream, "+", "-", count=1)
+        return last[0][0] if last else "0-0"
+
+    async def _read_events(self, last_id: bytes | str) -> None:
+        stream = self.settings.event_stream
+        while True:
+            try:
+                response: Any = await self.redis.xread({stream: last_id}, count=1000, block=1000)
+            except (aioredis.ConnectionError, aioredis.TimeoutError) as exc:
+                self.log.warning("event_reader_redis_error", error=str(exc))
+                await asyncio.sleep(0.2)
+                continue
+            if not response:
+                continue
+            for _, fields in response[0][1]:
+                request_id = fields[b"r"].decode()
+                future = self.pending.pop(request_id, None)
+                if future is None and not self.trades.subscribers:
+                    continue
+                events = decode_events(fields[b"e"])
+                if future is not None and not future.done():
+                    future.set_result(events)
+                for event in events:
+                    if type(event) is Trade:
+                        self.trades.publish(event)
+            last_id = response[0][1][-1][0]
+
+    async def _read_books(self) -> None:
+        while True:
+            try:
+                async with self.redis.pubsub() as pubsub:
+                    await pubsub.subscribe(self.settings.book_channel)
+                    async for message in pubsub.listen():
+                        if message["type"] != "message":
+                            continue
+                        data = json.loads(message["data"])
+                        book = BookView(
+                            data["seq"],
+                            data["ts"],
+                            [(p, q) for p, q in data["bids"]],
+                            [(p, q) for p, q in data["asks"]],
+                        )
+                        self.latest_book = book
+                        self.books.publish(book)
+            except (aioredis.ConnectionError, aioredis.TimeoutError) as exc:
+                self.log.warning("book_reader_redis_error", error=str(exc))
+                await asyncio.sleep(0.2)
+
+    # -- conversions ------------------------------------------------------------------------
+
+    def price(self, ticks: int) -> Decimal:
+        return ticks_to_decimal(ticks, self.settings.tick_size)
+
+    def _parse_price(self, value: Any) -> int:
+        return parse_price(value, self.settings.tick_size, self.settings.max_price)
+
+    # -- mutations --------------------------------------------------------------------------
+
+    async def _submit(self, command_for: Any) -> list[Event]:
+        request_id = uuid.uuid4().hex
+        command: Command = command_for(request_id, time.time_ns())
+        future: asyncio.Future[list[Event]] = asyncio.get_running_loop().create_future()
+        self.pending[request_id] = future
+        try:
+            await self.redis.xadd(self.settings.command_stream, {"c": encode_command(command)})
+            return await asyncio.wait_for(future, self.settings.request_timeout_s)
+        except TimeoutError:
+            raise Unavailable(
+                "the engine did not answer in time; the command may still be applied: "
+                "retry with the same client_order_id, or read the order back"
+            ) from None
+        except (aioredis.ConnectionError, aioredis.TimeoutError) as exc:
+            raise Unavailable(f"the command stream is unavailable: {exc}") from None
+        finally:
+            self.pending.pop(request_id, None)
+
+    async def place(
+        self, *, side: Any, price: Any, quantity: Any, client_order_id: Any = None
+    ) -> PlaceResult:
+        errors: list[InputError] = []
+        parsed: dict[str, Any] = {}
+        for name, parse, value in (
+            ("side", parse_side, side),
+            ("price", self._parse_price, price),
+            ("quantity", lambda v: parse_quantity(v, self.settings.max_quantity), quantity),
+        ):
+            try:
+                parsed[name] = parse(value)
+            except InputError as exc:
+                errors.append(exc)
+        if client_order_id is not None and (
+            not isinstance(client_order_id, str)
+            or not 1 <= len(client_order_id) <= MAX_CLIENT_ORDER_ID
+            or not client_order_id.isprintable()
+        ):
+            errors.append(
+                InputError(
+                    "client_order_id", f"must be a string of 1..{MAX_CLIENT_ORDER_ID} characters"
+                )
+            )
+        if errors:
+            raise InvalidInput(errors)
+        events = await self._submit(
+            lambda rid, ts: Place(
+                parsed["side"], parsed["price"], parsed["quantity"], client_order_id, rid, ts
+            )
+        )
+        first = events[0]
+        if isinstance(first, Accepted):
+            return PlaceResult(first.order_id, duplicate=False)
+        assert isinstance(first, Rejected), first
+        return PlaceResult(first.order_id, duplicate=True)
+
+    async def modify(self, *, order_id: Any, price: Any) -> ChangeResult:
+        errors: list[InputError] = []
+        try:
+            oid = parse_order_id(order_id)
+        except InputError as exc:
+            errors.append(exc)
+        try:
+            ticks = self._parse_price(price)
+        except InputError as exc:
+            errors.append(exc)
+        if errors:
+            raise InvalidInput(errors)
+        events = await self._submit(lambda rid, ts: Modify(oid, ticks, rid, ts))
+        return self._change_result(events[0], Modified)
+
+    async def cancel(self, *, order_id: Any) -> ChangeResult:
+        try:
+            oid = parse_order_id(order_id)
+        except InputError as exc:
+            raise InvalidInput([exc]) from None
+        events = await self._submit(lambda rid, ts: Cancel(oid, rid, ts))
+        return self._change_result(events[0], type(events[0]))
+
+    @staticmethod
+    def _change_result(first: Event, success_type: type) -> ChangeResult:
+        if isinstance(first, Rejected):
+            return ChangeResult(False, first.reason)
+        assert isinstance(first, success_type), first
+        return ChangeResult(True)
+
+    # -- reads ------------------------------------------------------------------------------
+
+    async def read_barrier(self) -> None:
+        """Wait until the store has archived every event published so far."""
+        target = _stream_seq(await self._last_event_id())
+        deadline = time.monotonic() + self.settings.read_barrier_timeout_s
+        delay = 0.001
+        while await self.store.progress() < target:
+            if time.monotonic() > deadline:
+                raise Unavailable("the store is behind the engine; retry shortly")
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.02)
+
+    async def order(self, order_id: Any) -> OrderRecord | None:
+        try:
+            oid = parse_order_id(order_id)
+        except InputError as exc:
+            raise InvalidInput([exc]) from None
+        await self.read_barrier()
+        return await self.store.get_order(oid)
+
+    async def orders(
+        self, *, alive: bool | None, side: Any, limit: int, after: Any
+    ) -> list[OrderRecord]:
+        errors: list[InputError] = []
+        side_value = cursor = None
+        if side is not None:
+            try:
+                side_value = parse_side(side)
+            except InputError as exc:
+                errors.append(exc)
+        if after is not None:
+            try:
+                cursor = parse_order_id(after, "after")
+            except InputError as exc:
+                errors.append(exc)
+        errors.extend(_limit_error(limit))
+        if errors:
+            raise InvalidInput(errors)
+        await self.read_barrier()
+        return await self.store.list_orders(alive=alive, side=side_value, limit=limit, after=cursor)
+
+    async def trade_list(self, *, limit: int, after: Any) -> list[TradeRecord]:
+        errors = _limit_error(limit)
+        cursor = None
+        if after is not None:
+            try:
+                cursor = parse_order_id(after, "after")
+            except InputError as exc:
+                errors.append(exc)
+        if errors:
+            raise InvalidInput(errors)
+        await self.read_barrier()
+        return await self.store.list_trades(limit=limit, after=cursor)
+
+    async def book(self, depth: int) -> BookView:
+        if isinstance(depth, bool) or not isinstance(depth, int) or not 1 <= depth <= MAX_DEPTH:
+            raise InvalidInput([InputError("depth", f"must be an integer in 1..{MAX_DEPTH}")])
+        await self.read_barrier()
+        seq = await self.store.progress()
+        bids, asks = await self.store.depth(depth)
+        return BookView(seq, time.time_ns(), bids, asks)
+
+    async def ready(self) -> dict[str, Any]:
+        """Readiness: Redis answers, the store answers, the engine's heartbeat is fresh."""
+        checks: dict[str, Any] = {}
+        try:
+            checks["redis"] = bool(await self.redis.ping())
+            checks["engine"] = bool(
+                await self.redis.exists(f"{self.settings.stream_prefix}:engine:book")
+            )
+        except (aioredis.ConnectionError, aioredis.TimeoutError):
+            checks["redis"] = checks["engine"] = False
+        try:
+            checks["store_progress"] = await self.store.progress()
+            checks["store"] = True
+        except Exception as exc:  # report, don't raise: this is a health endpoint
+            checks["store"] = False
+            checks["store_error"] = str(exc)
+        checks["ready"] = bool(checks["redis"] and checks["engine"] and checks["store"])
+        return checks
+
+
+def _limit_error(limit: Any) -> list[InputError]:
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
+        return [InputError("limit", f"must be an integer in 1..{MAX_PAGE}")]
+    return []

@@ -1,0 +1,231 @@
+"""REST routes and plain WebSockets: a thin skin over `Exchange`.
+
+Bodies are read as raw JSON and validated by the application layer (the same parsers the
+GraphQL resolvers use), so both APIs accept and refuse exactly the same values. The request
+schemas below only document the contract in OpenAPI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Path, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi.responses import JSONResponse
+
+from shared.prices import InputError
+
+from .exchange import MAX_PAGE, Exchange, InvalidInput
+from .hub import SlowConsumer
+from .views import book_json, order_json, trade_json
+
+MAX_BODY_BYTES = 16 * 1024
+ORDER_ID_PATTERN = r"^[0-9]{1,18}$"
+
+PRICE_SCHEMA = {
+    "oneOf": [
+        {"type": "number", "exclusiveMinimum": 0},
+        {"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?$"},
+    ],
+    "description": "limit price in decimal units, a multiple of the tick size",
+}
+PLACE_SCHEMA = {
+    "type": "object",
+    "required": ["side", "price", "quantity"],
+    "additionalProperties": False,
+    "properties": {
+        "side": {"type": "integer", "enum": [1, -1], "description": "1 buy, -1 sell"},
+        "price": PRICE_SCHEMA,
+        "quantity": {"type": "integer", "minimum": 1},
+        "client_order_id": {"type": "string", "minLength": 1, "maxLength": 64},
+    },
+    "example": {"side": 1, "price": 101.5, "quantity": 10},
+}
+MODIFY_SCHEMA = {
+    "type": "object",
+    "required": ["price"],
+    "additionalProperties": False,
+    "properties": {"price": PRICE_SCHEMA},
+    "example": {"price": 102},
+}
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, error: str, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status, self.error, self.message, self.extra = status, error, message, extra
+
+
+def _body(schema: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": schema}},
+        }
+    }
+
+
+async def read_object(request: Request, allowed: set[str]) -> dict[str, Any]:
+    """The JSON object body, or an ApiError naming what is wrong with it."""
+    content_type = request.headers.get("content-type", "")
+    if content_type.split(";")[0].strip().lower() != "application/json":
+        raise ApiError(415, "unsupported_media_type", "the body must be application/json")
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise ApiError(413, "body_too_large", f"the body must be at most {MAX_BODY_BYTES} bytes")
+    raw = b""
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > MAX_BODY_BYTES:
+            raise ApiError(
+                413, "body_too_large", f"the body must be at most {MAX_BODY_BYTES} bytes"
+            )
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise ApiError(400, "invalid_json", "the body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise ApiError(422, "invalid_request", "the body must be a JSON object", field="body")
+    unknown = sorted(set(body) - allowed)
+    if unknown:
+        raise ApiError(
+            422,
+            "invalid_request",
+            f"unknown field {unknown[0]!r}",
+            errors=[{"field": name, "message": "unknown field"} for name in unknown],
+        )
+    return body
+
+
+def require(body: dict[str, Any], *fields: str) -> None:
+    missing = [InputError(name, "is required") for name in fields if name not in body]
+    if missing:
+        raise InvalidInput(missing)
+
+
+def build_router(ex: Exchange) -> APIRouter:
+    router = APIRouter()
+
+    @router.post(
+        "/orders",
+        status_code=201,
+        openapi_extra=_body(PLACE_SCHEMA),
+        summary="Place a limit order",
+        responses={200: {"description": "client_order_id seen before: the original order"}},
+    )
+    async def place_order(request: Request) -> JSONResponse:
+        body = await read_object(request, {"side", "price", "quantity", "client_order_id"})
+        require(body, "side", "price", "quantity")
+        result = await ex.place(
+            side=body.get("side"),
+            price=body.get("price"),
+            quantity=body.get("quantity"),
+            client_order_id=body.get("client_order_id"),
+        )
+        status = 200 if result.duplicate else 201
+        payload: dict[str, Any] = {"order_id": str(result.order_id)}
+        if result.duplicate:
+            payload["duplicate"] = True
+        return JSONResponse(payload, status_code=status)
+
+    @router.put(
+        "/orders/{order_id}", openapi_extra=_body(MODIFY_SCHEMA), summary="Modify the price"
+    )
+    async def modify_order(
+        request: Request, order_id: Annotated[str, Path(pattern=ORDER_ID_PATTERN)]
+    ) -> dict[str, Any]:
+        body = await read_object(request, {"price"})
+        require(body, "price")
+        result = await ex.modify(order_id=order_id, price=body["price"])
+        return _change(result.success, result.reason)
+
+    @router.delete("/orders/{order_id}", summary="Cancel the remaining quantity")
+    async def cancel_order(
+        order_id: Annotated[str, Path(pattern=ORDER_ID_PATTERN)],
+    ) -> dict[str, Any]:
+        result = await ex.cancel(order_id=order_id)
+        return _change(result.success, result.reason)
+
+    @router.get("/orders/{order_id}", summary="One order")
+    async def get_order(
+        order_id: Annotated[str, Path(pattern=ORDER_ID_PATTERN)],
+    ) -> dict[str, Any]:
+        order = await ex.order(order_id)
+        if order is None:
+            raise ApiError(404, "not_found", f"order {order_id} not found", field="order_id")
+        return order_json(ex, order)
+
+    @router.get("/orders", summary="Orders, oldest first (cursor: the last order_id seen)")
+    async def list_orders(
+        alive: bool | None = None,
+        side: Literal[1, -1] | None = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+        after: Annotated[str | None, Query(pattern=ORDER_ID_PATTERN)] = None,
+    ) -> list[dict[str, Any]]:
+        orders = await ex.orders(alive=alive, side=side, limit=limit, after=after)
+        return [order_json(ex, o) for o in orders]
+
+    @router.get("/trades", summary="Trades, oldest first (cursor: the last trade_id seen)")
+    async def list_trades(
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+        after: Annotated[str | None, Query(pattern=ORDER_ID_PATTERN)] = None,
+    ) -> list[dict[str, Any]]:
+        trades = await ex.trade_list(limit=limit, after=after)
+        return [trade_json(ex, t) for t in trades]
+
+    @router.get("/orderbook", summary="Aggregated book, up to `depth` levels per side")
+    async def order_book(depth: Annotated[int, Query(ge=1, le=50)] = 5) -> dict[str, Any]:
+        return book_json(ex, await ex.book(depth), depth)
+
+    @router.websocket("/ws/trades")
+    async def ws_trades(websocket: WebSocket) -> None:
+        await websocket.accept()
+        async with ex.trades.subscribe() as sub:
+            await _pump(websocket, lambda: _next_json(sub, lambda t: trade_json(ex, t)))
+
+    @router.websocket("/ws/orderbook")
+    async def ws_orderbook(websocket: WebSocket) -> None:
+        await websocket.accept()
+        async with ex.books.subscribe() as sub:
+            await _pump(websocket, lambda: _next_json(sub, lambda b: book_json(ex, b, 5)))
+
+    return router
+
+
+async def _next_json(sub: Any, render: Any) -> dict[str, Any]:
+    result: dict[str, Any] = render(await sub.get())
+    return result
+
+
+async def _pump(websocket: WebSocket, next_message: Any) -> None:
+    """Send messages until the client leaves; read (and ignore) what it sends meanwhile."""
+
+    async def drain() -> None:
+        while (await websocket.receive())["type"] != "websocket.disconnect":
+            pass
+
+    async def send() -> None:
+        while True:
+            await websocket.send_json(await next_message())
+
+    tasks = [asyncio.create_task(drain()), asyncio.create_task(send())]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            exc = task.exception()
+            if isinstance(exc, SlowConsumer):
+                await websocket.close(code=1013, reason="too slow: dropped")
+            elif exc is not None and not isinstance(exc, WebSocketDisconnect | RuntimeError):
+                raise exc
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+
+def _change(success: bool, reason: str | None) -> dict[str, Any]:
+    return {"success": True} if success else {"success": False, "reason": reason}

@@ -1,0 +1,294 @@
+"""The GraphQL schema (Strawberry): queries, mutations and subscriptions over `Exchange`.
+
+Business outcomes (rejections, bad input) are typed results, not GraphQL errors; errors are
+left for what the client cannot act on in its own terms (engine unavailable, bugs).
+Prices travel as the `Price` scalar: a decimal string on output; a string or a number on
+input, validated by the same parser as REST.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Annotated, Any, NewType
+
+import strawberry
+from strawberry.types import Info
+
+from archiver.store import OrderRecord, TradeRecord
+from shared.events import Trade as TradeEvent
+
+from .exchange import MAX_PAGE, BookView, Exchange, InvalidInput
+from .hub import SlowConsumer
+
+Price = strawberry.scalar(
+    NewType("Price", Decimal),
+    name="Price",
+    description='A price in decimal units as a string, e.g. "101.25" (numbers accepted on input)',
+    serialize=lambda value: str(value),
+    parse_value=lambda value: value,
+)
+
+
+def _dt(ts_ns: int) -> datetime:
+    return datetime.fromtimestamp(ts_ns / 1e9, UTC)
+
+
+def _ex(info: Info) -> Exchange:
+    exchange: Exchange = info.context["exchange"]
+    return exchange
+
+
+@strawberry.type
+class Order:
+    order_id: strawberry.ID
+    side: int
+    order_price: Price  # type: ignore[valid-type]
+    order_quantity: int
+    traded_quantity: int
+    remaining_quantity: int
+    cancelled_quantity: int
+    order_alive: bool
+    client_order_id: str | None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, ex: Exchange, o: OrderRecord) -> Order:
+        return cls(
+            order_id=strawberry.ID(str(o.order_id)),
+            side=o.side,
+            order_price=ex.price(o.price),
+            order_quantity=o.quantity,
+            traded_quantity=o.traded,
+            remaining_quantity=o.remaining,
+            cancelled_quantity=o.cancelled,
+            order_alive=o.alive,
+            client_order_id=o.client_order_id,
+            created_at=_dt(o.created_ts),
+            updated_at=_dt(o.updated_ts),
+        )
+
+
+@strawberry.type
+class Trade:
+    trade_id: strawberry.ID
+    trade_price: Price  # type: ignore[valid-type]
+    quantity: int
+    bid_order_id: strawberry.ID
+    ask_order_id: strawberry.ID
+    aggressor_side: int
+    timestamp: datetime
+
+    @classmethod
+    def of(cls, ex: Exchange, t: TradeRecord | TradeEvent) -> Trade:
+        trade_id = t.trade_id if isinstance(t, TradeRecord) else t.seq
+        return cls(
+            trade_id=strawberry.ID(str(trade_id)),
+            trade_price=ex.price(t.price),
+            quantity=t.quantity,
+            bid_order_id=strawberry.ID(str(t.bid_order_id)),
+            ask_order_id=strawberry.ID(str(t.ask_order_id)),
+            aggressor_side=t.taker_side,
+            timestamp=_dt(t.ts),
+        )
+
+
+@strawberry.type
+class Level:
+    price: Price  # type: ignore[valid-type]
+    quantity: int
+
+
+@strawberry.type
+class OrderBook:
+    timestamp: datetime
+    seq: int
+    bids: list[Level]
+    asks: list[Level]
+
+    @classmethod
+    def of(cls, ex: Exchange, book: BookView, depth: int) -> OrderBook:
+        return cls(
+            timestamp=_dt(book.ts),
+            seq=book.seq,
+            bids=[Level(price=ex.price(p), quantity=q) for p, q in book.bids[:depth]],
+            asks=[Level(price=ex.price(p), quantity=q) for p, q in book.asks[:depth]],
+        )
+
+
+@strawberry.type
+class OrderConnection:
+    nodes: list[Order]
+    end_cursor: str | None
+    has_next_page: bool
+
+
+@strawberry.type
+class TradeConnection:
+    nodes: list[Trade]
+    end_cursor: str | None
+    has_next_page: bool
+
+
+@strawberry.type
+class FieldError:
+    field: str
+    message: str
+
+
+@strawberry.type
+class OrderPlaced:
+    order_id: strawberry.ID
+    duplicate: bool = strawberry.field(
+        description="true when client_order_id was used before: this is the original order"
+    )
+
+
+@strawberry.type
+class OrderRejected:
+    reason: str
+    errors: list[FieldError]
+
+
+PlaceOrderResult = Annotated[OrderPlaced | OrderRejected, strawberry.union("PlaceOrderResult")]
+
+
+@strawberry.type
+class ChangeResult:
+    success: bool
+    reason: str | None = None
+    errors: list[FieldError] = strawberry.field(default_factory=list)
+
+
+@strawberry.input
+class PlaceOrderInput:
+    side: int = strawberry.field(description="1 buy, -1 sell")
+    price: Price  # type: ignore[valid-type]
+    quantity: int
+    client_order_id: str | None = None
+
+
+def _field_errors(exc: InvalidInput) -> list[FieldError]:
+    return [FieldError(field=_camel(e.field), message=e.message) for e in exc.errors]
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+@strawberry.type
+class Query:
+    @strawberry.field
+    async def order(self, info: Info, id: strawberry.ID) -> Order | None:
+        ex = _ex(info)
+        try:
+            record = await ex.order(str(id))
+        except InvalidInput:
+            return None  # an id of the wrong shape names no order
+        return Order.of(ex, record) if record else None
+
+    @strawberry.field
+    async def orders(
+        self,
+        info: Info,
+        alive: bool | None = None,
+        side: int | None = None,
+        first: int = 100,
+        after: str | None = None,
+    ) -> OrderConnection:
+        ex = _ex(info)
+        records = await ex.orders(alive=alive, side=side, limit=min(first, MAX_PAGE), after=after)
+        nodes = [Order.of(ex, o) for o in records]
+        return OrderConnection(
+            nodes=nodes,
+            end_cursor=str(nodes[-1].order_id) if nodes else after,
+            has_next_page=len(nodes) == first,
+        )
+
+    @strawberry.field
+    async def trades(
+        self, info: Info, first: int = 100, after: str | None = None
+    ) -> TradeConnection:
+        ex = _ex(info)
+        records = await ex.trade_list(limit=min(first, MAX_PAGE), after=after)
+        nodes = [Trade.of(ex, t) for t in records]
+        return TradeConnection(
+            nodes=nodes,
+            end_cursor=str(nodes[-1].trade_id) if nodes else after,
+            has_next_page=len(nodes) == first,
+        )
+
+    @strawberry.field
+    async def order_book(self, info: Info, depth: int = 5) -> OrderBook:
+        ex = _ex(info)
+        return OrderBook.of(ex, await ex.book(depth), depth)
+
+
+@strawberry.type
+class Mutation:
+    @strawberry.mutation
+    async def place_order(self, info: Info, input: PlaceOrderInput) -> PlaceOrderResult:
+        try:
+            result = await _ex(info).place(
+                side=input.side,
+                price=input.price,
+                quantity=input.quantity,
+                client_order_id=input.client_order_id,
+            )
+        except InvalidInput as exc:
+            return OrderRejected(reason="invalid_input", errors=_field_errors(exc))
+        return OrderPlaced(order_id=strawberry.ID(str(result.order_id)), duplicate=result.duplicate)
+
+    @strawberry.mutation
+    async def modify_order(self, info: Info, id: strawberry.ID, price: Price) -> ChangeResult:  # type: ignore[valid-type]
+        try:
+            result = await _ex(info).modify(order_id=str(id), price=price)
+        except InvalidInput as exc:
+            return ChangeResult(success=False, reason="invalid_input", errors=_field_errors(exc))
+        return ChangeResult(success=result.success, reason=result.reason)
+
+    @strawberry.mutation
+    async def cancel_order(self, info: Info, id: strawberry.ID) -> ChangeResult:
+        try:
+            result = await _ex(info).cancel(order_id=str(id))
+        except InvalidInput as exc:
+            return ChangeResult(success=False, reason="invalid_input", errors=_field_errors(exc))
+        return ChangeResult(success=result.success, reason=result.reason)
+
+
+@strawberry.type
+class Subscription:
+    @strawberry.subscription
+    async def trades(self, info: Info) -> AsyncGenerator[Trade, None]:
+        ex = _ex(info)
+        async with ex.trades.subscribe() as sub:
+            while True:
+                try:
+                    event = await sub.get()
+                except SlowConsumer:
+                    return
+                yield Trade.of(ex, event)
+
+    @strawberry.subscription
+    async def order_book(self, info: Info, depth: int = 5) -> AsyncGenerator[OrderBook, None]:
+        ex = _ex(info)
+        depth = max(1, min(depth, 50))
+        async with ex.books.subscribe() as sub:
+            while True:
+                try:
+                    book = await sub.get()
+                except SlowConsumer:
+                    return
+                yield OrderBook.of(ex, book, depth)
+
+
+def build_schema(extensions: list[Any] | None = None) -> strawberry.Schema:
+    return strawberry.Schema(
+        query=Query, mutation=Mutation, subscription=Subscription, extensions=extensions or []
+    )
+
+
+schema = build_schema()

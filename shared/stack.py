@@ -1,0 +1,194 @@
+"""Runs the whole stack as separate processes: `python -m shared.stack` (that is `make run`).
+
+Starts Redis (an embedded redis-server with AOF when `REDIS_URL` is unset), the engine, the
+archiver and the API, waits until the API reports ready, prints the URLs, restarts a service
+that dies, and stops everything on Ctrl-C. The test fixtures drive the same class, so the
+tests run the stack exactly as users do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import IO
+
+from .config import Settings
+from .redis_server import start_redis, wait_for_redis
+
+SERVICES = {"engine": "engine", "archiver": "archiver"}
+
+
+class Stack:
+    def __init__(
+        self,
+        data_dir: Path,
+        api_ports: list[int],
+        env: dict[str, str] | None = None,
+        log_dir: Path | None = None,
+        api_host: str = "127.0.0.1",
+    ) -> None:
+        self.data_dir = data_dir.resolve()
+        self.api_ports = api_ports
+        self.api_host = api_host
+        self.extra_env = env or {}
+        self.log_dir = log_dir
+        self.redis_url = os.environ.get("REDIS_URL", "") or self.extra_env.get("REDIS_URL", "")
+        self.redis_port: int | None = None
+        self.own_redis = not self.redis_url
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self._logs: dict[str, IO[bytes]] = {}
+
+    # -- processes --------------------------------------------------------------------------
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(self.extra_env)
+        env["REDIS_URL"] = self.redis_url
+        env["DATA_DIR"] = str(self.data_dir)
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        return env
+
+    def _output(self, name: str) -> IO[bytes] | None:
+        if self.log_dir is None:
+            return None
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        if name not in self._logs:
+            self._logs[name] = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115
+        return self._logs[name]
+
+    def start_redis(self) -> None:
+        if not self.own_redis:
+            wait_for_redis(self.redis_url)
+            return
+        appendfsync = self.extra_env.get(
+            "REDIS_APPENDFSYNC", os.environ.get("REDIS_APPENDFSYNC", "everysec")
+        )
+        process, url = start_redis(self.data_dir / "redis", self.redis_port, appendfsync)
+        self.redis_url = url
+        self.redis_port = int(url.rsplit(":", 1)[1].split("/")[0])
+        self.processes["redis"] = process
+
+    def start(self, name: str) -> None:
+        """Start (or restart) one service by name: redis, engine, archiver, api-<port>."""
+        if name == "redis":
+            self.start_redis()
+            return
+        env = self.env()
+        if name.startswith("api-"):
+            env["API_PORT"] = name.split("-", 1)[1]
+            env["API_HOST"] = self.api_host
+            module = "graphql_api"
+        else:
+            module = SERVICES[name]
+        out = self._output(name)
+        self.processes[name] = subprocess.Popen(
+            [sys.executable, "-m", module], env=env, stdout=out, stderr=out
+        )
+
+    def names(self) -> list[str]:
+        return ["engine", "archiver"] + [f"api-{port}" for port in self.api_ports]
+
+    def start_all(self) -> None:
+        self.start_redis()
+        for name in self.names():
+            self.start(name)
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        process = self.processes[name]
+        if process.poll() is None:
+            process.send_signal(sig)
+        process.wait(timeout=30)
+
+    def api_url(self, port: int | None = None) -> str:
+        return f"http://{self.api_host}:{port or self.api_ports[0]}"
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        for port in self.api_ports:
+            url = f"{self.api_url(port)}/health/ready"
+            while True:
+                try:
+                    with urllib.request.urlopen(url, timeout=2) as response:
+                        if response.status == 200:
+                            break
+                except (urllib.error.URLError, ConnectionError, TimeoutError):
+                    pass
+                for name, process in self.processes.items():
+                    if process.poll() is not None:
+                        raise RuntimeError(f"{name} exited with code {process.returncode}")
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{url} not ready within {timeout} s")
+                time.sleep(0.1)
+
+    def stop(self) -> None:
+        """SIGTERM the services (API first, Redis last), then SIGKILL what lingers."""
+        order = [n for n in self.processes if n.startswith("api-")] + [
+            "archiver",
+            "engine",
+            "redis",
+        ]
+        for name in order:
+            process = self.processes.get(name)
+            if process is None or process.poll() is not None:
+                continue
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        for log in self._logs.values():
+            log.close()
+        self._logs.clear()
+
+
+def main() -> None:
+    settings = Settings.from_env()
+    parser = argparse.ArgumentParser(description="Run the whole exchange stack locally.")
+    parser.add_argument("--api-replicas", type=int, default=1)
+    args = parser.parse_args()
+    ports = [settings.api_port + i for i in range(args.api_replicas)]
+    stack = Stack(settings.data_dir, ports, api_host=settings.api_host)
+    stopping = False
+
+    def stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        stack.start_all()
+        stack.wait_ready()
+        base = stack.api_url()
+        print(
+            "\nExchange is up:\n"
+            f"  playground  {base}/\n"
+            f"  GraphQL     {base}/graphql  (GraphiQL in a browser)\n"
+            f"  REST docs   {base}/docs\n"
+            f"  WebSockets  ws://{settings.api_host}:{ports[0]}/ws/trades, /ws/orderbook\n"
+            f"  Redis       {stack.redis_url}\n"
+            f"  data        {stack.data_dir}\n"
+            "Ctrl-C stops everything.\n",
+            flush=True,
+        )
+        while not stopping:
+            time.sleep(0.5)
+            for name, process in list(stack.processes.items()):
+                if process.poll() is not None and not stopping:
+                    print(f"{name} exited with code {process.returncode}; restarting", flush=True)
+                    stack.start(name)
+    finally:
+        stack.stop()
+        print("stopped", flush=True)
+
+
+if __name__ == "__main__":
+    main()
