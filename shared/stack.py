@@ -30,6 +30,7 @@ class Stack:
         self,
         data_dir: Path,
         api_ports: list[int],
+        redis_url: str = "",
         env: dict[str, str] | None = None,
         log_dir: Path | None = None,
         api_host: str = "127.0.0.1",
@@ -39,7 +40,7 @@ class Stack:
         self.api_host = api_host
         self.extra_env = env or {}
         self.log_dir = log_dir
-        self.redis_url = os.environ.get("REDIS_URL", "") or self.extra_env.get("REDIS_URL", "")
+        self.redis_url = redis_url
         self.redis_port: int | None = None
         self.own_redis = not self.redis_url
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
@@ -155,7 +156,7 @@ def main() -> None:
     parser.add_argument("--api-replicas", type=int, default=1)
     args = parser.parse_args()
     ports = [settings.api_port + i for i in range(args.api_replicas)]
-    stack = Stack(settings.data_dir, ports, api_host=settings.api_host)
+    stack = Stack(settings.data_dir, ports, settings.redis_url, api_host=settings.api_host)
     stopping = False
 
     def stop(signum: int, frame: object) -> None:

@@ -1,0 +1,80 @@
+"""Fixtures that start the real stack: a real redis-server on a free port, the engine, the
+archiver and two API replicas as separate processes, exactly as `make run` does."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+from shared.config import Settings
+from shared.redis_server import free_port
+from shared.stack import Stack
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    data = tmp_path_factory.mktemp("stack")
+    env = {"BOOK_INTERVAL_S": "1", "LOG_LEVEL": "info"}
+    if os.environ.get("MONGODB_URL"):
+        env["MONGODB_DB"] = f"test_{uuid.uuid4().hex[:8]}"
+    s = Stack(data, [free_port(), free_port()], env=env, log_dir=data / "logs")
+    try:
+        s.start_all()
+        s.wait_ready()
+        yield s
+    finally:
+        s.stop()
+
+
+@pytest.fixture(scope="session")
+def base_url(stack: Stack) -> str:
+    return stack.api_url(stack.api_ports[0])
+
+
+@pytest.fixture(scope="session")
+def base_url2(stack: Stack) -> str:
+    return stack.api_url(stack.api_ports[1])
+
+
+@pytest.fixture(scope="session")
+def settings(stack: Stack) -> Settings:
+    return Settings(redis_url=stack.redis_url, data_dir=Path(stack.data_dir))
+
+
+@pytest.fixture(scope="session")
+def redis_client(stack: Stack) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(stack.redis_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def http(base_url: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=base_url, timeout=10) as client:
+        yield client
+
+
+@pytest.fixture
+def empty_book(http: httpx.Client) -> None:
+    """Cancel every resting order so the test starts from an empty book."""
+    while True:
+        alive = http.get("/orders", params={"alive": "true", "limit": 1000}).json()
+        if not alive:
+            return
+        for order in alive:
+            http.delete(f"/orders/{order['order_id']}")
+
+
+def place(http: httpx.Client, side: int, price: float | str, quantity: int, **extra: object) -> str:
+    response = http.post(
+        "/orders", json={"side": side, "price": price, "quantity": quantity, **extra}
+    )
+    assert response.status_code in (200, 201), response.text
+    order_id: str = response.json()["order_id"]
+    return order_id
