@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse
@@ -160,7 +160,7 @@ def build_router(ex: Exchange) -> APIRouter:
     @router.get("/orders", summary="Orders, oldest first (cursor: the last order_id seen)")
     async def list_orders(
         alive: bool | None = None,
-        side: Literal[1, -1] | None = None,
+        side: Annotated[int | None, Query(description="1 buy, -1 sell")] = None,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
         after: Annotated[str | None, Query(pattern=ORDER_ID_PATTERN)] = None,
     ) -> list[dict[str, Any]]:
