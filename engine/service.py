@@ -183,6 +183,11 @@ class EngineService:
                 self.log.warning("redis_unavailable", error=str(exc), retry_in=backoff)
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
+        # A clean stop leaves a checkpoint, so the next start replays nothing, and
+        # publishes the state hash for operators and the crash harness to compare.
+        if self.commands_since_checkpoint:
+            self.write_checkpoint()
+        self.redis.set(f"{self.settings.stream_prefix}:engine:state_hash", state_hash(self.engine))
 
 
 def main() -> None:

@@ -1,0 +1,338 @@
+"""Crash harness: steady seeded load while a chaos loop SIGKILLs random services.
+
+`python -m tests.crash.harness --kills 100 --rate 300` is the long run; the test in this
+folder runs a short one. At the end it checks, for every acknowledged mutation, that the
+store holds it with the right outcome; that no event, order or trade is duplicated or
+missing; that every order's traded quantity is the sum of its trades; that stored sequence
+numbers are gap-free; and that the engine's state hash (and every stored event) equals what
+a fresh engine produces from the same commands without crashes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import random
+import signal
+import tempfile
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import redis
+
+from archiver.sqlite_store import SqliteStore
+from engine.matching import MatchingEngine
+from engine.snapshot import state_hash
+from shared.commands import Command, decode_command
+from shared.events import Accepted, Cancelled, Event, Modified, Rejected, Trade
+from shared.redis_server import free_port
+from shared.stack import Stack
+
+
+@dataclass
+class Ledger:
+    """What clients were told: only acknowledged outcomes count."""
+
+    places: dict[str, str] = field(default_factory=dict)  # client_order_id -> order_id
+    changes: list[tuple[str, int, int | None, bool, str | None]] = field(default_factory=list)
+    sent: int = 0
+    failed: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def acknowledged(self) -> int:
+        return len(self.places) + len(self.changes)
+
+
+class CommandTap:
+    """Copies every command entry from the stream as it appears (the engine trims it)."""
+
+    def __init__(self, url: str, stream: str) -> None:
+        self.url, self.stream = url, stream
+        self.entries: list[tuple[bytes, bytes]] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        last = "0-0"
+        client = redis.Redis.from_url(self.url)
+        while not self.stop.is_set():
+            try:
+                response: Any = client.xread({self.stream: last}, count=1000, block=200)
+            except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError):
+                time.sleep(0.1)
+                continue
+            for entry_id, fields in response[0][1] if response else []:
+                self.entries.append((entry_id, fields[b"c"]))
+                last = entry_id
+
+    def commands(self) -> list[Command]:
+        return [decode_command(body) for _, body in self.entries]
+
+
+async def load(stack: Stack, ledger: Ledger, rate: float, until: asyncio.Event, seed: int) -> None:
+    rng = random.Random(seed)
+    clients = [httpx.AsyncClient(base_url=stack.api_url(p), timeout=15) for p in stack.api_ports]
+    pending: set[asyncio.Task[None]] = set()
+    n = 0
+
+    async def one(kind: str, client: httpx.AsyncClient, payload: dict[str, Any], oid: str) -> None:
+        try:
+            if kind == "place":
+                r = await client.post("/orders", json=payload)
+                if r.status_code in (200, 201):
+                    ledger.places[payload["client_order_id"]] = r.json()["order_id"]
+                    return
+            elif kind == "modify":
+                r = await client.put(f"/orders/{oid}", json=payload)
+            else:
+                r = await client.delete(f"/orders/{oid}")
+            if kind != "place" and r.status_code == 200:
+                body = r.json()
+                price = payload.get("price")
+                ledger.changes.append((kind, int(oid), price, body["success"], body.get("reason")))
+                return
+            ledger.failed[f"{kind}:{r.status_code}"] += 1
+        except httpx.HTTPError as exc:
+            ledger.failed[f"{kind}:{type(exc).__name__}"] += 1
+
+    start = time.monotonic()
+    while not until.is_set():
+        n += 1
+        client = clients[n % len(clients)]
+        known = list(ledger.places.values())
+        r = rng.random()
+        mid = 100 + rng.randint(-3, 3)
+        if r < 0.6 or not known:
+            side = rng.choice((1, -1))
+            payload = {
+                "side": side,
+                "price": mid - side * rng.randint(-2, 6),
+                "quantity": rng.randint(1, 20),
+                "client_order_id": f"c{seed}-{n}",
+            }
+            task = asyncio.create_task(one("place", client, payload, ""))
+        elif r < 0.85:
+            task = asyncio.create_task(one("cancel", client, {}, rng.choice(known)))
+        else:
+            oid = rng.choice(known)
+            task = asyncio.create_task(
+                one("modify", client, {"price": mid + rng.randint(-4, 4)}, oid)
+            )
+        ledger.sent += 1
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+        await asyncio.sleep(max(0.0, start + n / rate - time.monotonic()))
+    if pending:
+        await asyncio.wait(pending)
+    for client in clients:
+        await client.aclose()
+
+
+async def chaos(stack: Stack, kills: int, interval: float, seed: int, log: list[str]) -> None:
+    rng = random.Random(seed + 1)
+    services = ["engine", "archiver", "redis", *[f"api-{p}" for p in stack.api_ports]]
+    for i in range(kills):
+        # Every service is hit at least once, then at random.
+        name = services[i] if i < len(services) else rng.choice(services)
+        await asyncio.sleep(rng.uniform(0.5, 1.5) * interval)
+        await asyncio.to_thread(stack.kill, name, signal.SIGKILL)
+        await asyncio.sleep(rng.uniform(0.0, 0.5))
+        await asyncio.to_thread(stack.start, name)
+        log.append(name)
+
+
+@dataclass
+class Report:
+    sent: int
+    acknowledged: int
+    lost: int
+    duplicated: int
+    problems: list[str]
+    kills: Counter[str]
+    commands: int
+    events: int
+    engine_hash: str
+    reference_hash: str
+    failed: Counter[str]
+
+    def ok(self) -> bool:
+        return not self.problems and self.lost == 0 and self.duplicated == 0
+
+    def summary(self) -> str:
+        return (
+            f"sent {self.sent}, acknowledged {self.acknowledged}, lost {self.lost}, "
+            f"duplicated {self.duplicated}, kills {sum(self.kills.values())} {dict(self.kills)}, "
+            f"commands {self.commands}, events {self.events}, "
+            f"engine hash {self.engine_hash} vs reference {self.reference_hash}, "
+            f"unacknowledged {dict(self.failed)}, problems {self.problems[:10]}"
+        )
+
+
+async def verify(stack: Stack, ledger: Ledger, tap: CommandTap, kills: list[str]) -> Report:
+    problems: list[str] = []
+    client = redis.Redis.from_url(stack.redis_url)
+    # Let the engine drain the stream, then stop it cleanly so it publishes its hash.
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        last: Any = client.xrevrange("exchange:commands", "+", "-", count=1)
+        if not last or (tap.entries and tap.entries[-1][0] == last[0][0]):
+            break
+        await asyncio.sleep(0.2)
+    await asyncio.sleep(1.0)
+    stack.kill("engine", signal.SIGTERM)
+    engine_hash = (client.get("exchange:engine:state_hash") or b"").decode()
+    tap.stop.set()
+    tap.thread.join()
+
+    reference = MatchingEngine()
+    expected: list[Event] = []
+    for command in tap.commands():
+        expected.extend(reference.apply(command))
+    reference_hash = state_hash(reference)
+    if engine_hash != reference_hash:
+        problems.append(f"state hash {engine_hash} != reference {reference_hash}")
+
+    # The archiver must reach the last event.
+    store = SqliteStore(stack.data_dir / "exchange.sqlite3")
+    await store.open()
+    try:
+        target = expected[-1].seq if expected else 0
+        deadline = time.monotonic() + 60
+        while await store.progress() < target and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+        stored = await store.events(0, 10**9)
+        if [e.seq for e in stored] != list(range(1, len(stored) + 1)):
+            problems.append("stored sequence numbers are not gap-free from 1")
+        if stored != expected:
+            first = next(
+                (i for i, (a, b) in enumerate(zip(stored, expected, strict=False)) if a != b), None
+            )
+            problems.append(
+                f"stored events differ from a crash-free replay: {len(stored)} vs {len(expected)}, "
+                f"first difference at index {first}"
+            )
+        lost, duplicated = check_ledger(ledger, stored, problems)
+        await check_orders(store, stored, problems)
+    finally:
+        await store.close()
+        client.close()
+    return Report(
+        ledger.sent, ledger.acknowledged, lost, duplicated, problems, Counter(kills),
+        len(tap.entries), len(expected), engine_hash, reference_hash, ledger.failed,
+    )  # fmt: skip
+
+
+def check_ledger(ledger: Ledger, stored: list[Event], problems: list[str]) -> tuple[int, int]:
+    accepted: dict[int, Accepted] = {}
+    by_coid: Counter[str] = Counter()
+    modified: Counter[tuple[int, int]] = Counter()
+    cancelled: Counter[int] = Counter()
+    rejected: Counter[tuple[int, str]] = Counter()
+    for e in stored:
+        if isinstance(e, Accepted):
+            accepted[e.order_id] = e
+            if e.client_order_id:
+                by_coid[e.client_order_id] += 1
+        elif isinstance(e, Modified):
+            modified[(e.order_id, e.price)] += 1
+        elif isinstance(e, Cancelled):
+            cancelled[e.order_id] += 1
+        elif isinstance(e, Rejected):
+            rejected[(e.order_id, e.reason)] += 1
+    lost = 0
+    duplicated = sum(n - 1 for n in by_coid.values() if n > 1)
+    duplicated += sum(n - 1 for n in cancelled.values() if n > 1)
+    for coid, order_id in ledger.places.items():
+        a = accepted.get(int(order_id))
+        if a is None or a.client_order_id != coid:
+            lost += 1
+            problems.append(f"acknowledged place {coid} -> {order_id} not stored")
+    for kind, order_id, price, success, reason in ledger.changes:
+        if success and kind == "modify":
+            key = (order_id, int(price * 100)) if price is not None else (order_id, 0)
+            if modified[key] <= 0:
+                lost += 1
+                problems.append(f"acknowledged modify of {order_id} to {price} not stored")
+            modified[key] -= 1
+        elif success:
+            if cancelled[order_id] <= 0:
+                lost += 1
+                problems.append(f"acknowledged cancel of {order_id} not stored")
+            cancelled[order_id] -= 1
+        elif rejected[(order_id, reason or "")] <= 0:
+            lost += 1
+            problems.append(f"acknowledged rejection of {kind} {order_id} ({reason}) not stored")
+        else:
+            rejected[(order_id, reason or "")] -= 1
+    return lost, duplicated
+
+
+async def check_orders(store: SqliteStore, stored: list[Event], problems: list[str]) -> None:
+    trades = [e for e in stored if isinstance(e, Trade)]
+    rows = await store.list_trades(limit=10**9, after=None)
+    if [t.trade_id for t in rows] != [t.seq for t in trades]:
+        problems.append(f"trades table ({len(rows)}) != trade events ({len(trades)})")
+    traded: Counter[int] = Counter()
+    for t in trades:
+        traded[t.bid_order_id] += t.quantity
+        traded[t.ask_order_id] += t.quantity
+    after = None
+    while True:
+        page = await store.list_orders(alive=None, side=None, limit=5000, after=after)
+        if not page:
+            break
+        for o in page:
+            if o.traded != traded[o.order_id]:
+                problems.append(
+                    f"order {o.order_id}: traded {o.traded} != trades {traded[o.order_id]}"
+                )
+            if o.quantity != o.traded + o.remaining + o.cancelled:
+                problems.append(f"order {o.order_id}: quantities do not add up")
+        after = page[-1].order_id
+
+
+async def run(kills: int, rate: float, seed: int, data_dir: Path, interval: float = 1.5) -> Report:
+    env = {"SNAPSHOT_EVERY": "300", "SNAPSHOT_INTERVAL_S": "2", "REQUEST_TIMEOUT_S": "10"}
+    stack = Stack(data_dir, [free_port(), free_port()], env=env, log_dir=data_dir / "logs")
+    try:
+        stack.start_all()
+        stack.wait_ready()
+        tap = CommandTap(stack.redis_url, "exchange:commands")
+        tap.thread.start()
+        ledger, killed = Ledger(), []
+        until = asyncio.Event()
+        load_task = asyncio.create_task(load(stack, ledger, rate, until, seed))
+        await chaos(stack, kills, interval, seed, killed)
+        await asyncio.sleep(2.0)  # let the last restart settle under load
+        until.set()
+        await load_task
+        with contextlib.suppress(TimeoutError):
+            await asyncio.to_thread(stack.wait_ready, 30)
+        return await verify(stack, ledger, tap, killed)
+    finally:
+        stack.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--kills", type=int, default=100)
+    parser.add_argument("--rate", type=float, default=300.0, help="mutations per second")
+    parser.add_argument("--interval", type=float, default=1.5, help="mean seconds between kills")
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="crash-") as tmp:
+        started = time.monotonic()
+        report = asyncio.run(run(args.kills, args.rate, args.seed, Path(tmp), args.interval))
+        print(report.summary())
+        print(f"elapsed {time.monotonic() - started:.0f} s; {'PASS' if report.ok() else 'FAIL'}")
+        raise SystemExit(0 if report.ok() else 1)
+
+
+if __name__ == "__main__":
+    main()
