@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint typecheck pytest fuzz bench load clean
+.PHONY: install run test lint typecheck pytest fuzz bench crash loadtest clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,3 +37,9 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) data .mypy_cache .ruff_cache .pytest_cache .hypothesis
+
+crash: $(STAMP)
+	$(PY) -m tests.crash.harness --kills 100 --rate 300
+
+loadtest: $(STAMP)
+	$(PY) -m tests.load

@@ -1,0 +1,168 @@
+"""Load benchmark: `python -m tests.load [--url URL] [--clients 64] [--seconds 20]`.
+
+Concurrent REST clients send a seeded crossing flow (about 60% place, 25% cancel, 15%
+modify) for a fixed time and it prints mutations/s, p50/p99 latency, errors, and the engine
+and archiver lag. Without --url it starts its own stack (as `make run` does) with
+--replicas API processes. The client runs in --procs processes so it is not the bottleneck.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import random
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import redis
+
+from shared.redis_server import free_port
+from shared.stack import Stack
+
+
+async def client_loop(urls: list[str], seconds: float, seed: int, clients: int) -> dict[str, Any]:
+    latencies: list[float] = []
+    errors: dict[str, int] = {}
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    sessions = [httpx.AsyncClient(base_url=u, timeout=10, limits=limits) for u in urls]
+    deadline = time.monotonic() + seconds
+
+    async def worker(k: int) -> None:
+        rng = random.Random(seed * 1000 + k)
+        session = sessions[k % len(sessions)]
+        mine: list[str] = []
+        n = 0
+        while time.monotonic() < deadline:
+            n += 1
+            r = rng.random()
+            mid = 1000 + rng.randint(-5, 5)
+            t0 = time.perf_counter()
+            try:
+                if r < 0.6 or not mine:
+                    side = rng.choice((1, -1))
+                    body = {
+                        "side": side,
+                        "price": mid - side * rng.randint(-2, 10),
+                        "quantity": rng.randint(1, 50),
+                    }
+                    resp = await session.post("/orders", json=body)
+                    if resp.status_code == 201:
+                        mine.append(resp.json()["order_id"])
+                        if len(mine) > 200:
+                            mine.pop(0)
+                elif r < 0.85:
+                    resp = await session.delete(f"/orders/{mine.pop(rng.randrange(len(mine)))}")
+                else:
+                    oid = mine[rng.randrange(len(mine))]
+                    resp = await session.put(
+                        f"/orders/{oid}", json={"price": mid + rng.randint(-8, 8)}
+                    )
+                ok = resp.status_code < 300
+                key = str(resp.status_code)
+            except httpx.HTTPError as exc:
+                ok, key = False, type(exc).__name__
+            latencies.append(time.perf_counter() - t0)
+            if not ok:
+                errors[key] = errors.get(key, 0) + 1
+
+    await asyncio.gather(*(worker(k) for k in range(clients)))
+    for s in sessions:
+        await s.aclose()
+    return {"latencies": latencies, "errors": errors}
+
+
+def proc_main(urls: list[str], seconds: float, seed: int, clients: int, out: Any) -> None:
+    out.put(asyncio.run(client_loop(urls, seconds, seed, clients)))
+
+
+def lag(client: redis.Redis) -> tuple[int, int]:
+    """(commands not yet answered by the engine, events not yet archived)."""
+    last_cmd: Any = client.xrevrange("exchange:commands", "+", "-", count=1)
+    last_evt: Any = client.xrevrange("exchange:events", "+", "-", count=1)
+    engine_lag = 0
+    if last_cmd and last_evt:
+        answered = last_evt[0][1][b"c"]
+        engine_lag = len(client.xrange("exchange:commands", b"(" + answered, "+", count=100000))
+    top = int(last_evt[0][0].split(b"-")[0]) if last_evt else 0
+    archived = int(client.get("exchange:archiver:progress") or 0)
+    return engine_lag, top - archived
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--url", action="append", help="API base URL (repeat for replicas)")
+    parser.add_argument("--redis-url", help="for lag figures when --url is given")
+    parser.add_argument("--replicas", type=int, default=2)
+    parser.add_argument("--clients", type=int, default=64, help="concurrent clients per process")
+    parser.add_argument("--procs", type=int, default=2)
+    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+
+    stack = None
+    tmp = tempfile.TemporaryDirectory(prefix="load-")
+    if args.url:
+        urls, redis_url = args.url, args.redis_url
+    else:
+        stack = Stack(
+            Path(tmp.name),
+            [free_port() for _ in range(args.replicas)],
+            log_dir=Path(tmp.name) / "logs",
+        )
+        stack.start_all()
+        stack.wait_ready()
+        urls, redis_url = [stack.api_url(p) for p in stack.api_ports], stack.redis_url
+    try:
+        rclient = redis.Redis.from_url(redis_url) if redis_url else None
+        queue: Any = multiprocessing.Queue()
+        procs = [
+            multiprocessing.Process(
+                target=proc_main, args=(urls, args.seconds, args.seed + i, args.clients, queue)
+            )
+            for i in range(args.procs)
+        ]
+        started = time.monotonic()
+        for p in procs:
+            p.start()
+        max_lag = (0, 0)
+        while any(p.is_alive() for p in procs) and time.monotonic() - started < args.seconds + 30:
+            time.sleep(0.5)
+            if rclient is not None:
+                now = lag(rclient)
+                max_lag = (max(max_lag[0], now[0]), max(max_lag[1], now[1]))
+        results = [queue.get(timeout=30) for _ in procs]
+        for p in procs:
+            p.join()
+        latencies = sorted(x for r in results for x in r["latencies"])
+        errors: dict[str, int] = {}
+        for r in results:
+            for k, v in r["errors"].items():
+                errors[k] = errors.get(k, 0) + v
+        n = len(latencies)
+        pct = lambda q: latencies[min(n - 1, int(n * q))] * 1000  # noqa: E731
+        print(
+            f"clients {args.clients * args.procs} over {len(urls)} API replica(s), "
+            f"{args.seconds:.0f} s"
+        )
+        print(f"mutations: {n:,} -> {n / args.seconds:,.0f}/s")
+        print(
+            f"latency ms: p50 {pct(0.5):.2f}  p99 {pct(0.99):.2f}  max {latencies[-1] * 1000:.1f}"
+        )
+        print(f"errors: {sum(errors.values())} {errors}")
+        if rclient is not None:
+            print(
+                f"lag (max during run): engine {max_lag[0]} commands, archiver {max_lag[1]} events"
+            )
+            print(f"lag (at end): engine {lag(rclient)[0]}, archiver {lag(rclient)[1]}")
+    finally:
+        if stack is not None:
+            stack.stop()
+        tmp.cleanup()
+
+
+if __name__ == "__main__":
+    main()
