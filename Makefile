@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint typecheck pytest fuzz bench crash loadtest clean
+.PHONY: install run test lint typecheck pytest fuzz bench crash loadtest schema clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -43,3 +43,6 @@ crash: $(STAMP)
 
 loadtest: $(STAMP)
 	$(PY) -m tests.load
+
+schema: $(STAMP)
+	$(PY) -c "from graphql_api.schema import schema; open('docs/schema.graphql', 'w').write(schema.as_str() + '\n')"
