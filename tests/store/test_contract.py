@@ -1,0 +1,687 @@
+"""The storage port's contract (`archiver.store.Store`), run against every adapter.
+
+The SQLite adapter always runs (in `tmp_path`); the MongoDB adapter runs when `MONGODB_URL`
+is set, each test in a database of its own that is dropped afterwards. Every event comes from
+the real `MatchingEngine`, and expected reads are computed from those events (and from what
+the engine still has resting), never written by hand where the engine can say it.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from archiver.service import continue_sequence
+from archiver.sqlite_store import SqliteStore
+from archiver.store import GapError, OrderRecord, Store, TradeRecord
+from engine.matching import MatchingEngine
+from shared.commands import BUY, SELL
+from shared.events import Accepted, Cancelled, Event, Modified, Rejected, Trade
+
+MONGODB_URL = os.environ.get("MONGODB_URL", "")
+EVERYTHING = 1_000_000
+
+# -- engine driver ---------------------------------------------------------------------------
+
+
+@dataclass
+class Feed:
+    """Drives a real MatchingEngine with a rising clock and keeps every event it emitted."""
+
+    engine: MatchingEngine = field(default_factory=MatchingEngine)
+    log: list[Event] = field(default_factory=list)
+    clock: int = 1_000
+
+    def _tick(self) -> int:
+        self.clock += 7
+        return self.clock
+
+    def place(
+        self, side: int, price: int, quantity: int, client_order_id: str | None = None
+    ) -> list[Event]:
+        events = self.engine.place(side, price, quantity, client_order_id, self._tick())
+        self.log.extend(events)
+        return events
+
+    def place_id(self, side: int, price: int, quantity: int, coid: str | None = None) -> int:
+        accepted = self.place(side, price, quantity, coid)[0]
+        assert isinstance(accepted, Accepted)
+        return accepted.order_id
+
+    def modify(self, order_id: int, price: int) -> list[Event]:
+        events = self.engine.modify(order_id, price, self._tick())
+        self.log.extend(events)
+        return events
+
+    def cancel(self, order_id: int) -> list[Event]:
+        events = self.engine.cancel(order_id, self._tick())
+        self.log.extend(events)
+        return events
+
+
+# -- reference model: what the store must hold after these events ----------------------------
+
+
+def expected_state(events: Sequence[Event]) -> tuple[dict[int, OrderRecord], list[TradeRecord]]:
+    """Orders and trades folded from the events, independently of any adapter."""
+    orders: dict[int, OrderRecord] = {}
+    trades: list[TradeRecord] = []
+    for e in events:
+        match e:
+            case Accepted():
+                orders[e.order_id] = OrderRecord(
+                    e.order_id, e.side, e.price, e.quantity, e.quantity, 0, 0, True,
+                    e.client_order_id, e.ts, e.ts,
+                )  # fmt: skip
+            case Trade():
+                trades.append(
+                    TradeRecord(
+                        e.seq, e.price, e.quantity, e.bid_order_id, e.ask_order_id,
+                        e.taker_side, e.ts,
+                    )
+                )  # fmt: skip
+                for oid, remaining in (
+                    (e.bid_order_id, e.bid_remaining),
+                    (e.ask_order_id, e.ask_remaining),
+                ):
+                    o = orders[oid]
+                    assert remaining == o.remaining - e.quantity  # the engine is consistent
+                    orders[oid] = replace(
+                        o,
+                        remaining=remaining,
+                        traded=o.traded + e.quantity,
+                        alive=remaining > 0,
+                        updated_ts=e.ts,
+                    )
+            case Modified():
+                orders[e.order_id] = replace(orders[e.order_id], price=e.price, updated_ts=e.ts)
+            case Cancelled():
+                o = orders[e.order_id]
+                assert e.quantity == o.remaining
+                orders[e.order_id] = replace(
+                    o, remaining=0, cancelled=e.quantity, alive=False, updated_ts=e.ts
+                )
+            case Rejected():
+                pass
+    return orders, trades
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    progress: int
+    orders: list[OrderRecord]
+    trades: list[TradeRecord]
+    depth: Any
+    events: list[Event]
+
+
+async def snapshot(store: Store) -> Snapshot:
+    return Snapshot(
+        await store.progress(),
+        await store.list_orders(alive=None, side=None, limit=EVERYTHING, after=None),
+        await store.list_trades(limit=EVERYTHING, after=None),
+        await store.depth(EVERYTHING),
+        await store.events(0, EVERYTHING),
+    )
+
+
+async def assert_store_matches(store: Store, feed: Feed) -> None:
+    """Every read of the store agrees with the events and with the engine's resting book."""
+    log = feed.log
+    orders, trades = expected_state(log)
+    snap = await snapshot(store)
+    assert snap.progress == (log[-1].seq if log else 0)
+    assert snap.events == log
+    assert snap.orders == [orders[i] for i in sorted(orders)]
+    assert snap.trades == trades
+    engine = feed.engine
+    assert {o.order_id for o in snap.orders if o.alive} == set(engine.orders)
+    for o in snap.orders:
+        if o.alive:
+            resting = engine.orders[o.order_id]
+            assert (o.price, o.remaining, o.side) == (
+                resting.price,
+                resting.remaining,
+                resting.side,
+            )
+        assert o.quantity == o.traded + o.cancelled + o.remaining
+    assert snap.depth == engine.depth(EVERYTHING)
+    for n in (1, 2, 5):
+        assert await store.depth(n) == engine.depth(n)
+
+
+# -- the adapters ------------------------------------------------------------------------------
+
+
+class Backend:
+    """Opens stores of one adapter on one location (file or database), and cleans up."""
+
+    def __init__(self, make: Callable[[], Store]) -> None:
+        self._make = make
+        self._open: list[Store] = []
+
+    async def open(self) -> Store:
+        store = self._make()
+        self._open.append(store)  # closed at teardown even if opening fails
+        await store.open()
+        return store
+
+    async def close(self, store: Store) -> None:
+        self._open.remove(store)
+        await store.close()
+
+    async def close_all(self) -> None:
+        while self._open:
+            await self.close(self._open[-1])
+
+
+@pytest.fixture(params=["sqlite", "mongo"])
+async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
+    if request.param == "sqlite":
+        b = Backend(lambda: SqliteStore(tmp_path / "store" / "exchange.sqlite3"))
+        try:
+            yield b
+        finally:
+            await b.close_all()
+        return
+    if not MONGODB_URL:
+        pytest.skip("MongoDB adapter not tested: set MONGODB_URL to run it")
+    from pymongo import AsyncMongoClient
+
+    from archiver.mongo_store import MongoStore
+
+    name = f"test_contract_{uuid.uuid4().hex[:12]}"
+    b = Backend(lambda: MongoStore(MONGODB_URL, name))
+    try:
+        yield b
+    finally:
+        await b.close_all()
+        admin: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(MONGODB_URL)
+        try:
+            await admin.drop_database(name)
+        finally:
+            await admin.close()
+
+
+@pytest.fixture
+async def store(backend: Backend) -> Store:
+    return await backend.open()
+
+
+# -- single operations -----------------------------------------------------------------------
+
+
+async def test_empty_store(store: Store) -> None:
+    assert await store.progress() == 0
+    assert await store.get_order(1) is None
+    assert await store.list_orders(alive=None, side=None, limit=10, after=None) == []
+    assert await store.list_trades(limit=10, after=None) == []
+    assert await store.depth(5) == ([], [])
+    assert await store.events(0, 10) == []
+    await store.apply([])
+    assert await store.progress() == 0
+
+
+async def test_accepted_order_is_stored(store: Store) -> None:
+    feed = Feed()
+    events = feed.place(BUY, 100, 10, "client-1")
+    feed.place(SELL, 105, 3)
+    await store.apply(feed.log)
+    (accepted,) = events
+    assert isinstance(accepted, Accepted)
+    assert await store.get_order(1) == OrderRecord(
+        order_id=1, side=BUY, price=100, quantity=10, remaining=10, traded=0, cancelled=0,
+        alive=True, client_order_id="client-1", created_ts=accepted.ts, updated_ts=accepted.ts,
+    )  # fmt: skip
+    second = await store.get_order(2)
+    assert second is not None
+    assert (second.side, second.price, second.client_order_id) == (SELL, 105, None)
+    assert await store.get_order(3) is None
+    await assert_store_matches(store, feed)
+
+
+async def test_trade_stores_both_order_ids_and_seq_as_trade_id(store: Store) -> None:
+    feed = Feed()
+    maker = feed.place_id(SELL, 100, 5)
+    events = feed.place(BUY, 101, 3)
+    accepted, trade = events
+    assert isinstance(accepted, Accepted) and isinstance(trade, Trade)
+    await store.apply(feed.log)
+
+    assert await store.list_trades(limit=10, after=None) == [
+        TradeRecord(trade.seq, 100, 3, accepted.order_id, maker, BUY, trade.ts)
+    ]
+    ask = await store.get_order(maker)
+    bid = await store.get_order(accepted.order_id)
+    assert ask is not None and bid is not None
+    assert (ask.remaining, ask.traded, ask.alive, ask.updated_ts) == (2, 3, True, trade.ts)
+    assert ask.created_ts < ask.updated_ts
+    # the taker filled completely: it never rested, so it is dead with nothing cancelled
+    assert (bid.price, bid.remaining, bid.traded, bid.cancelled, bid.alive) == (101, 0, 3, 0, False)
+    assert bid.created_ts == bid.updated_ts == trade.ts
+
+    await assert_store_matches(store, feed)
+
+
+async def test_sell_taker_trade(store: Store) -> None:
+    feed = Feed()
+    bid = feed.place_id(BUY, 100, 5)
+    accepted, trade = feed.place(SELL, 99, 2)
+    assert isinstance(accepted, Accepted) and isinstance(trade, Trade)
+    await store.apply(feed.log)
+    assert await store.list_trades(limit=10, after=None) == [
+        TradeRecord(trade.seq, 100, 2, bid, accepted.order_id, SELL, trade.ts)
+    ]
+    await assert_store_matches(store, feed)
+
+
+async def test_partial_fill_then_cancel(store: Store) -> None:
+    feed = Feed()
+    oid = feed.place_id(SELL, 100, 10)
+    feed.place(BUY, 100, 4)
+    await store.apply(feed.log)
+    order = await store.get_order(oid)
+    assert order is not None
+    assert (order.remaining, order.traded, order.cancelled, order.alive) == (6, 4, 0, True)
+
+    (cancelled,) = feed.cancel(oid)
+    assert isinstance(cancelled, Cancelled)
+    await store.apply([cancelled])
+    order = await store.get_order(oid)
+    assert order is not None
+    assert (order.quantity, order.remaining, order.traded, order.cancelled, order.alive) == (
+        10,
+        0,
+        4,
+        6,
+        False,
+    )
+    assert order.updated_ts == cancelled.ts
+    assert await store.depth(5) == ([], [])
+    await assert_store_matches(store, feed)
+
+
+async def test_modify_updates_price(store: Store) -> None:
+    feed = Feed()
+    oid = feed.place_id(BUY, 100, 5)
+    feed.place(SELL, 110, 2)
+    await store.apply(feed.log)
+    (modified,) = feed.modify(oid, 102)
+    assert isinstance(modified, Modified)
+    await store.apply([modified])
+    order = await store.get_order(oid)
+    assert order is not None
+    assert (order.price, order.remaining, order.alive, order.updated_ts) == (
+        102,
+        5,
+        True,
+        modified.ts,
+    )
+    assert order.created_ts < order.updated_ts
+    assert await store.depth(5) == ([(102, 5)], [(110, 2)])
+
+    # a modify that crosses trades at once, in the same batch as the Modified event
+    events = feed.modify(oid, 110)
+    assert [type(e) for e in events] == [Modified, Trade]
+    await store.apply(events)
+    order = await store.get_order(oid)
+    assert order is not None
+    assert (order.price, order.remaining, order.traded, order.alive) == (110, 3, 2, True)
+    await assert_store_matches(store, feed)
+
+
+async def test_progress_is_highest_seq_including_rejections(store: Store) -> None:
+    feed = Feed()
+    feed.place(BUY, 100, 5)
+    await store.apply(feed.log)
+    assert await store.progress() == feed.log[-1].seq == 1
+    events = feed.cancel(42) + feed.modify(43, 100) + feed.place(SELL, 100, 1)
+    events += feed.place(SELL, 101, 1, "dup") + feed.place(SELL, 102, 1, "dup")
+    assert isinstance(events[-1], Rejected)
+    await store.apply(events)
+    assert await store.progress() == events[-1].seq == feed.engine.seq
+    assert await store.events(0, EVERYTHING) == feed.log
+    await assert_store_matches(store, feed)
+
+
+# -- reads: filters, cursors, aggregation ----------------------------------------------------
+
+
+def build_book(feed: Feed) -> None:
+    """A book with both sides, several orders per level, dead and alive orders."""
+    feed.place(BUY, 100, 5)  # 1
+    feed.place(BUY, 100, 7)  # 2
+    feed.place(BUY, 99, 4)  # 3
+    feed.place(BUY, 98, 1)  # 4
+    feed.place(BUY, 97, 2)  # 5
+    feed.place(SELL, 103, 6)  # 6
+    feed.place(SELL, 103, 1)  # 7
+    feed.place(SELL, 104, 2)  # 8
+    feed.place(SELL, 105, 9)  # 9
+    feed.place(SELL, 106, 3)  # 10
+    feed.cancel(3)  # level 99 disappears: only alive orders count
+    feed.cancel(7)  # level 103 keeps order 6 only
+    feed.place(SELL, 100, 8)  # 11: fills 1 (5) and 3 of 2, dies filled
+    feed.place(BUY, 104, 3)  # 12: takes 103 (3 of 6), dies filled
+    feed.modify(5, 96)
+    feed.place(BUY, 96, 4, "x")  # 13: joins 5 at 96
+    feed.place(SELL, 108, 1, "y")  # 14
+
+
+async def test_list_orders_filters_and_cursor(store: Store) -> None:
+    feed = Feed()
+    build_book(feed)
+    await store.apply(feed.log)
+    everything = await store.list_orders(alive=None, side=None, limit=EVERYTHING, after=None)
+    ids = [o.order_id for o in everything]
+    assert ids == sorted(ids) == list(range(1, feed.engine.next_order_id))
+    assert await store.list_orders(alive=None, side=None, limit=EVERYTHING, after=0) == everything
+
+    for alive in (None, True, False):
+        for side in (None, BUY, SELL):
+            want = [
+                o
+                for o in everything
+                if (alive is None or o.alive == alive) and (side is None or o.side == side)
+            ]
+            got = await store.list_orders(alive=alive, side=side, limit=EVERYTHING, after=None)
+            assert got == want, (alive, side)
+            for limit in (1, 2, 3):
+                pages: list[OrderRecord] = []
+                after: int | None = None
+                while True:
+                    page = await store.list_orders(alive=alive, side=side, limit=limit, after=after)
+                    assert len(page) <= limit
+                    assert all(after is None or o.order_id > after for o in page)
+                    if not page:
+                        break
+                    pages.extend(page)
+                    after = page[-1].order_id
+                assert pages == want, (alive, side, limit)
+    alive_ids = {o.order_id for o in everything if o.alive}
+    assert alive_ids == set(feed.engine.orders)
+    page = await store.list_orders(alive=None, side=None, limit=2, after=4)
+    assert [o.order_id for o in page] == [5, 6]
+    assert await store.list_orders(alive=None, side=None, limit=5, after=2_000) == []
+    await assert_store_matches(store, feed)
+
+
+async def test_list_trades_cursor_and_order_filter(store: Store) -> None:
+    feed = Feed()
+    for price in (100, 101, 102):
+        feed.place(SELL, price, 2)
+        feed.place(SELL, price, 3)
+    taker = feed.place_id(BUY, 102, 12)  # sweeps 2+3 at 100, 2+3 at 101, 2 at 102
+    feed.place(BUY, 102, 1)  # one more trade with the last ask, which keeps 2
+    feed.place(BUY, 90, 5)
+    feed.place(SELL, 90, 7)  # a sell taker: takes the bid at 90, rests with 2
+    await store.apply(feed.log)
+    _, trades = expected_state(feed.log)
+    assert len(trades) == 7
+    assert trades[-1].taker_side == SELL
+    assert await store.list_trades(limit=EVERYTHING, after=None) == trades
+    assert [t.trade_id for t in trades] == [e.seq for e in feed.log if isinstance(e, Trade)]
+
+    for limit in (1, 3, 4):
+        got: list[TradeRecord] = []
+        after: int | None = None
+        while page := await store.list_trades(limit=limit, after=after):
+            assert len(page) <= limit
+            assert after is None or page[0].trade_id > after
+            got.extend(page)
+            after = page[-1].trade_id
+        assert got == trades
+
+    for oid in range(1, feed.engine.next_order_id + 1):
+        want = [t for t in trades if oid in (t.bid_order_id, t.ask_order_id)]
+        assert await store.list_trades(limit=EVERYTHING, after=None, order_id=oid) == want
+        order = await store.get_order(oid)
+        if order is not None:
+            assert order.traded == sum(t.quantity for t in want)
+    taker_trades = [t for t in trades if t.bid_order_id == taker]
+    assert len(taker_trades) == 5
+    page = await store.list_trades(limit=2, after=taker_trades[1].trade_id, order_id=taker)
+    assert page == taker_trades[2:4]
+    await assert_store_matches(store, feed)
+
+
+async def test_depth_aggregates_alive_orders(store: Store) -> None:
+    feed = Feed()
+    build_book(feed)
+    await store.apply(feed.log)
+    bids, asks = feed.engine.depth(EVERYTHING)
+    # spelled out once, to pin the direction of each side and the aggregation
+    assert bids == [(100, 4), (98, 1), (96, 6)]
+    assert asks == [(103, 3), (104, 2), (105, 9), (106, 3), (108, 1)]
+    for n in (1, 2, 3, 4, 10):
+        assert await store.depth(n) == (bids[:n], asks[:n])
+    await assert_store_matches(store, feed)
+
+
+async def test_events_log_pages(store: Store) -> None:
+    feed = Feed()
+    build_book(feed)
+    feed.cancel(999)
+    await store.apply(feed.log)
+    assert await store.events(0, EVERYTHING) == feed.log
+    top = feed.log[-1].seq
+    assert [e.seq for e in feed.log] == list(range(1, top + 1))
+    for after in (0, 1, 5, top - 1, top):
+        for limit in (1, 4, EVERYTHING):
+            assert await store.events(after, limit) == feed.log[after : after + limit]
+
+
+# -- idempotency and order tolerance ---------------------------------------------------------
+
+
+async def test_same_batch_twice_changes_nothing(store: Store) -> None:
+    feed = Feed()
+    build_book(feed)
+    await store.apply(feed.log)
+    first = await snapshot(store)
+    await store.apply(feed.log)
+    assert await snapshot(store) == first
+    for event in feed.log:  # one by one, again
+        await store.apply([event])
+    assert await snapshot(store) == first
+    await assert_store_matches(store, feed)
+
+
+async def test_overlapping_batches(store: Store) -> None:
+    feed = Feed()
+    build_book(feed)
+    log = feed.log
+    n = len(log)
+    await store.apply(log[: n // 2])
+    await store.apply(log[n // 4 : 3 * n // 4])
+    await store.apply(log[n // 3 :])
+    await store.apply(log[n // 2 - 1 : n // 2 + 3])
+    await assert_store_matches(store, feed)
+
+
+def lifecycle(feed: Feed) -> tuple[int, int]:
+    """One order that is modified, partly filled twice, then cancelled; the split point is
+    between the first fill and the rest."""
+    oid = feed.place_id(SELL, 105, 10, "life")
+    feed.place(BUY, 100, 1)
+    feed.modify(oid, 104)
+    feed.place(BUY, 104, 3)  # partial fill: 7 left
+    split = len(feed.log)
+    feed.modify(oid, 103)
+    feed.place(BUY, 103, 2)  # 5 left
+    feed.cancel(oid)
+    feed.place(SELL, 100, 1)  # fills the bid at 100 completely
+    return oid, split
+
+
+async def test_reapplying_an_earlier_batch_does_not_roll_back(store: Store) -> None:
+    feed = Feed()
+    oid, split = lifecycle(feed)
+    early, late = feed.log[:split], feed.log[split:]
+    await store.apply(early)
+    await store.apply(late)
+    final = await snapshot(store)
+    order = await store.get_order(oid)
+    assert order is not None
+    assert (order.price, order.traded, order.cancelled, order.remaining, order.alive) == (
+        103,
+        5,
+        5,
+        0,
+        False,
+    )
+
+    await store.apply(early)  # an archiver that lagged behind writes the old batch again
+    assert await snapshot(store) == final
+    for event in reversed(feed.log):  # every single event, newest first
+        await store.apply([event])
+    assert await snapshot(store) == final
+    await store.apply(feed.log[1:3])
+    assert await snapshot(store) == final
+    assert await store.progress() == feed.log[-1].seq
+    await assert_store_matches(store, feed)
+
+
+# -- durability -------------------------------------------------------------------------------
+
+
+async def test_reopened_store_keeps_everything(backend: Backend) -> None:
+    feed = Feed()
+    build_book(feed)
+    first = await backend.open()
+    await first.apply(feed.log)
+    before = await snapshot(first)
+    await backend.close(first)
+
+    second = await backend.open()
+    assert await snapshot(second) == before
+    await assert_store_matches(second, feed)
+    # and it carries on from where it was
+    mark = len(feed.log)
+    oid, _ = lifecycle(feed)
+    await second.apply(feed.log[mark:])
+    await assert_store_matches(second, feed)
+    await backend.close(second)
+
+    third = await backend.open()
+    await assert_store_matches(third, feed)
+    record = await third.get_order(oid)
+    assert record is not None and record.client_order_id == "life"
+
+
+# -- a randomized property -----------------------------------------------------------------
+
+
+def random_commands(feed: Feed, rng: random.Random, count: int) -> None:
+    for _ in range(count):
+        roll = rng.random()
+        top = feed.engine.next_order_id
+        if roll < 0.55 or top == 1:
+            coid = None
+            if rng.random() < 0.3:
+                coid = f"c{rng.randrange(40)}"  # some collide: duplicate rejections
+            feed.place(rng.choice((BUY, SELL)), rng.randint(95, 105), rng.randint(1, 20), coid)
+        elif roll < 0.75:
+            target = rng.choice(list(feed.engine.orders) or [1]) if rng.random() < 0.8 else 0
+            feed.modify(target or rng.randrange(1, top + 2), rng.randint(94, 106))
+        else:
+            target = rng.choice(list(feed.engine.orders) or [1]) if rng.random() < 0.8 else 0
+            feed.cancel(target or rng.randrange(1, top + 2))
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_random_chunks_with_replays_match_the_engine(store: Store, seed: int) -> None:
+    rng = random.Random(seed)
+    feed = Feed()
+    random_commands(feed, rng, 300)
+    log = feed.log
+    kinds = {type(e) for e in log}
+    assert kinds == {Accepted, Trade, Modified, Cancelled, Rejected}
+
+    chunks: list[tuple[int, int]] = []
+    start = 0
+    while start < len(log):
+        end = min(len(log), start + rng.randint(1, 40))
+        await store.apply(log[start:end])
+        chunks.append((start, end))
+        start = end
+        roll = rng.random()
+        if roll < 0.25:  # an earlier chunk again
+            a, b = rng.choice(chunks)
+            await store.apply(log[a:b])
+        elif roll < 0.4:  # a window overlapping what is stored, possibly ahead of it
+            a = rng.randrange(0, start)
+            b = min(len(log), start + rng.randint(0, 10))
+            await store.apply(log[a:b])
+            start = max(start, b)
+        assert await store.progress() == log[start - 1].seq
+
+    await assert_store_matches(store, feed)
+
+    orders, trades = expected_state(log)
+    traded: dict[int, int] = {}
+    for t in trades:
+        traded[t.bid_order_id] = traded.get(t.bid_order_id, 0) + t.quantity
+        traded[t.ask_order_id] = traded.get(t.ask_order_id, 0) + t.quantity
+    for oid in orders:
+        record = await store.get_order(oid)
+        assert record is not None
+        own = await store.list_trades(limit=EVERYTHING, after=None, order_id=oid)
+        assert record.traded == sum(t.quantity for t in own) == traded.get(oid, 0)
+
+    for alive in (None, True, False):
+        side = rng.choice((None, BUY, SELL))
+        want = [
+            o
+            for o in sorted(orders.values(), key=lambda o: o.order_id)
+            if (alive is None or o.alive == alive) and (side is None or o.side == side)
+        ]
+        got: list[OrderRecord] = []
+        after: int | None = None
+        while page := await store.list_orders(alive=alive, side=side, limit=7, after=after):
+            got.extend(page)
+            after = page[-1].order_id
+        assert got == want
+
+
+# -- the archiver's sequence check -------------------------------------------------------------
+
+
+def engine_events(count: int) -> list[Event]:
+    feed = Feed()
+    random_commands(feed, random.Random(7), count)
+    return feed.log
+
+
+def test_continue_sequence_passes_contiguous_events() -> None:
+    log = engine_events(30)
+    assert continue_sequence(0, log) == log
+    assert continue_sequence(10, log[10:]) == log[10:]
+    assert continue_sequence(5, []) == []
+
+
+def test_continue_sequence_drops_already_stored_events() -> None:
+    log = engine_events(30)
+    assert continue_sequence(10, log) == log[10:]
+    assert continue_sequence(10, log[4:15]) == log[10:15]
+    assert continue_sequence(log[-1].seq, log) == []
+    assert continue_sequence(log[-1].seq + 5, log) == []
+
+
+def test_continue_sequence_raises_on_a_hole() -> None:
+    log = engine_events(30)
+    with pytest.raises(GapError, match="expected 11, got 12"):
+        continue_sequence(10, log[11:])  # the first fresh event is not the next one
+    with pytest.raises(GapError, match="expected 16, got 17"):
+        continue_sequence(10, log[10:15] + log[16:])  # a hole in the middle
+    with pytest.raises(GapError):
+        continue_sequence(0, log[1:])
+    with pytest.raises(GapError):
+        continue_sequence(0, [log[1], log[0]])  # out of order is not contiguous
