@@ -7,8 +7,6 @@ large example counts do not leak into other suites' `@given` tests.
 
 from __future__ import annotations
 
-import os
-
 from hypothesis import HealthCheck, settings
 
 STEP_COUNT = 30
@@ -25,5 +23,3 @@ settings.register_profile(
     parent=settings.get_profile("ci"),
     max_examples=20_000,
 )
-
-PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "ci")

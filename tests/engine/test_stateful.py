@@ -41,10 +41,11 @@ PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "ci")
 pytestmark = pytest.mark.timeout(0 if PROFILE == "fuzz" else 240)
 
 MIN_PRICE, MAX_PRICE = 1, 20
+MID = 10
 PRICES = st.integers(MIN_PRICE, MAX_PRICE)
 QUANTITIES = st.integers(1, 10)
 SIDES = st.sampled_from([BUY, SELL])
-CLIENT_IDS = st.none() | st.sampled_from(["a", "b", "c", "d", "e"])
+CLIENT_IDS = st.sampled_from((None,) * 16 + ("a", "b", "c", "d", "e", "f"))
 
 
 # -- the reference ---------------------------------------------------------------------------
@@ -242,11 +243,27 @@ class EngineVersusReference(RuleBasedStateMachine):
         alive = self.ref.alive_ids()
         dead = sorted(self.ref.accepted.difference(alive))
         unknown = [0, -1, self.ref.next_id, self.ref.next_id + 1, 10**12]
-        pools = [st.sampled_from(p) for p in (alive, alive, dead, unknown) if p]
+        pools = [st.sampled_from(p) for p in (alive, alive, alive, dead, unknown) if p]
         return data.draw(st.one_of(pools), label="order_id")
 
     @rule(side=SIDES, price=PRICES, quantity=QUANTITIES, client_order_id=CLIENT_IDS)
     def place(self, side: int, price: int, quantity: int, client_order_id: str | None) -> None:
+        self._place(side, price, quantity, client_order_id)
+
+    @rule(
+        side=SIDES,
+        offset=st.integers(-2, 8),
+        quantity=QUANTITIES,
+        client_order_id=CLIENT_IDS,
+    )
+    def place_near_mid(
+        self, side: int, offset: int, quantity: int, client_order_id: str | None
+    ) -> None:
+        """Mostly passive orders around the middle of the range: builds a deeper book."""
+        price = MID - offset if side == BUY else MID + 1 + offset
+        self._place(side, price, quantity, client_order_id)
+
+    def _place(self, side: int, price: int, quantity: int, client_order_id: str | None) -> None:
         events = self._run(Place, side, price, quantity, client_order_id)
         first = events[0]
         if isinstance(first, Rejected):
@@ -258,9 +275,17 @@ class EngineVersusReference(RuleBasedStateMachine):
             assert isinstance(first, Accepted)
             assert (first.side, first.price, first.quantity) == (side, price, quantity)
 
-    @rule(data=st.data(), price=PRICES)
-    def modify(self, data: st.DataObject, price: int) -> None:
+    @rule(data=st.data())
+    def modify(self, data: st.DataObject) -> None:
         order_id = self._target(data)
+        # half the time a price at or next to a touch (or the order's own), to cross often
+        bids, asks = self.ref.depth()
+        near = [p for side in (bids, asks) for p, _ in side[:1]]
+        own = self.ref._find(order_id)
+        if own is not None:
+            near.append(own.price)
+        near = sorted({q for p in near for q in (p - 1, p, p + 1) if MIN_PRICE <= q <= MAX_PRICE})
+        price = data.draw(PRICES | st.sampled_from(near) if near else PRICES, label="price")
         alive = order_id in self.engine.orders
         events = self._run(Modify, order_id, price)
         assert isinstance(events[0], Modified if alive else Rejected)
@@ -290,38 +315,36 @@ class EngineVersusReference(RuleBasedStateMachine):
     # bookkeeping from events only
 
     def _account(self, events: list[Event]) -> None:
-        for event in events:
-            assert event.seq == self.last_seq + 1, "sequence gap"
-            self.last_seq = event.seq
-            assert event.ts == self.ts
-            if isinstance(event, Accepted):
-                assert event.order_id not in self.accounts
-                self.accounts[event.order_id] = Account(event.side, event.price, event.quantity)
-            elif isinstance(event, Modified):
-                self.accounts[event.order_id].price = event.price
-            elif isinstance(event, Cancelled):
-                account = self.accounts[event.order_id]
-                assert event.quantity > 0
-                account.cancelled += event.quantity
-            elif isinstance(event, Trade):
-                bid = self.accounts[event.bid_order_id]
-                ask = self.accounts[event.ask_order_id]
+        for e in events:
+            assert e.seq == self.last_seq + 1, "sequence gap"
+            self.last_seq = e.seq
+            assert e.ts == self.ts
+            if isinstance(e, Accepted):
+                assert e.order_id not in self.accounts
+                self.accounts[e.order_id] = Account(e.side, e.price, e.quantity)
+            elif isinstance(e, Modified):
+                self.accounts[e.order_id].price = e.price
+            elif isinstance(e, Cancelled):
+                account = self.accounts[e.order_id]
+                assert e.quantity > 0
+                account.cancelled += e.quantity
+            elif isinstance(e, Trade):
+                bid = self.accounts[e.bid_order_id]
+                ask = self.accounts[e.ask_order_id]
                 assert (bid.side, ask.side) == (BUY, SELL)
-                assert event.quantity > 0
+                assert e.quantity > 0
                 assert bid.price >= ask.price  # the two limits cross
-                maker, taker = (ask, bid) if event.taker_side == BUY else (bid, ask)
-                assert event.price == maker.price  # prints at the resting price
+                maker, taker = (ask, bid) if e.taker_side == BUY else (bid, ask)
+                assert e.price == maker.price  # prints at the resting price
                 # and never through the taker's own limit
-                assert (
-                    (event.price <= taker.price) if taker is bid else (event.price >= taker.price)
-                )
-                bid.traded += event.quantity
-                ask.traded += event.quantity
+                assert (e.price <= taker.price) if taker is bid else (e.price >= taker.price)
+                bid.traded += e.quantity
+                ask.traded += e.quantity
                 # both sides add up: each side's reported remaining is its own arithmetic
-                assert event.bid_remaining == bid.quantity - bid.traded
-                assert event.ask_remaining == ask.quantity - ask.traded
-                assert event.bid_remaining >= 0
-                assert event.ask_remaining >= 0
+                assert e.bid_remaining == bid.quantity - bid.traded
+                assert e.ask_remaining == ask.quantity - ask.traded
+                assert e.bid_remaining >= 0
+                assert e.ask_remaining >= 0
 
     # invariants
 
