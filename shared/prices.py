@@ -9,8 +9,12 @@ the tick.
 from __future__ import annotations
 
 import math
-from decimal import Decimal, InvalidOperation
+import re
+from decimal import Decimal, DecimalException, Inexact, Rounded, localcontext
 from typing import Any
+
+# Plain decimal notation only: no underscores, NaN or Infinity spelled out.
+_DECIMAL_TEXT = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]{1,4})?")
 
 
 class InputError(ValueError):
@@ -35,12 +39,11 @@ def _to_decimal(value: Any, field: str) -> Decimal:
         return value
     if isinstance(value, str):
         text = value.strip()
-        if not text or len(text) > 40:
+        if text.lower().lstrip("+-") in ("nan", "snan", "inf", "infinity"):
+            raise InputError(field, "must be a finite number")
+        if len(text) > 40 or not _DECIMAL_TEXT.fullmatch(text):
             raise InputError(field, "must be a decimal string such as '101.25'")
-        try:
-            return Decimal(text)
-        except InvalidOperation:
-            raise InputError(field, "must be a decimal string such as '101.25'") from None
+        return Decimal(text)
     raise InputError(field, "must be a number or a decimal string")
 
 
@@ -53,8 +56,16 @@ def parse_price(value: Any, tick: Decimal, max_price: Decimal, field: str = "pri
         raise InputError(field, "must be greater than 0")
     if price > max_price:
         raise InputError(field, f"must not exceed {max_price}")
-    ticks = price / tick
-    if ticks != ticks.to_integral_value():
+    # Exact arithmetic: any rounding or underflow means the price is not on the tick grid
+    # (the default context would round a 30-digit price onto it).
+    with localcontext() as ctx:
+        ctx.prec = 60
+        ctx.traps[Inexact] = ctx.traps[Rounded] = True
+        try:
+            ticks = price / tick
+        except DecimalException:
+            ticks = Decimal("0.5")
+    if ticks != ticks.to_integral_value() or ticks < 1:
         raise InputError(field, f"must be a multiple of the tick size {tick}")
     return int(ticks)
 

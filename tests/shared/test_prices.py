@@ -185,14 +185,6 @@ def test_parse_price_messages_say_what_is_wrong() -> None:
     assert "number" in info.value.message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG shared/prices.py parse_price: `price / tick` runs in the default 28-digit "
-        "Decimal context, so a string with more significant digits than that is rounded "
-        "before the tick-multiple check and accepted as a different price"
-    ),
-)
 @pytest.mark.parametrize(
     "value",
     [
@@ -205,18 +197,15 @@ def test_parse_price_refuses_sub_tick_digits_beyond_decimal_precision(value: str
         price(value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG shared/prices.py parse_price: a tiny positive price such as '1e-2000000' "
-        "underflows to 0 in `price / tick` (Underflow is not trapped), passes the "
-        "tick-multiple check and returns 0 ticks; the engine trusts prices >= 1 tick"
-    ),
-)
 @pytest.mark.parametrize("value", ["1e-2000000", "1e-1000030", Decimal("1e-2000000")])
 def test_parse_price_refuses_underflowing_exponents(value: Any) -> None:
     with pytest.raises(InputError):
         price(value)
+
+
+def test_parse_price_refuses_underscores() -> None:
+    with pytest.raises(InputError):
+        price("1_000")
 
 
 @settings(max_examples=300, deadline=None)
