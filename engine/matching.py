@@ -10,20 +10,25 @@ no checks beyond the business rules (unknown, dead or duplicate orders).
 
 from __future__ import annotations
 
-from shared.commands import BUY, Cancel, Command, Modify, Place
+from shared.commands import BUY, FOK, GTC, MARKET, Cancel, Command, Modify, Place
 from shared.events import (
     DUPLICATE_CLIENT_ORDER_ID,
+    INVALID_QUANTITY,
+    NO_LIQUIDITY,
     ORDER_NOT_ALIVE,
     UNKNOWN_ORDER,
     Accepted,
     Cancelled,
     Event,
     Modified,
+    QuantityChanged,
     Rejected,
     Trade,
 )
 
-from .book import BookSide, Order
+from .book import NO_ASK, BookSide, Order
+
+MARKET_BUY_LIMIT = NO_ASK - 1  # a market buy crosses every ask; a market sell uses 1 tick
 
 
 class MatchingEngine:
@@ -45,15 +50,23 @@ class MatchingEngine:
         kind = type(command)
         if kind is Place:
             p: Place = command  # type: ignore[assignment]
-            return self.place(p.side, p.price, p.quantity, p.client_order_id, p.ts)
+            return self.place(p.side, p.price, p.quantity, p.client_order_id, p.ts, p.tif)
         if kind is Cancel:
             return self.cancel(command.order_id, command.ts)  # type: ignore[union-attr]
         m: Modify = command  # type: ignore[assignment]
-        return self.modify(m.order_id, m.price, m.ts)
+        return self.modify(m.order_id, m.price, m.ts, m.quantity)
 
     def place(
-        self, side: int, price: int, quantity: int, client_order_id: str | None, ts: int
+        self,
+        side: int,
+        price: int,
+        quantity: int,
+        client_order_id: str | None,
+        ts: int,
+        tif: int = GTC,
     ) -> list[Event]:
+        if tif or price == MARKET:
+            return self._place_immediate(side, price, quantity, client_order_id, ts, tif)
         order_id = self.next_order_id
         if client_order_id is not None:
             known = self.client_order_ids.get(client_order_id)
@@ -86,16 +99,90 @@ class MatchingEngine:
             level.total += order.remaining
         return events
 
-    def modify(self, order_id: int, price: int, ts: int) -> list[Event]:
-        """Change the price; the order keeps its id, loses its time priority, and may trade."""
+    def _place_immediate(
+        self,
+        side: int,
+        price: int,
+        quantity: int,
+        client_order_id: str | None,
+        ts: int,
+        tif: int,
+    ) -> list[Event]:
+        """IOC, FOK and market orders: trade now, never rest; the remainder is cancelled."""
+        opposite = self.asks if side == BUY else self.bids
+        if client_order_id is not None and client_order_id in self.client_order_ids:
+            self.seq += 1
+            known = self.client_order_ids[client_order_id]
+            return [Rejected(self.seq, DUPLICATE_CLIENT_ORDER_ID, known, ts)]
+        if price == MARKET and not opposite.levels:
+            self.seq += 1
+            return [Rejected(self.seq, NO_LIQUIDITY, 0, ts)]
+        order_id = self.next_order_id
+        self.next_order_id = order_id + 1
+        if client_order_id is not None:
+            self.client_order_ids[client_order_id] = order_id
+        self.seq += 1
+        events: list[Event] = [
+            Accepted(self.seq, order_id, side, price, quantity, ts, client_order_id, tif)
+        ]
+        limit = price if price != MARKET else (MARKET_BUY_LIMIT if side == BUY else 1)
+        order = Order(order_id, side, limit, quantity, quantity, ts, client_order_id)
+        crosses = (limit >= opposite.best) if side == BUY else (limit <= opposite.best)
+        if crosses and (tif != FOK or self._available(opposite, side, limit) >= quantity):
+            self._match(order, opposite, events, ts)
+        if order.remaining:
+            self.seq += 1
+            events.append(Cancelled(self.seq, order_id, order.remaining, ts))
+        return events
+
+    @staticmethod
+    def _available(book: BookSide, side: int, limit: int) -> int:
+        """Quantity resting at prices that cross `limit` (FOK's all-or-nothing check)."""
+        prices = (
+            book.prices.irange(maximum=limit)
+            if side == BUY
+            else book.prices.irange(minimum=limit, reverse=True)
+        )
+        total = 0
+        levels = book.levels
+        for level_price in prices:
+            total += levels[level_price].total
+        return total
+
+    def modify(self, order_id: int, price: int, ts: int, quantity: int = 0) -> list[Event]:
+        """Change the price and/or total quantity; 0 leaves that one unchanged.
+
+        Lowering the quantity keeps time priority; raising it or changing the price moves
+        the order to the tail of its level, and a new price may trade at once.
+        """
         order = self.orders.get(order_id)
         if order is None:
             return self._reject(order_id, ts)
-        self.seq += 1
-        events: list[Event] = [Modified(self.seq, order_id, price, ts)]
-        if price == order.price:
-            return events  # same price: a success that keeps priority
         own, opposite = (self.bids, self.asks) if order.side == BUY else (self.asks, self.bids)
+        events: list[Event] = []
+        if quantity and quantity != order.quantity:
+            if quantity <= order.quantity - order.remaining:
+                self.seq += 1
+                return [Rejected(self.seq, INVALID_QUANTITY, order_id, ts)]
+            if quantity < order.quantity:  # reduce in place: keeps its place in the queue
+                cut = order.quantity - quantity
+                own.levels[order.price].total -= cut
+                order.remaining -= cut
+                order.quantity = quantity
+            else:
+                own.remove(order)
+                order.remaining += quantity - order.quantity
+                order.quantity = quantity
+                own.add(order)
+            self.seq += 1
+            events.append(QuantityChanged(self.seq, order_id, quantity, order.remaining, ts))
+        if not price or price == order.price:
+            if price or not events:  # same price: a success that keeps priority
+                self.seq += 1
+                events.append(Modified(self.seq, order_id, order.price, ts))
+            return events
+        self.seq += 1
+        events.append(Modified(self.seq, order_id, price, ts))
         own.remove(order)
         order.price = price
         if (price >= opposite.best) if order.side == BUY else (price <= opposite.best):

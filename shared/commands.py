@@ -13,6 +13,13 @@ import msgspec
 BUY = 1
 SELL = -1
 
+# Time in force. A market order is a Place with price 0: it walks the book and, like IOC,
+# never rests.
+GTC = 0  # good till cancelled: the remainder rests
+IOC = 1  # immediate or cancel: trade what crosses now, cancel the rest
+FOK = 2  # fill or kill: trade the whole quantity now or nothing
+MARKET = 0  # the price of a market order
+
 
 class Place(msgspec.Struct, tag="place", array_like=True, frozen=True, gc=False):
     side: int
@@ -21,13 +28,17 @@ class Place(msgspec.Struct, tag="place", array_like=True, frozen=True, gc=False)
     client_order_id: str | None = None
     request_id: str = ""
     ts: int = 0
+    tif: int = GTC
 
 
 class Modify(msgspec.Struct, tag="modify", array_like=True, frozen=True, gc=False):
+    """Change price and/or total quantity; 0 leaves that one unchanged."""
+
     order_id: int
     price: int
     request_id: str = ""
     ts: int = 0
+    quantity: int = 0
 
 
 class Cancel(msgspec.Struct, tag="cancel", array_like=True, frozen=True, gc=False):

@@ -18,6 +18,7 @@ class Accepted(msgspec.Struct, tag="accepted", array_like=True, frozen=True, gc=
     quantity: int
     ts: int
     client_order_id: str | None = None
+    tif: int = 0  # shared.commands.GTC/IOC/FOK; price 0 is a market order
 
 
 class Rejected(msgspec.Struct, tag="rejected", array_like=True, frozen=True, gc=False):
@@ -46,6 +47,18 @@ class Modified(msgspec.Struct, tag="modified", array_like=True, frozen=True, gc=
     ts: int
 
 
+class QuantityChanged(
+    msgspec.Struct, tag="quantity_changed", array_like=True, frozen=True, gc=False
+):
+    """The order's total quantity is now `quantity`, of which `remaining` is still open."""
+
+    seq: int
+    order_id: int
+    quantity: int
+    remaining: int
+    ts: int
+
+
 class Cancelled(msgspec.Struct, tag="cancelled", array_like=True, frozen=True, gc=False):
     seq: int
     order_id: int
@@ -53,12 +66,14 @@ class Cancelled(msgspec.Struct, tag="cancelled", array_like=True, frozen=True, g
     ts: int
 
 
-Event = Accepted | Rejected | Trade | Modified | Cancelled
+Event = Accepted | Rejected | Trade | Modified | QuantityChanged | Cancelled
 
 # Rejection reasons. Stable strings: clients switch on them.
 UNKNOWN_ORDER = "unknown_order"
 ORDER_NOT_ALIVE = "order_not_alive"
 DUPLICATE_CLIENT_ORDER_ID = "duplicate_client_order_id"
+INVALID_QUANTITY = "quantity_not_above_traded"
+NO_LIQUIDITY = "no_liquidity"
 
 _encoder = msgspec.msgpack.Encoder()
 _batch_decoder = msgspec.msgpack.Decoder(list[Event])
