@@ -8,12 +8,14 @@ input, validated by the same parser as REST.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any, NewType
 
 import strawberry
+from graphql import GraphQLError
 from strawberry.types import Info
 
 from archiver.store import OrderRecord, TradeRecord
@@ -170,8 +172,29 @@ class PlaceOrderInput:
     client_order_id: str | None = None
 
 
+# The application layer names fields as REST does; GraphQL arguments are called otherwise.
+_ARGUMENT_NAMES = {"order_id": "id", "limit": "first"}
+
+
+def _argument(field: str) -> str:
+    return _ARGUMENT_NAMES.get(field) or _camel(field)
+
+
 def _field_errors(exc: InvalidInput) -> list[FieldError]:
-    return [FieldError(field=_camel(e.field), message=e.message) for e in exc.errors]
+    return [FieldError(field=_argument(e.field), message=e.message) for e in exc.errors]
+
+
+@contextmanager
+def _argument_errors() -> Iterator[None]:
+    """Bad query arguments become GraphQL errors that name the argument as the client wrote it."""
+    try:
+        yield
+    except InvalidInput as exc:
+        fields = [{"field": _argument(e.field), "message": e.message} for e in exc.errors]
+        message = "; ".join(f"{f['field']}: {f['message']}" for f in fields)
+        raise GraphQLError(
+            message, extensions={"code": "BAD_USER_INPUT", "errors": fields}
+        ) from None
 
 
 def _camel(name: str) -> str:
@@ -200,12 +223,14 @@ class Query:
         after: str | None = None,
     ) -> OrderConnection:
         ex = _ex(info)
-        records = await ex.orders(alive=alive, side=side, limit=min(first, MAX_PAGE), after=after)
+        limit = min(first, MAX_PAGE)
+        with _argument_errors():
+            records = await ex.orders(alive=alive, side=side, limit=limit, after=after)
         nodes = [Order.of(ex, o) for o in records]
         return OrderConnection(
             nodes=nodes,
             end_cursor=str(nodes[-1].order_id) if nodes else after,
-            has_next_page=len(nodes) == first,
+            has_next_page=len(nodes) == limit,
         )
 
     @strawberry.field
@@ -213,18 +238,21 @@ class Query:
         self, info: Info, first: int = 100, after: str | None = None
     ) -> TradeConnection:
         ex = _ex(info)
-        records = await ex.trade_list(limit=min(first, MAX_PAGE), after=after)
+        limit = min(first, MAX_PAGE)
+        with _argument_errors():
+            records = await ex.trade_list(limit=limit, after=after)
         nodes = [Trade.of(ex, t) for t in records]
         return TradeConnection(
             nodes=nodes,
             end_cursor=str(nodes[-1].trade_id) if nodes else after,
-            has_next_page=len(nodes) == first,
+            has_next_page=len(nodes) == limit,
         )
 
     @strawberry.field
     async def order_book(self, info: Info, depth: int = 5) -> OrderBook:
         ex = _ex(info)
-        return OrderBook.of(ex, await ex.book(depth), depth)
+        with _argument_errors():
+            return OrderBook.of(ex, await ex.book(depth), depth)
 
 
 @strawberry.type

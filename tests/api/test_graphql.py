@@ -463,22 +463,8 @@ async def test_order_book_reflects_partial_fills(gq: AsyncClientSession) -> None
         (ORDERS, {"first": 10, "side": 2}, "side"),
         (ORDERS, {"first": 10, "after": "x"}, "after"),
         (TRADES, {"first": 10, "after": "-3"}, "after"),
-        pytest.param(
-            ORDERS,
-            {"first": 0},
-            "first",
-            marks=pytest.mark.xfail(
-                strict=True, reason="orders(first: 0) is refused as 'limit', not 'first'"
-            ),
-        ),
-        pytest.param(
-            TRADES,
-            {"first": 0},
-            "first",
-            marks=pytest.mark.xfail(
-                strict=True, reason="trades(first: 0) is refused as 'limit', not 'first'"
-            ),
-        ),
+        (ORDERS, {"first": 0}, "first"),
+        (TRADES, {"first": 0}, "first"),
     ],
 )
 async def test_bad_query_arguments_are_errors_naming_the_argument(
@@ -489,11 +475,6 @@ async def test_bad_query_arguments_are_errors_naming_the_argument(
     assert word in str(caught.value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="first > 1000 is capped at 1000 rows but hasNextPage compares with `first`: "
-    "it says false while more orders exist",
-)
 async def test_orders_has_next_page_when_first_exceeds_the_page_cap(
     gq: AsyncClientSession, ahttp: httpx.AsyncClient
 ) -> None:
@@ -599,10 +580,6 @@ async def test_modify_order_that_crosses_trades(gq: AsyncClientSession) -> None:
     assert (await run(gq, ORDER, id=ask))["order"]["orderAlive"] is False
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="modifyOrder/cancelOrder name a bad id 'orderId' in errors, but the argument is `id`",
-)
 async def test_change_with_malformed_id_names_the_id_argument(gq: AsyncClientSession) -> None:
     modified = (await run(gq, MODIFY, id="abc", price="10"))["modifyOrder"]
     cancelled = (await run(gq, CANCEL, id="abc"))["cancelOrder"]
