@@ -14,7 +14,7 @@ from typing import Any
 import msgspec
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, UpdateOne
 
-from shared.events import Accepted, Cancelled, Event, Modified, Trade
+from shared.events import Accepted, Cancelled, Event, Modified, QuantityChanged, Trade
 
 from .store import Depth, OrderRecord, TradeRecord
 
@@ -57,7 +57,7 @@ class MongoStore:
                     doc = {
                         "side": e.side, "price": e.price, "quantity": e.quantity,
                         "remaining": e.quantity, "traded": 0, "cancelled": 0, "alive": True,
-                        "client_order_id": e.client_order_id, "created_ts": e.ts,
+                        "client_order_id": e.client_order_id, "tif": e.tif, "created_ts": e.ts,
                         "updated_ts": e.ts, "last_seq": e.seq,
                     }  # fmt: skip
                     orders.append(
@@ -96,6 +96,21 @@ class MongoStore:
                             e.order_id,
                             e.seq,
                             {"$set": {"price": e.price, "updated_ts": e.ts, "last_seq": e.seq}},
+                        )
+                    )
+                case QuantityChanged():
+                    orders.append(
+                        _guarded(
+                            e.order_id,
+                            e.seq,
+                            {
+                                "$set": {
+                                    "quantity": e.quantity,
+                                    "remaining": e.remaining,
+                                    "updated_ts": e.ts,
+                                    "last_seq": e.seq,
+                                }
+                            },
                         )
                     )
                 case Cancelled():
@@ -189,5 +204,5 @@ def _order(doc: dict[str, Any]) -> OrderRecord:
     return OrderRecord(
         doc["_id"], doc["side"], doc["price"], doc["quantity"], doc["remaining"], doc["traded"],
         doc["cancelled"], doc["alive"], doc["client_order_id"], doc["created_ts"],
-        doc["updated_ts"],
+        doc["updated_ts"], doc.get("tif", 0),
     )  # fmt: skip

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from shared.events import Accepted, Cancelled, Event, Modified, Trade
+from shared.events import Accepted, Cancelled, Event, Modified, QuantityChanged, Trade
 
 from .store import Depth, OrderRecord, TradeRecord
 
@@ -26,7 +26,8 @@ CREATE TABLE IF NOT EXISTS orders (
     order_id INTEGER PRIMARY KEY, side INTEGER NOT NULL, price INTEGER NOT NULL,
     quantity INTEGER NOT NULL, remaining INTEGER NOT NULL, traded INTEGER NOT NULL,
     cancelled INTEGER NOT NULL, alive INTEGER NOT NULL, client_order_id TEXT,
-    created_ts INTEGER NOT NULL, updated_ts INTEGER NOT NULL, last_seq INTEGER NOT NULL);
+    created_ts INTEGER NOT NULL, updated_ts INTEGER NOT NULL, last_seq INTEGER NOT NULL,
+    tif INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS orders_book ON orders (alive, side, price);
 CREATE TABLE IF NOT EXISTS trades (
     trade_id INTEGER PRIMARY KEY, price INTEGER NOT NULL, quantity INTEGER NOT NULL,
@@ -40,7 +41,7 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 
 ORDER_COLUMNS = (
     "order_id, side, price, quantity, remaining, traded, cancelled, alive, client_order_id, "
-    "created_ts, updated_ts"
+    "created_ts, updated_ts, tif"
 )
 TRADE_COLUMNS = "trade_id, price, quantity, bid_order_id, ask_order_id, taker_side, ts"
 
@@ -101,9 +102,9 @@ class SqliteStore:
                     case Accepted():
                         db.execute(
                             f"INSERT OR IGNORE INTO orders ({ORDER_COLUMNS}, last_seq) "
-                            "VALUES (?, ?, ?, ?, ?, 0, 0, 1, ?, ?, ?, ?)",
+                            "VALUES (?, ?, ?, ?, ?, 0, 0, 1, ?, ?, ?, ?, ?)",
                             (e.order_id, e.side, e.price, e.quantity, e.quantity,
-                             e.client_order_id, e.ts, e.ts, e.seq),
+                             e.client_order_id, e.ts, e.ts, e.tif, e.seq),
                         )  # fmt: skip
                     case Trade():
                         db.execute(
@@ -128,6 +129,12 @@ class SqliteStore:
                             "UPDATE orders SET price = ?, updated_ts = ?, last_seq = ? "
                             "WHERE order_id = ? AND last_seq < ?",
                             (e.price, e.ts, e.seq, e.order_id, e.seq),
+                        )
+                    case QuantityChanged():
+                        db.execute(
+                            "UPDATE orders SET quantity = ?, remaining = ?, updated_ts = ?, "
+                            "last_seq = ? WHERE order_id = ? AND last_seq < ?",
+                            (e.quantity, e.remaining, e.ts, e.seq, e.order_id, e.seq),
                         )
                     case Cancelled():
                         db.execute(
@@ -213,21 +220,7 @@ class SqliteStore:
         return self.db.execute(sql, args).fetchall()
 
 
-def _order(row: tuple[Any, ...]) -> OrderRecord:
-    (
-        order_id,
-        side,
-        price,
-        quantity,
-        remaining,
-        traded,
-        cancelled,
-        alive,
-        coid,
-        created,
-        updated,
-    ) = row
+def _order(r: tuple[Any, ...]) -> OrderRecord:
     return OrderRecord(
-        order_id, side, price, quantity, remaining, traded, cancelled, bool(alive), coid, created,
-        updated,
-    )  # fmt: skip
+        r[0], r[1], r[2], r[3], r[4], r[5], r[6], bool(r[7]), r[8], r[9], r[10], r[11]
+    )

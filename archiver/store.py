@@ -30,6 +30,7 @@ class OrderRecord:
     client_order_id: str | None
     created_ts: int
     updated_ts: int
+    tif: int = 0  # shared.commands.GTC/IOC/FOK; price 0 is a market order
 
 
 @dataclass(frozen=True, slots=True)

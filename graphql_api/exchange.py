@@ -69,6 +69,13 @@ def iso(ts_ns: int) -> str:
     return datetime.fromtimestamp(ts_ns / 1e9, UTC).isoformat(timespec="microseconds")
 
 
+def parse_cursor(value: Any, field: str = "after") -> int:
+    """A page cursor: the last id seen, or 0 for the start."""
+    if value in (0, "0"):
+        return 0
+    return parse_order_id(value, field)
+
+
 def parse_order_id(value: Any, field: str = "order_id") -> int:
     """Order ids are positive integers, sent as strings (or ints)."""
     if isinstance(value, bool):
@@ -294,7 +301,7 @@ class Exchange:
                 errors.append(exc)
         if after is not None:
             try:
-                cursor = parse_order_id(after, "after")
+                cursor = parse_cursor(after)
             except InputError as exc:
                 errors.append(exc)
         errors.extend(_limit_error(limit))
@@ -308,7 +315,7 @@ class Exchange:
         cursor = None
         if after is not None:
             try:
-                cursor = parse_order_id(after, "after")
+                cursor = parse_cursor(after)
             except InputError as exc:
                 errors.append(exc)
         if errors:

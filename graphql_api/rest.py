@@ -27,7 +27,10 @@ ORDER_ID_PATTERN = r"^[0-9]{1,18}$"
 PRICE_SCHEMA = {
     "oneOf": [
         {"type": "number", "exclusiveMinimum": 0},
-        {"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?$"},
+        {
+            "type": "string",
+            "pattern": r"^\s*[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]{1,4})?\s*$",
+        },
     ],
     "description": "limit price in decimal units, a multiple of the tick size",
 }
