@@ -18,7 +18,7 @@ from strawberry.fastapi import GraphQLRouter
 from archiver.store import open_store
 from shared.config import Settings
 
-from .exchange import Exchange, InvalidInput, Unavailable
+from .exchange import Exchange, InvalidInput, Rejection, Unavailable
 from .rest import ApiError, build_router
 from .schema import schema
 
@@ -83,6 +83,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             {"error": error, "message": str(exc.detail)},
             status_code=exc.status_code,
             headers=getattr(exc, "headers", None),
+        )
+
+    @app.exception_handler(Rejection)
+    async def rejected(request: Request, exc: Rejection) -> JSONResponse:
+        return JSONResponse(
+            {"error": "rejected", "reason": exc.reason, "message": str(exc)}, status_code=409
         )
 
     @app.exception_handler(Unavailable)

@@ -23,9 +23,17 @@ import redis.asyncio as aioredis
 import structlog
 
 from archiver.store import OrderRecord, Store, TradeRecord
-from shared.commands import Cancel, Command, Modify, Place, encode_command
+from shared.commands import FOK, GTC, IOC, MARKET, Cancel, Command, Modify, Place, encode_command
 from shared.config import Settings
-from shared.events import Accepted, Event, Modified, Rejected, Trade, decode_events
+from shared.events import (
+    DUPLICATE_CLIENT_ORDER_ID,
+    NO_LIQUIDITY,
+    Accepted,
+    Event,
+    Rejected,
+    Trade,
+    decode_events,
+)
 from shared.prices import InputError, parse_price, parse_quantity, parse_side, ticks_to_decimal
 
 from .hub import Hub
@@ -39,6 +47,39 @@ class InvalidInput(Exception):
     def __init__(self, errors: list[InputError]) -> None:
         super().__init__("; ".join(str(e) for e in errors))
         self.errors = errors
+
+
+class Rejection(Exception):
+    """The engine refused the order for a business reason (e.g. `no_liquidity`)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(REJECTION_MESSAGES.get(reason, reason))
+        self.reason = reason
+
+
+REJECTION_MESSAGES = {
+    NO_LIQUIDITY: "a market order needs resting orders on the other side",
+}
+TIME_IN_FORCE = {"GTC": GTC, "IOC": IOC, "FOK": FOK}
+TIME_IN_FORCE_NAMES = {v: k for k, v in TIME_IN_FORCE.items()}
+
+
+def parse_order_type(value: Any, field: str = "type") -> str:
+    if value is None:
+        return "limit"
+    if value not in ("limit", "market"):
+        raise InputError(field, "must be 'limit' or 'market'")
+    return str(value)
+
+
+def parse_time_in_force(value: Any, market: bool, field: str = "time_in_force") -> int:
+    if value is None:
+        return IOC if market else GTC
+    if not isinstance(value, str) or value not in TIME_IN_FORCE:
+        raise InputError(field, "must be 'GTC', 'IOC' or 'FOK'")
+    if market and value == "GTC":
+        raise InputError(field, "a market order cannot rest: use 'IOC' or 'FOK'")
+    return TIME_IN_FORCE[value]
 
 
 class Unavailable(Exception):
@@ -202,19 +243,37 @@ class Exchange:
             self.pending.pop(request_id, None)
 
     async def place(
-        self, *, side: Any, price: Any, quantity: Any, client_order_id: Any = None
+        self,
+        *,
+        side: Any,
+        price: Any,
+        quantity: Any,
+        client_order_id: Any = None,
+        time_in_force: Any = None,
+        order_type: Any = None,
     ) -> PlaceResult:
+        """Place an order. `order_type` is "limit" (default) or "market" (no price);
+        `time_in_force` is "GTC" (default for limit), "IOC" (default for market) or "FOK"."""
         errors: list[InputError] = []
         parsed: dict[str, Any] = {}
-        for name, parse, value in (
-            ("side", parse_side, side),
-            ("price", self._parse_price, price),
-            ("quantity", lambda v: parse_quantity(v, self.settings.max_quantity), quantity),
-        ):
+
+        def attempt(name: str, parse: Any, value: Any) -> None:
             try:
                 parsed[name] = parse(value)
             except InputError as exc:
                 errors.append(exc)
+
+        attempt("type", parse_order_type, order_type)
+        market = parsed.get("type") == "market"
+        attempt("time_in_force", lambda v: parse_time_in_force(v, market), time_in_force)
+        attempt("side", parse_side, side)
+        if market:
+            if price is not None:
+                errors.append(InputError("price", "must be omitted for a market order"))
+            parsed["price"] = MARKET
+        else:
+            attempt("price", self._parse_price, price)
+        attempt("quantity", lambda v: parse_quantity(v, self.settings.max_quantity), quantity)
         if client_order_id is not None and (
             not isinstance(client_order_id, str)
             or not 1 <= len(client_order_id) <= MAX_CLIENT_ORDER_ID
@@ -229,29 +288,50 @@ class Exchange:
             raise InvalidInput(errors)
         events = await self._submit(
             lambda rid, ts: Place(
-                parsed["side"], parsed["price"], parsed["quantity"], client_order_id, rid, ts
+                parsed["side"],
+                parsed["price"],
+                parsed["quantity"],
+                client_order_id,
+                rid,
+                ts,
+                parsed["time_in_force"],
             )
         )
         first = events[0]
         if isinstance(first, Accepted):
             return PlaceResult(first.order_id, duplicate=False)
         assert isinstance(first, Rejected), first
-        return PlaceResult(first.order_id, duplicate=True)
+        if first.reason == DUPLICATE_CLIENT_ORDER_ID:
+            return PlaceResult(first.order_id, duplicate=True)
+        raise Rejection(first.reason)
 
-    async def modify(self, *, order_id: Any, price: Any) -> ChangeResult:
+    async def modify(
+        self, *, order_id: Any, price: Any = None, quantity: Any = None
+    ) -> ChangeResult:
+        """Change the price and/or the total quantity (at least one)."""
         errors: list[InputError] = []
+        oid = ticks = new_quantity = 0
         try:
             oid = parse_order_id(order_id)
         except InputError as exc:
             errors.append(exc)
-        try:
-            ticks = self._parse_price(price)
-        except InputError as exc:
-            errors.append(exc)
+        if price is None and quantity is None:
+            errors.append(InputError("price", "price or quantity is required"))
+        if price is not None:
+            try:
+                ticks = self._parse_price(price)
+            except InputError as exc:
+                errors.append(exc)
+        if quantity is not None:
+            try:
+                new_quantity = parse_quantity(quantity, self.settings.max_quantity)
+            except InputError as exc:
+                errors.append(exc)
         if errors:
             raise InvalidInput(errors)
-        events = await self._submit(lambda rid, ts: Modify(oid, ticks, rid, ts))
-        return self._change_result(events[0], Modified)
+        return _outcome(
+            await self._submit(lambda rid, ts: Modify(oid, ticks, rid, ts, new_quantity))
+        )
 
     async def cancel(self, *, order_id: Any) -> ChangeResult:
         try:
@@ -259,14 +339,10 @@ class Exchange:
         except InputError as exc:
             raise InvalidInput([exc]) from None
         events = await self._submit(lambda rid, ts: Cancel(oid, rid, ts))
-        return self._change_result(events[0], type(events[0]))
-
-    @staticmethod
-    def _change_result(first: Event, success_type: type) -> ChangeResult:
-        if isinstance(first, Rejected):
-            return ChangeResult(False, first.reason)
-        assert isinstance(first, success_type), first
-        return ChangeResult(True)
+        first = events[0]
+        return (
+            ChangeResult(False, first.reason) if isinstance(first, Rejected) else ChangeResult(True)
+        )
 
     # -- reads ------------------------------------------------------------------------------
 
@@ -349,6 +425,12 @@ class Exchange:
             checks["store_error"] = str(exc)
         checks["ready"] = bool(checks["redis"] and checks["engine"] and checks["store"])
         return checks
+
+
+def _outcome(events: list[Event]) -> ChangeResult:
+    """A modify or cancel succeeded unless the engine's first event is a rejection."""
+    first = events[0]
+    return ChangeResult(False, first.reason) if isinstance(first, Rejected) else ChangeResult(True)
 
 
 def _limit_error(limit: Any) -> list[InputError]:

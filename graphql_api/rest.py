@@ -36,21 +36,34 @@ PRICE_SCHEMA = {
 }
 PLACE_SCHEMA = {
     "type": "object",
-    "required": ["side", "price", "quantity"],
+    "required": ["side", "quantity"],
     "additionalProperties": False,
     "properties": {
         "side": {"type": "integer", "enum": [1, -1], "description": "1 buy, -1 sell"},
-        "price": PRICE_SCHEMA,
+        "price": {**PRICE_SCHEMA, "description": "required for limit orders, absent for market"},
         "quantity": {"type": "integer", "minimum": 1},
         "client_order_id": {"type": "string", "minLength": 1, "maxLength": 64},
+        "type": {"type": "string", "enum": ["limit", "market"], "default": "limit"},
+        "time_in_force": {
+            "type": "string",
+            "enum": ["GTC", "IOC", "FOK"],
+            "description": "default GTC for limit orders, IOC for market orders",
+        },
     },
     "example": {"side": 1, "price": 101.5, "quantity": 10},
 }
 MODIFY_SCHEMA = {
     "type": "object",
-    "required": ["price"],
+    "minProperties": 1,
     "additionalProperties": False,
-    "properties": {"price": PRICE_SCHEMA},
+    "properties": {
+        "price": PRICE_SCHEMA,
+        "quantity": {
+            "type": "integer",
+            "minimum": 1,
+            "description": "new total quantity; lowering it keeps time priority",
+        },
+    },
     "example": {"price": 102},
 }
 
@@ -119,13 +132,17 @@ def build_router(ex: Exchange) -> APIRouter:
         responses={200: {"description": "client_order_id seen before: the original order"}},
     )
     async def place_order(request: Request) -> JSONResponse:
-        body = await read_object(request, {"side", "price", "quantity", "client_order_id"})
-        require(body, "side", "price", "quantity")
+        body = await read_object(
+            request, {"side", "price", "quantity", "client_order_id", "type", "time_in_force"}
+        )
+        require(body, "side", "quantity", *(() if body.get("type") == "market" else ("price",)))
         result = await ex.place(
             side=body.get("side"),
             price=body.get("price"),
             quantity=body.get("quantity"),
             client_order_id=body.get("client_order_id"),
+            time_in_force=body.get("time_in_force"),
+            order_type=body.get("type"),
         )
         status = 200 if result.duplicate else 201
         payload: dict[str, Any] = {"order_id": str(result.order_id)}
@@ -139,9 +156,12 @@ def build_router(ex: Exchange) -> APIRouter:
     async def modify_order(
         request: Request, order_id: Annotated[str, Path(pattern=ORDER_ID_PATTERN)]
     ) -> dict[str, Any]:
-        body = await read_object(request, {"price"})
-        require(body, "price")
-        result = await ex.modify(order_id=order_id, price=body["price"])
+        body = await read_object(request, {"price", "quantity"})
+        if not body:
+            raise InvalidInput([InputError("price", "price or quantity is required")])
+        result = await ex.modify(
+            order_id=order_id, price=body.get("price"), quantity=body.get("quantity")
+        )
         return _change(result.success, result.reason)
 
     @router.delete("/orders/{order_id}", summary="Cancel the remaining quantity")

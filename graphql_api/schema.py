@@ -8,6 +8,7 @@ input, validated by the same parser as REST.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import AsyncGenerator, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -21,7 +22,7 @@ from strawberry.types import Info
 from archiver.store import OrderRecord, TradeRecord
 from shared.events import Trade as TradeEvent
 
-from .exchange import MAX_PAGE, BookView, Exchange, InvalidInput
+from .exchange import MAX_PAGE, TIME_IN_FORCE_NAMES, BookView, Exchange, InvalidInput, Rejection
 from .hub import SlowConsumer
 
 Price = strawberry.scalar(
@@ -42,11 +43,26 @@ def _ex(info: Info) -> Exchange:
     return exchange
 
 
+@strawberry.enum
+class TimeInForce(enum.Enum):
+    GTC = "GTC"
+    IOC = "IOC"
+    FOK = "FOK"
+
+
+@strawberry.enum
+class OrderType(enum.Enum):
+    LIMIT = "limit"
+    MARKET = "market"
+
+
 @strawberry.type
 class Order:
     order_id: strawberry.ID
     side: int
-    order_price: Price  # type: ignore[valid-type]
+    order_type: OrderType
+    time_in_force: TimeInForce
+    order_price: Price | None  # type: ignore[valid-type]  # null for a market order
     order_quantity: int
     traded_quantity: int
     remaining_quantity: int
@@ -61,7 +77,9 @@ class Order:
         return cls(
             order_id=strawberry.ID(str(o.order_id)),
             side=o.side,
-            order_price=ex.price(o.price),
+            order_type=OrderType.LIMIT if o.price else OrderType.MARKET,
+            time_in_force=TimeInForce(TIME_IN_FORCE_NAMES[o.tif]),
+            order_price=ex.price(o.price) if o.price else None,
             order_quantity=o.quantity,
             traded_quantity=o.traded,
             remaining_quantity=o.remaining,
@@ -167,9 +185,15 @@ class ChangeResult:
 @strawberry.input
 class PlaceOrderInput:
     side: int = strawberry.field(description="1 buy, -1 sell")
-    price: Price  # type: ignore[valid-type]
     quantity: int
+    price: Price | None = strawberry.field(  # type: ignore[valid-type]
+        default=None, description="required for LIMIT orders, omitted for MARKET"
+    )
     client_order_id: str | None = None
+    type: OrderType = OrderType.LIMIT
+    time_in_force: TimeInForce | None = strawberry.field(
+        default=None, description="default GTC for LIMIT, IOC for MARKET"
+    )
 
 
 # The application layer names fields as REST does; GraphQL arguments are called otherwise.
@@ -265,15 +289,26 @@ class Mutation:
                 price=input.price,
                 quantity=input.quantity,
                 client_order_id=input.client_order_id,
+                time_in_force=input.time_in_force.value if input.time_in_force else None,
+                order_type=input.type.value,
             )
         except InvalidInput as exc:
             return OrderRejected(reason="invalid_input", errors=_field_errors(exc))
+        except Rejection as exc:
+            return OrderRejected(reason=exc.reason, errors=[])
         return OrderPlaced(order_id=strawberry.ID(str(result.order_id)), duplicate=result.duplicate)
 
     @strawberry.mutation
-    async def modify_order(self, info: Info, id: strawberry.ID, price: Price) -> ChangeResult:  # type: ignore[valid-type]
+    async def modify_order(
+        self,
+        info: Info,
+        id: strawberry.ID,
+        price: Price | None = None,  # type: ignore[valid-type]
+        quantity: int | None = None,
+    ) -> ChangeResult:
+        """Change the price and/or the total quantity; lowering the quantity keeps priority."""
         try:
-            result = await _ex(info).modify(order_id=str(id), price=price)
+            result = await _ex(info).modify(order_id=str(id), price=price, quantity=quantity)
         except InvalidInput as exc:
             return ChangeResult(success=False, reason="invalid_input", errors=_field_errors(exc))
         return ChangeResult(success=result.success, reason=result.reason)

@@ -11,7 +11,7 @@ from typing import Any
 from archiver.store import OrderRecord, TradeRecord
 from shared.events import Trade
 
-from .exchange import BookView, Exchange, iso
+from .exchange import TIME_IN_FORCE_NAMES, BookView, Exchange, iso
 
 
 def number(value: Decimal) -> int | float:
@@ -22,7 +22,9 @@ def order_json(ex: Exchange, o: OrderRecord) -> dict[str, Any]:
     return {
         "order_id": str(o.order_id),
         "side": o.side,
-        "order_price": number(ex.price(o.price)),
+        "order_price": number(ex.price(o.price)) if o.price else None,
+        "type": "limit" if o.price else "market",
+        "time_in_force": TIME_IN_FORCE_NAMES[o.tif],
         "order_quantity": o.quantity,
         "traded_quantity": o.traded,
         "remaining_quantity": o.remaining,
