@@ -271,6 +271,8 @@ class Exchange:
             if price is not None:
                 errors.append(InputError("price", "must be omitted for a market order"))
             parsed["price"] = MARKET
+        elif price is None:
+            errors.append(InputError("price", "is required for a limit order"))
         else:
             attempt("price", self._parse_price, price)
         attempt("quantity", lambda v: parse_quantity(v, self.settings.max_quantity), quantity)

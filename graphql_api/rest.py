@@ -135,7 +135,7 @@ def build_router(ex: Exchange) -> APIRouter:
         body = await read_object(
             request, {"side", "price", "quantity", "client_order_id", "type", "time_in_force"}
         )
-        require(body, "side", "quantity", *(() if body.get("type") == "market" else ("price",)))
+        require(body, "side", "quantity")
         result = await ex.place(
             side=body.get("side"),
             price=body.get("price"),
