@@ -57,7 +57,8 @@ class MongoStore:
                     doc = {
                         "side": e.side, "price": e.price, "quantity": e.quantity,
                         "remaining": e.quantity, "traded": 0, "cancelled": 0, "alive": True,
-                        "client_order_id": e.client_order_id, "tif": e.tif, "created_ts": e.ts,
+                        "client_order_id": e.client_order_id, "tif": e.tif, "owner": e.owner,
+                        "created_ts": e.ts,
                         "updated_ts": e.ts, "last_seq": e.seq,
                     }  # fmt: skip
                     orders.append(
@@ -147,9 +148,17 @@ class MongoStore:
         return _order(doc) if doc else None
 
     async def list_orders(
-        self, *, alive: bool | None, side: int | None, limit: int, after: int | None
+        self,
+        *,
+        alive: bool | None,
+        side: int | None,
+        limit: int,
+        after: int | None,
+        owner: str | None = None,
     ) -> list[OrderRecord]:
         query: dict[str, Any] = {"_id": {"$gt": after or 0}}
+        if owner is not None:
+            query["owner"] = owner
         if alive is not None:
             query["alive"] = alive
         if side is not None:
@@ -204,5 +213,5 @@ def _order(doc: dict[str, Any]) -> OrderRecord:
     return OrderRecord(
         doc["_id"], doc["side"], doc["price"], doc["quantity"], doc["remaining"], doc["traded"],
         doc["cancelled"], doc["alive"], doc["client_order_id"], doc["created_ts"],
-        doc["updated_ts"], doc.get("tif", 0),
+        doc["updated_ts"], doc.get("tif", 0), doc.get("owner", ""),
     )  # fmt: skip

@@ -27,7 +27,7 @@ CREATE TABLE IF NOT EXISTS orders (
     quantity INTEGER NOT NULL, remaining INTEGER NOT NULL, traded INTEGER NOT NULL,
     cancelled INTEGER NOT NULL, alive INTEGER NOT NULL, client_order_id TEXT,
     created_ts INTEGER NOT NULL, updated_ts INTEGER NOT NULL, last_seq INTEGER NOT NULL,
-    tif INTEGER NOT NULL DEFAULT 0);
+    tif INTEGER NOT NULL DEFAULT 0, owner TEXT NOT NULL DEFAULT '');
 CREATE INDEX IF NOT EXISTS orders_book ON orders (alive, side, price);
 CREATE TABLE IF NOT EXISTS trades (
     trade_id INTEGER PRIMARY KEY, price INTEGER NOT NULL, quantity INTEGER NOT NULL,
@@ -41,7 +41,7 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 
 ORDER_COLUMNS = (
     "order_id, side, price, quantity, remaining, traded, cancelled, alive, client_order_id, "
-    "created_ts, updated_ts, tif"
+    "created_ts, updated_ts, tif, owner"
 )
 TRADE_COLUMNS = "trade_id, price, quantity, bid_order_id, ask_order_id, taker_side, ts"
 
@@ -102,9 +102,9 @@ class SqliteStore:
                     case Accepted():
                         db.execute(
                             f"INSERT OR IGNORE INTO orders ({ORDER_COLUMNS}, last_seq) "
-                            "VALUES (?, ?, ?, ?, ?, 0, 0, 1, ?, ?, ?, ?, ?)",
+                            "VALUES (?, ?, ?, ?, ?, 0, 0, 1, ?, ?, ?, ?, ?, ?)",
                             (e.order_id, e.side, e.price, e.quantity, e.quantity,
-                             e.client_order_id, e.ts, e.ts, e.tif, e.seq),
+                             e.client_order_id, e.ts, e.ts, e.tif, e.owner, e.seq),
                         )  # fmt: skip
                     case Trade():
                         db.execute(
@@ -168,9 +168,19 @@ class SqliteStore:
         return _order(rows[0]) if rows else None
 
     async def list_orders(
-        self, *, alive: bool | None, side: int | None, limit: int, after: int | None
+        self,
+        *,
+        alive: bool | None,
+        side: int | None,
+        limit: int,
+        after: int | None,
+        owner: str | None = None,
     ) -> list[OrderRecord]:
-        where, args = ["order_id > ?"], [after or 0]
+        where: list[str] = ["order_id > ?"]
+        args: list[int | str] = [after or 0]
+        if owner is not None:
+            where.append("owner = ?")
+            args.append(owner)
         if alive is not None:
             where.append("alive = ?")
             args.append(int(alive))
@@ -222,5 +232,5 @@ class SqliteStore:
 
 def _order(r: tuple[Any, ...]) -> OrderRecord:
     return OrderRecord(
-        r[0], r[1], r[2], r[3], r[4], r[5], r[6], bool(r[7]), r[8], r[9], r[10], r[11]
+        r[0], r[1], r[2], r[3], r[4], r[5], r[6], bool(r[7]), r[8], r[9], r[10], r[11], r[12]
     )

@@ -31,6 +31,7 @@ class OrderRecord:
     created_ts: int
     updated_ts: int
     tif: int = 0  # shared.commands.GTC/IOC/FOK; price 0 is a market order
+    owner: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +66,13 @@ class Store(Protocol):
     async def get_order(self, order_id: int) -> OrderRecord | None: ...
 
     async def list_orders(
-        self, *, alive: bool | None, side: int | None, limit: int, after: int | None
+        self,
+        *,
+        alive: bool | None,
+        side: int | None,
+        limit: int,
+        after: int | None,
+        owner: str | None = None,
     ) -> list[OrderRecord]:
         """Orders by ascending id (newest last), strictly after the `after` cursor."""
 

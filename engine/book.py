@@ -21,7 +21,16 @@ NO_ASK = 1 << 62
 
 
 class Order:
-    __slots__ = ("client_order_id", "order_id", "price", "quantity", "remaining", "side", "ts")
+    __slots__ = (
+        "client_order_id",
+        "order_id",
+        "owner",
+        "price",
+        "quantity",
+        "remaining",
+        "side",
+        "ts",
+    )
 
     def __init__(
         self,
@@ -32,6 +41,7 @@ class Order:
         remaining: int,
         ts: int,
         client_order_id: str | None,
+        owner: str = "",
     ) -> None:
         self.order_id = order_id
         self.side = side
@@ -40,6 +50,7 @@ class Order:
         self.remaining = remaining
         self.ts = ts
         self.client_order_id = client_order_id
+        self.owner = owner
 
 
 class Level:

@@ -15,6 +15,7 @@ from shared.events import (
     DUPLICATE_CLIENT_ORDER_ID,
     INVALID_QUANTITY,
     NO_LIQUIDITY,
+    NOT_OWNER,
     ORDER_NOT_ALIVE,
     UNKNOWN_ORDER,
     Accepted,
@@ -50,11 +51,12 @@ class MatchingEngine:
         kind = type(command)
         if kind is Place:
             p: Place = command  # type: ignore[assignment]
-            return self.place(p.side, p.price, p.quantity, p.client_order_id, p.ts, p.tif)
+            return self.place(p.side, p.price, p.quantity, p.client_order_id, p.ts, p.tif, p.owner)
         if kind is Cancel:
-            return self.cancel(command.order_id, command.ts)  # type: ignore[union-attr]
+            c: Cancel = command  # type: ignore[assignment]
+            return self.cancel(c.order_id, c.ts, c.owner)
         m: Modify = command  # type: ignore[assignment]
-        return self.modify(m.order_id, m.price, m.ts, m.quantity)
+        return self.modify(m.order_id, m.price, m.ts, m.quantity, m.owner)
 
     def place(
         self,
@@ -64,20 +66,24 @@ class MatchingEngine:
         client_order_id: str | None,
         ts: int,
         tif: int = GTC,
+        owner: str = "",
     ) -> list[Event]:
         if tif or price == MARKET:
-            return self._place_immediate(side, price, quantity, client_order_id, ts, tif)
+            return self._place_immediate(side, price, quantity, client_order_id, ts, tif, owner)
         order_id = self.next_order_id
         if client_order_id is not None:
-            known = self.client_order_ids.get(client_order_id)
+            key = f"{owner}\x1f{client_order_id}" if owner else client_order_id
+            known = self.client_order_ids.get(key)
             if known is not None:
                 self.seq += 1
                 return [Rejected(self.seq, DUPLICATE_CLIENT_ORDER_ID, known, ts)]
-            self.client_order_ids[client_order_id] = order_id
+            self.client_order_ids[key] = order_id
         self.next_order_id = order_id + 1
         seq = self.seq = self.seq + 1
-        events: list[Event] = [Accepted(seq, order_id, side, price, quantity, ts, client_order_id)]
-        order = Order(order_id, side, price, quantity, quantity, ts, client_order_id)
+        events: list[Event] = [
+            Accepted(seq, order_id, side, price, quantity, ts, client_order_id, tif, owner)
+        ]
+        order = Order(order_id, side, price, quantity, quantity, ts, client_order_id, owner)
         if side == BUY:
             if price >= self.asks.best:
                 self._match(order, self.asks, events, ts)
@@ -107,26 +113,27 @@ class MatchingEngine:
         client_order_id: str | None,
         ts: int,
         tif: int,
+        owner: str,
     ) -> list[Event]:
         """IOC, FOK and market orders: trade now, never rest; the remainder is cancelled."""
         opposite = self.asks if side == BUY else self.bids
-        if client_order_id is not None and client_order_id in self.client_order_ids:
+        key = f"{owner}\x1f{client_order_id}" if owner else client_order_id
+        if key is not None and key in self.client_order_ids:
             self.seq += 1
-            known = self.client_order_ids[client_order_id]
-            return [Rejected(self.seq, DUPLICATE_CLIENT_ORDER_ID, known, ts)]
+            return [Rejected(self.seq, DUPLICATE_CLIENT_ORDER_ID, self.client_order_ids[key], ts)]
         if price == MARKET and not opposite.levels:
             self.seq += 1
             return [Rejected(self.seq, NO_LIQUIDITY, 0, ts)]
         order_id = self.next_order_id
         self.next_order_id = order_id + 1
-        if client_order_id is not None:
-            self.client_order_ids[client_order_id] = order_id
+        if key is not None:
+            self.client_order_ids[key] = order_id
         self.seq += 1
         events: list[Event] = [
-            Accepted(self.seq, order_id, side, price, quantity, ts, client_order_id, tif)
+            Accepted(self.seq, order_id, side, price, quantity, ts, client_order_id, tif, owner)
         ]
         limit = price if price != MARKET else (MARKET_BUY_LIMIT if side == BUY else 1)
-        order = Order(order_id, side, limit, quantity, quantity, ts, client_order_id)
+        order = Order(order_id, side, limit, quantity, quantity, ts, client_order_id, owner)
         crosses = (limit >= opposite.best) if side == BUY else (limit <= opposite.best)
         if crosses and (tif != FOK or self._available(opposite, side, limit) >= quantity):
             self._match(order, opposite, events, ts)
@@ -149,7 +156,9 @@ class MatchingEngine:
             total += levels[level_price].total
         return total
 
-    def modify(self, order_id: int, price: int, ts: int, quantity: int = 0) -> list[Event]:
+    def modify(
+        self, order_id: int, price: int, ts: int, quantity: int = 0, owner: str = ""
+    ) -> list[Event]:
         """Change the price and/or total quantity; 0 leaves that one unchanged.
 
         Lowering the quantity keeps time priority; raising it or changing the price moves
@@ -158,6 +167,9 @@ class MatchingEngine:
         order = self.orders.get(order_id)
         if order is None:
             return self._reject(order_id, ts)
+        if order.owner != owner:
+            self.seq += 1
+            return [Rejected(self.seq, NOT_OWNER, order_id, ts)]
         own, opposite = (self.bids, self.asks) if order.side == BUY else (self.asks, self.bids)
         events: list[Event] = []
         if quantity and quantity != order.quantity:
@@ -193,10 +205,14 @@ class MatchingEngine:
         own.add(order)
         return events
 
-    def cancel(self, order_id: int, ts: int) -> list[Event]:
-        order = self.orders.pop(order_id, None)
+    def cancel(self, order_id: int, ts: int, owner: str = "") -> list[Event]:
+        order = self.orders.get(order_id)
         if order is None:
             return self._reject(order_id, ts)
+        if order.owner != owner:
+            self.seq += 1
+            return [Rejected(self.seq, NOT_OWNER, order_id, ts)]
+        del self.orders[order_id]
         (self.bids if order.side == BUY else self.asks).remove(order)
         self.seq += 1
         return [Cancelled(self.seq, order_id, order.remaining, ts)]

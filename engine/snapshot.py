@@ -25,6 +25,7 @@ class RestingOrder(msgspec.Struct, array_like=True, frozen=True):
     remaining: int
     ts: int
     client_order_id: str | None
+    owner: str = ""
 
 
 class CoreSnapshot(msgspec.Struct, array_like=True, frozen=True):
@@ -47,7 +48,14 @@ def snapshot(engine: MatchingEngine) -> bytes:
         next_order_id=engine.next_order_id,
         orders=[
             RestingOrder(
-                o.order_id, o.side, o.price, o.quantity, o.remaining, o.ts, o.client_order_id
+                o.order_id,
+                o.side,
+                o.price,
+                o.quantity,
+                o.remaining,
+                o.ts,
+                o.client_order_id,
+                o.owner,
             )
             for o in resting
         ],
@@ -65,7 +73,9 @@ def restore(data: bytes) -> MatchingEngine:
     engine.next_order_id = state.next_order_id
     engine.client_order_ids = dict(state.client_order_ids)
     for r in state.orders:
-        order = Order(r.order_id, r.side, r.price, r.quantity, r.remaining, r.ts, r.client_order_id)
+        order = Order(
+            r.order_id, r.side, r.price, r.quantity, r.remaining, r.ts, r.client_order_id, r.owner
+        )
         (engine.bids if r.side > 0 else engine.asks).add(order)
         engine.orders[r.order_id] = order
     return engine

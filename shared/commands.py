@@ -29,6 +29,7 @@ class Place(msgspec.Struct, tag="place", array_like=True, frozen=True, gc=False)
     request_id: str = ""
     ts: int = 0
     tif: int = GTC
+    owner: str = ""  # the API key's name when AUTH_MODE=api_key; "" otherwise
 
 
 class Modify(msgspec.Struct, tag="modify", array_like=True, frozen=True, gc=False):
@@ -39,12 +40,14 @@ class Modify(msgspec.Struct, tag="modify", array_like=True, frozen=True, gc=Fals
     request_id: str = ""
     ts: int = 0
     quantity: int = 0
+    owner: str = ""
 
 
 class Cancel(msgspec.Struct, tag="cancel", array_like=True, frozen=True, gc=False):
     order_id: int
     request_id: str = ""
     ts: int = 0
+    owner: str = ""
 
 
 Command = Place | Modify | Cancel

@@ -19,6 +19,7 @@ class Accepted(msgspec.Struct, tag="accepted", array_like=True, frozen=True, gc=
     ts: int
     client_order_id: str | None = None
     tif: int = 0  # shared.commands.GTC/IOC/FOK; price 0 is a market order
+    owner: str = ""
 
 
 class Rejected(msgspec.Struct, tag="rejected", array_like=True, frozen=True, gc=False):
@@ -74,6 +75,7 @@ ORDER_NOT_ALIVE = "order_not_alive"
 DUPLICATE_CLIENT_ORDER_ID = "duplicate_client_order_id"
 INVALID_QUANTITY = "quantity_not_above_traded"
 NO_LIQUIDITY = "no_liquidity"
+NOT_OWNER = "not_owner"
 
 _encoder = msgspec.msgpack.Encoder()
 _batch_decoder = msgspec.msgpack.Decoder(list[Event])
