@@ -53,5 +53,7 @@ crash: $(STAMP)
 loadtest: $(STAMP)
 	$(PY) -m tests.load
 
+# Files generated from the code, checked by tests/test_deploy.py.
 schema: $(STAMP)
 	$(PY) -c "from graphql_api.schema import schema; open('docs/schema.graphql', 'w').write(schema.as_str() + '\n')"
+	$(PY) -m shared.config > .env.example

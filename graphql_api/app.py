@@ -10,6 +10,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -20,7 +21,8 @@ from shared.config import Settings
 
 from .exchange import Exchange, InvalidInput, Rejection, Unavailable
 from .rest import ApiError, build_router
-from .schema import schema
+from .schema import build_schema
+from .security import ApiKeys, RateLimiter, RateLimitMiddleware, Unauthenticated
 
 PLAYGROUND = Path(__file__).resolve().parent.parent / "web_playground"
 
@@ -30,8 +32,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if not settings.redis_url:
         raise RuntimeError("REDIS_URL is not set (make run and the tests set it)")
     store = open_store(settings)
-    client = aioredis.Redis.from_url(settings.redis_url)
+    # Requests wait for a free connection rather than fail when a burst exceeds the pool.
+    client = aioredis.Redis(
+        connection_pool=aioredis.BlockingConnectionPool.from_url(
+            settings.redis_url, max_connections=64, timeout=settings.request_timeout_s
+        )
+    )
     exchange = Exchange(settings, client, store)
+    keys = ApiKeys(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -91,6 +99,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             {"error": "rejected", "reason": exc.reason, "message": str(exc)}, status_code=409
         )
 
+    @app.exception_handler(Unauthenticated)
+    async def unauthenticated(request: Request, exc: Unauthenticated) -> JSONResponse:
+        return JSONResponse(
+            {"error": "unauthenticated", "message": str(exc)},
+            status_code=401,
+            headers={"WWW-Authenticate": "ApiKey"},
+        )
+
     @app.exception_handler(Unavailable)
     async def unavailable(request: Request, exc: Unavailable) -> JSONResponse:
         return JSONResponse(
@@ -108,12 +124,31 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         checks = await exchange.ready()
         return JSONResponse(checks, status_code=200 if checks["ready"] else 503)
 
-    app.include_router(build_router(exchange))
+    app.include_router(build_router(exchange, keys))
 
     async def context() -> dict[str, Any]:
-        return {"exchange": exchange}
+        return {"exchange": exchange, "keys": keys}
 
-    app.include_router(GraphQLRouter(schema, context_getter=context), prefix="/graphql")
+    graphql = GraphQLRouter(
+        build_schema(production=settings.production),
+        context_getter=context,
+        graphql_ide=None if settings.production else "graphiql",
+        allowed_origins=settings.allowed_origins,
+        max_subscriptions_per_connection=settings.max_subscriptions,
+    )
+    app.include_router(graphql, prefix="/graphql")
+    if settings.allowed_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.allowed_origins),
+            allow_methods=["GET", "POST", "PUT", "DELETE"],
+            allow_headers=["content-type", "x-api-key"],
+            allow_credentials=False,
+        )
+    app.add_middleware(
+        RateLimitMiddleware,
+        limiter=RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst),
+    )
     if PLAYGROUND.is_dir():
         app.mount("/", StaticFiles(directory=PLAYGROUND, html=True), name="playground")
     return app

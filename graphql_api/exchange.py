@@ -148,14 +148,21 @@ class Exchange:
         self.books: Hub[BookView] = Hub(maxsize=16)
         self.latest_book: BookView | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self.engine_position: bytes = b"0-0"  # command stream id of the last answered command
+        self.backlog = 0  # commands journaled but not yet answered by the engine (capped)
+        self._outbox: asyncio.Queue[tuple[bytes, asyncio.Future[None]]] = asyncio.Queue()
 
     # -- lifecycle --------------------------------------------------------------------------
 
     async def start(self) -> None:
-        start_id = await self._last_event_id()
+        last: Any = await self.redis.xrevrange(self.settings.event_stream, "+", "-", count=1)
+        start_id = last[0][0] if last else "0-0"
+        self.engine_position = last[0][1][b"c"] if last else b"0-0"
         self._tasks = [
             asyncio.create_task(self._read_events(start_id)),
             asyncio.create_task(self._read_books()),
+            asyncio.create_task(self._watch_backlog()),
+            asyncio.create_task(self._journal()),
         ]
 
     async def stop(self) -> None:
@@ -180,6 +187,7 @@ class Exchange:
                 continue
             if not response:
                 continue
+            self.engine_position = response[0][1][-1][1][b"c"]
             for _, fields in response[0][1]:
                 request_id = fields[b"r"].decode()
                 future = self.pending.pop(request_id, None)
@@ -192,6 +200,26 @@ class Exchange:
                     if type(event) is Trade:
                         self.trades.publish(event)
             last_id = response[0][1][-1][0]
+
+    async def _watch_backlog(self) -> None:
+        """Count (up to the threshold) the commands the engine has not answered yet."""
+        cap = self.settings.max_backlog + 1
+        while True:
+            try:
+                waiting: Any = await self.redis.xrange(
+                    self.settings.command_stream, b"(" + self.engine_position, "+", count=cap
+                )
+                self.backlog = len(waiting)
+            except (aioredis.ConnectionError, aioredis.TimeoutError) as exc:
+                self.log.warning("backlog_watch_redis_error", error=str(exc))
+            await asyncio.sleep(0.1)
+
+    def _check_backlog(self) -> None:
+        if self.backlog > self.settings.max_backlog:
+            raise Unavailable(
+                f"the engine is {self.backlog}+ commands behind; retry shortly "
+                "(cancels are still accepted)"
+            )
 
     async def _read_books(self) -> None:
         while True:
@@ -224,20 +252,49 @@ class Exchange:
 
     # -- mutations --------------------------------------------------------------------------
 
+    async def _journal(self) -> None:
+        """Append queued commands to the command stream, many per round trip.
+
+        One writer task and one pipeline per batch, instead of a connection per request:
+        under load this is what keeps the API's Redis cost per mutation small.
+        """
+        queue = self._outbox
+        while True:
+            batch = [await queue.get()]
+            while not queue.empty() and len(batch) < 512:
+                batch.append(queue.get_nowait())
+            try:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for body, _ in batch:
+                        pipe.xadd(self.settings.command_stream, {"c": body})
+                    results = await pipe.execute(raise_on_error=False)
+            except Exception as exc:  # handed to every waiting request, which reports it
+                results = [exc] * len(batch)
+            for (_, done), result in zip(batch, results, strict=True):
+                if not done.done():
+                    if isinstance(result, Exception):
+                        done.set_exception(result)
+                    else:
+                        done.set_result(None)
+
     async def _submit(self, command_for: Any) -> list[Event]:
         request_id = uuid.uuid4().hex
         command: Command = command_for(request_id, time.time_ns())
-        future: asyncio.Future[list[Event]] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[Event]] = loop.create_future()
+        journaled: asyncio.Future[None] = loop.create_future()
         self.pending[request_id] = future
         try:
-            await self.redis.xadd(self.settings.command_stream, {"c": encode_command(command)})
-            return await asyncio.wait_for(future, self.settings.request_timeout_s)
+            self._outbox.put_nowait((encode_command(command), journaled))
+            deadline = loop.time() + self.settings.request_timeout_s
+            await asyncio.wait_for(journaled, self.settings.request_timeout_s)
+            return await asyncio.wait_for(future, max(0.0, deadline - loop.time()))
         except TimeoutError:
             raise Unavailable(
                 "the engine did not answer in time; the command may still be applied: "
                 "retry with the same client_order_id, or read the order back"
             ) from None
-        except (aioredis.ConnectionError, aioredis.TimeoutError) as exc:
+        except (aioredis.ConnectionError, aioredis.TimeoutError, aioredis.ResponseError) as exc:
             raise Unavailable(f"the command stream is unavailable: {exc}") from None
         finally:
             self.pending.pop(request_id, None)
@@ -251,6 +308,7 @@ class Exchange:
         client_order_id: Any = None,
         time_in_force: Any = None,
         order_type: Any = None,
+        owner: str = "",
     ) -> PlaceResult:
         """Place an order. `order_type` is "limit" (default) or "market" (no price);
         `time_in_force` is "GTC" (default for limit), "IOC" (default for market) or "FOK"."""
@@ -288,6 +346,7 @@ class Exchange:
             )
         if errors:
             raise InvalidInput(errors)
+        self._check_backlog()
         events = await self._submit(
             lambda rid, ts: Place(
                 parsed["side"],
@@ -297,6 +356,7 @@ class Exchange:
                 rid,
                 ts,
                 parsed["time_in_force"],
+                owner,
             )
         )
         first = events[0]
@@ -308,7 +368,7 @@ class Exchange:
         raise Rejection(first.reason)
 
     async def modify(
-        self, *, order_id: Any, price: Any = None, quantity: Any = None
+        self, *, order_id: Any, price: Any = None, quantity: Any = None, owner: str = ""
     ) -> ChangeResult:
         """Change the price and/or the total quantity (at least one)."""
         errors: list[InputError] = []
@@ -331,20 +391,18 @@ class Exchange:
                 errors.append(exc)
         if errors:
             raise InvalidInput(errors)
+        self._check_backlog()
         return _outcome(
-            await self._submit(lambda rid, ts: Modify(oid, ticks, rid, ts, new_quantity))
+            await self._submit(lambda rid, ts: Modify(oid, ticks, rid, ts, new_quantity, owner))
         )
 
-    async def cancel(self, *, order_id: Any) -> ChangeResult:
+    async def cancel(self, *, order_id: Any, owner: str = "") -> ChangeResult:
+        """Cancels bypass the backlog check: shedding risk must stay possible under load."""
         try:
             oid = parse_order_id(order_id)
         except InputError as exc:
             raise InvalidInput([exc]) from None
-        events = await self._submit(lambda rid, ts: Cancel(oid, rid, ts))
-        first = events[0]
-        return (
-            ChangeResult(False, first.reason) if isinstance(first, Rejected) else ChangeResult(True)
-        )
+        return _outcome(await self._submit(lambda rid, ts: Cancel(oid, rid, ts, owner)))
 
     # -- reads ------------------------------------------------------------------------------
 
@@ -359,16 +417,20 @@ class Exchange:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.02)
 
-    async def order(self, order_id: Any) -> OrderRecord | None:
+    async def order(self, order_id: Any, owner: str | None = None) -> OrderRecord | None:
+        """One order; with `owner` set, another owner's order is reported as not found."""
         try:
             oid = parse_order_id(order_id)
         except InputError as exc:
             raise InvalidInput([exc]) from None
         await self.read_barrier()
-        return await self.store.get_order(oid)
+        record = await self.store.get_order(oid)
+        if record is None or (owner is not None and record.owner != owner):
+            return None
+        return record
 
     async def orders(
-        self, *, alive: bool | None, side: Any, limit: int, after: Any
+        self, *, alive: bool | None, side: Any, limit: int, after: Any, owner: str | None = None
     ) -> list[OrderRecord]:
         errors: list[InputError] = []
         side_value = cursor = None
@@ -386,7 +448,9 @@ class Exchange:
         if errors:
             raise InvalidInput(errors)
         await self.read_barrier()
-        return await self.store.list_orders(alive=alive, side=side_value, limit=limit, after=cursor)
+        return await self.store.list_orders(
+            alive=alive, side=side_value, limit=limit, after=cursor, owner=owner
+        )
 
     async def trade_list(self, *, limit: int, after: Any) -> list[TradeRecord]:
         errors = _limit_error(limit)

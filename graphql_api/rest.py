@@ -19,6 +19,7 @@ from shared.prices import InputError
 
 from .exchange import MAX_PAGE, Exchange, InvalidInput
 from .hub import SlowConsumer
+from .security import API_KEY_HEADER, ApiKeys, origin_allowed
 from .views import book_json, order_json, trade_json
 
 MAX_BODY_BYTES = 16 * 1024
@@ -121,8 +122,16 @@ def require(body: dict[str, Any], *fields: str) -> None:
         raise InvalidInput(missing)
 
 
-def build_router(ex: Exchange) -> APIRouter:
+def build_router(ex: Exchange, keys: ApiKeys) -> APIRouter:
     router = APIRouter()
+
+    def caller(request: Request) -> str:
+        """The owner for this request: "" with auth off, else the key's name (or a 401)."""
+        return keys.owner(request.headers.get(API_KEY_HEADER))
+
+    def reader(request: Request) -> str | None:
+        """Whose orders a read may see: everyone's with auth off, else the caller's own."""
+        return caller(request) if keys.enabled else None
 
     @router.post(
         "/orders",
@@ -143,6 +152,7 @@ def build_router(ex: Exchange) -> APIRouter:
             client_order_id=body.get("client_order_id"),
             time_in_force=body.get("time_in_force"),
             order_type=body.get("type"),
+            owner=caller(request),
         )
         status = 200 if result.duplicate else 201
         payload: dict[str, Any] = {"order_id": str(result.order_id)}
@@ -160,34 +170,40 @@ def build_router(ex: Exchange) -> APIRouter:
         if not body:
             raise InvalidInput([InputError("price", "price or quantity is required")])
         result = await ex.modify(
-            order_id=order_id, price=body.get("price"), quantity=body.get("quantity")
+            order_id=order_id,
+            price=body.get("price"),
+            quantity=body.get("quantity"),
+            owner=caller(request),
         )
         return _change(result.success, result.reason)
 
     @router.delete("/orders/{order_id}", summary="Cancel the remaining quantity")
     async def cancel_order(
-        order_id: Annotated[str, Path(pattern=ORDER_ID_PATTERN)],
+        request: Request, order_id: Annotated[str, Path(pattern=ORDER_ID_PATTERN)]
     ) -> dict[str, Any]:
-        result = await ex.cancel(order_id=order_id)
+        result = await ex.cancel(order_id=order_id, owner=caller(request))
         return _change(result.success, result.reason)
 
     @router.get("/orders/{order_id}", summary="One order")
     async def get_order(
-        order_id: Annotated[str, Path(pattern=ORDER_ID_PATTERN)],
+        request: Request, order_id: Annotated[str, Path(pattern=ORDER_ID_PATTERN)]
     ) -> dict[str, Any]:
-        order = await ex.order(order_id)
+        order = await ex.order(order_id, owner=reader(request))
         if order is None:
             raise ApiError(404, "not_found", f"order {order_id} not found", field="order_id")
         return order_json(ex, order)
 
     @router.get("/orders", summary="Orders, oldest first (cursor: the last order_id seen)")
     async def list_orders(
+        request: Request,
         alive: bool | None = None,
         side: Annotated[int | None, Query(description="1 buy, -1 sell")] = None,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
         after: Annotated[str | None, Query(pattern=ORDER_ID_PATTERN)] = None,
     ) -> list[dict[str, Any]]:
-        orders = await ex.orders(alive=alive, side=side, limit=limit, after=after)
+        orders = await ex.orders(
+            alive=alive, side=side, limit=limit, after=after, owner=reader(request)
+        )
         return [order_json(ex, o) for o in orders]
 
     @router.get("/trades", summary="Trades, oldest first (cursor: the last trade_id seen)")
@@ -204,12 +220,18 @@ def build_router(ex: Exchange) -> APIRouter:
 
     @router.websocket("/ws/trades")
     async def ws_trades(websocket: WebSocket) -> None:
+        if not origin_allowed(websocket.headers, ex.settings.allowed_origins):
+            await websocket.close(code=1008, reason="origin not allowed")
+            return
         await websocket.accept()
         async with ex.trades.subscribe() as sub:
             await _pump(websocket, lambda: _next_json(sub, lambda t: trade_json(ex, t)))
 
     @router.websocket("/ws/orderbook")
     async def ws_orderbook(websocket: WebSocket) -> None:
+        if not origin_allowed(websocket.headers, ex.settings.allowed_origins):
+            await websocket.close(code=1008, reason="origin not allowed")
+            return
         await websocket.accept()
         async with ex.books.subscribe() as sub:
             await _pump(websocket, lambda: _next_json(sub, lambda b: book_json(ex, b, 5)))

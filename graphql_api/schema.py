@@ -17,13 +17,29 @@ from typing import Annotated, Any, NewType
 
 import strawberry
 from graphql import GraphQLError
+from strawberry.extensions import (
+    DisableIntrospection,
+    MaskErrors,
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    QueryDepthLimiter,
+)
 from strawberry.types import Info
 
 from archiver.store import OrderRecord, TradeRecord
 from shared.events import Trade as TradeEvent
 
-from .exchange import MAX_PAGE, TIME_IN_FORCE_NAMES, BookView, Exchange, InvalidInput, Rejection
+from .exchange import (
+    MAX_PAGE,
+    TIME_IN_FORCE_NAMES,
+    BookView,
+    Exchange,
+    InvalidInput,
+    Rejection,
+    Unavailable,
+)
 from .hub import SlowConsumer
+from .security import API_KEY_HEADER, ApiKeys, Unauthenticated
 
 Price = strawberry.scalar(
     NewType("Price", Decimal),
@@ -41,6 +57,25 @@ def _dt(ts_ns: int) -> datetime:
 def _ex(info: Info) -> Exchange:
     exchange: Exchange = info.context["exchange"]
     return exchange
+
+
+def _caller(info: Info) -> str:
+    """The owner: the X-API-Key header over HTTP, `apiKey` in connection_init over WebSocket."""
+    keys: ApiKeys = info.context["keys"]
+    if not keys.enabled:
+        return ""
+    params = info.context.get("connection_params") or {}
+    key = info.context["request"].headers.get(API_KEY_HEADER) or (
+        params.get("apiKey") if isinstance(params, dict) else None
+    )
+    try:
+        return keys.owner(key)
+    except Unauthenticated as exc:
+        raise GraphQLError(str(exc), extensions={"code": "UNAUTHENTICATED"}) from None
+
+
+def _reader(info: Info) -> str | None:
+    return _caller(info) if info.context["keys"].enabled else None
 
 
 @strawberry.enum
@@ -232,7 +267,7 @@ class Query:
     async def order(self, info: Info, id: strawberry.ID) -> Order | None:
         ex = _ex(info)
         try:
-            record = await ex.order(str(id))
+            record = await ex.order(str(id), owner=_reader(info))
         except InvalidInput:
             return None  # an id of the wrong shape names no order
         return Order.of(ex, record) if record else None
@@ -249,7 +284,9 @@ class Query:
         ex = _ex(info)
         limit = min(first, MAX_PAGE)
         with _argument_errors():
-            records = await ex.orders(alive=alive, side=side, limit=limit, after=after)
+            records = await ex.orders(
+                alive=alive, side=side, limit=limit, after=after, owner=_reader(info)
+            )
         nodes = [Order.of(ex, o) for o in records]
         return OrderConnection(
             nodes=nodes,
@@ -291,6 +328,7 @@ class Mutation:
                 client_order_id=input.client_order_id,
                 time_in_force=input.time_in_force.value if input.time_in_force else None,
                 order_type=input.type.value,
+                owner=_caller(info),
             )
         except InvalidInput as exc:
             return OrderRejected(reason="invalid_input", errors=_field_errors(exc))
@@ -308,7 +346,9 @@ class Mutation:
     ) -> ChangeResult:
         """Change the price and/or the total quantity; lowering the quantity keeps priority."""
         try:
-            result = await _ex(info).modify(order_id=str(id), price=price, quantity=quantity)
+            result = await _ex(info).modify(
+                order_id=str(id), price=price, quantity=quantity, owner=_caller(info)
+            )
         except InvalidInput as exc:
             return ChangeResult(success=False, reason="invalid_input", errors=_field_errors(exc))
         return ChangeResult(success=result.success, reason=result.reason)
@@ -316,7 +356,7 @@ class Mutation:
     @strawberry.mutation
     async def cancel_order(self, info: Info, id: strawberry.ID) -> ChangeResult:
         try:
-            result = await _ex(info).cancel(order_id=str(id))
+            result = await _ex(info).cancel(order_id=str(id), owner=_caller(info))
         except InvalidInput as exc:
             return ChangeResult(success=False, reason="invalid_input", errors=_field_errors(exc))
         return ChangeResult(success=result.success, reason=result.reason)
@@ -348,9 +388,26 @@ class Subscription:
                 yield OrderBook.of(ex, book, depth)
 
 
-def build_schema(extensions: list[Any] | None = None) -> strawberry.Schema:
+def _mask(error: GraphQLError) -> bool:
+    """Hide internal errors; keep what a client can act on (bad arguments, auth, retry)."""
+    original = error.original_error
+    return original is not None and not isinstance(
+        original, GraphQLError | Unavailable | Unauthenticated
+    )
+
+
+def build_schema(production: bool = False) -> strawberry.Schema:
+    """The schema with its abuse limits; `production` also turns introspection off."""
+    extensions: list[Any] = [
+        QueryDepthLimiter(max_depth=8),
+        MaxAliasesLimiter(max_alias_count=15),
+        MaxTokensLimiter(max_token_count=2000),
+        MaskErrors(should_mask_error=_mask),
+    ]
+    if production:
+        extensions.append(DisableIntrospection())
     return strawberry.Schema(
-        query=Query, mutation=Mutation, subscription=Subscription, extensions=extensions or []
+        query=Query, mutation=Mutation, subscription=Subscription, extensions=extensions
     )
 
 

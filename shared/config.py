@@ -30,6 +30,14 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "SNAPSHOT_INTERVAL_S": ("30", "engine snapshot at least this often while commands arrive"),
     "REDIS_APPENDFSYNC": ("everysec", "AOF fsync policy of the embedded Redis: everysec|always"),
     "LOG_LEVEL": ("info", "log level of every service"),
+    "AUTH_MODE": ("off", "off: anyone may trade; api_key: X-API-Key required, orders owned by key"),
+    "API_KEYS": ("", "name:sha256-hex-of-key pairs, comma-separated (keys are never stored)"),
+    "ALLOWED_ORIGINS": ("", "browser origins allowed for CORS and WebSockets, comma-separated"),
+    "RATE_LIMIT_PER_S": ("1000", "requests per second per client and replica; 0 turns it off"),
+    "RATE_LIMIT_BURST": ("2000", "requests a client may send at once before the rate applies"),
+    "MAX_BACKLOG": ("10000", "engine backlog (commands) above which places/modifies get a 503"),
+    "MAX_SUBSCRIPTIONS": ("20", "GraphQL subscriptions per WebSocket connection"),
+    "PRODUCTION": ("0", "1 turns GraphQL introspection and GraphiQL off"),
 }
 
 
@@ -56,6 +64,14 @@ class Settings:
     snapshot_interval_s: float = 30.0
     redis_appendfsync: str = "everysec"
     log_level: str = "info"
+    auth_mode: str = "off"
+    api_keys: str = ""
+    allowed_origins: tuple[str, ...] = ()
+    rate_limit_per_s: float = 1000.0
+    rate_limit_burst: float = 2000.0
+    max_backlog: int = 10_000
+    max_subscriptions: int = 20
+    production: bool = False
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -77,6 +93,16 @@ class Settings:
             snapshot_interval_s=float(_env("SNAPSHOT_INTERVAL_S")),
             redis_appendfsync=_env("REDIS_APPENDFSYNC"),
             log_level=_env("LOG_LEVEL"),
+            auth_mode=_env("AUTH_MODE"),
+            api_keys=_env("API_KEYS"),
+            allowed_origins=tuple(
+                o.strip() for o in _env("ALLOWED_ORIGINS").split(",") if o.strip()
+            ),
+            rate_limit_per_s=float(_env("RATE_LIMIT_PER_S")),
+            rate_limit_burst=float(_env("RATE_LIMIT_BURST")),
+            max_backlog=int(_env("MAX_BACKLOG")),
+            max_subscriptions=int(_env("MAX_SUBSCRIPTIONS")),
+            production=_env("PRODUCTION") in ("1", "true", "yes"),
         )
 
     @property
@@ -90,3 +116,18 @@ class Settings:
     @property
     def book_channel(self) -> str:
         return f"{self.stream_prefix}:book"
+
+
+def env_example() -> str:
+    """The text of `.env.example`: every variable with its meaning and default."""
+    lines = [
+        "# Every variable the services read, with its default (shared/config.py is the source).",
+        "# Copy to .env for docker compose; `make run` needs none of them.",
+    ]
+    for name, (default, meaning) in ENV_VARS.items():
+        lines += [f"# {meaning}", f"{name}={default}"]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(env_example(), end="")

@@ -129,9 +129,10 @@ async def gplace(
 
 
 async def gplace_many(
-    session: AsyncClientSession, count: int, side: int, price: str, batch: int = 100
+    session: AsyncClientSession, count: int, side: int, price: str, batch: int = 10
 ) -> list[str]:
-    """Place `count` 1-lot orders: many aliased mutations per request, requests in parallel."""
+    """Place `count` 1-lot orders: a few aliased mutations per request (the API caps aliases
+    at 15), requests in parallel."""
 
     async def some(n: int) -> list[str]:
         fields = " ".join(
@@ -146,7 +147,7 @@ async def gplace_many(
     return [oid for ids in await asyncio.gather(*(some(n) for n in sizes)) for oid in ids]
 
 
-async def gcancel_many(session: AsyncClientSession, ids: list[str], batch: int = 100) -> None:
+async def gcancel_many(session: AsyncClientSession, ids: list[str], batch: int = 10) -> None:
     async def some(chunk: list[str]) -> None:
         fields = " ".join(
             f'c{i}: cancelOrder(id: "{order_id}") {{ success }}' for i, order_id in enumerate(chunk)

@@ -7,7 +7,9 @@ The screenshots in docs/img/ are taken here, after trades, so they show a popula
 
 from __future__ import annotations
 
+import os
 import re
+import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -29,7 +31,13 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-IMG = Path(__file__).resolve().parents[2] / "docs" / "img"
+# `UPDATE_SCREENSHOTS=1 make test` refreshes the README's pictures; otherwise they go to a
+# temporary folder, so a test run never dirties the work tree.
+IMG = (
+    Path(__file__).resolve().parents[2] / "docs" / "img"
+    if os.environ.get("UPDATE_SCREENSHOTS")
+    else Path(tempfile.gettempdir()) / "playground-screenshots"
+)
 TIMEOUT = 5000  # ms; the book is broadcast every second, so 5 s is generous on a slow box
 WIDE = {"width": 1280, "height": 860}
 NARROW = {"width": 390, "height": 844}
