@@ -1,0 +1,138 @@
+"""AUTH_MODE=api_key: orders belong to the key that placed them; trades and book stay public."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+import websockets
+
+from graphql_api.security import hash_key
+from shared.stack import Stack
+from tests.hardening.conftest import start_stack
+
+ALICE, BOB = "alice-secret-key", "bob-secret-key"
+
+
+@pytest.fixture(scope="module")
+def auth_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    keys = f"alice:{hash_key(ALICE)},bob:{hash_key(BOB)}"
+    yield from start_stack(tmp_path_factory.mktemp("auth"), AUTH_MODE="api_key", API_KEYS=keys)
+
+
+@pytest.fixture
+def anon(auth_stack: Stack) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=auth_stack.api_url(), timeout=10) as client:
+        yield client
+
+
+@pytest.fixture
+def alice(auth_stack: Stack) -> Iterator[httpx.Client]:
+    headers = {"X-API-Key": ALICE}
+    with httpx.Client(base_url=auth_stack.api_url(), timeout=10, headers=headers) as client:
+        yield client
+
+
+@pytest.fixture
+def bob(auth_stack: Stack) -> Iterator[httpx.Client]:
+    headers = {"X-API-Key": BOB}
+    with httpx.Client(base_url=auth_stack.api_url(), timeout=10, headers=headers) as client:
+        yield client
+
+
+def place(client: httpx.Client, **body: Any) -> str:
+    response = client.post("/orders", json={"side": 1, "price": 10, "quantity": 1, **body})
+    assert response.status_code in (200, 201), response.text
+    order_id: str = response.json()["order_id"]
+    return order_id
+
+
+def test_mutations_and_own_reads_need_a_key(anon: httpx.Client) -> None:
+    for response in (
+        anon.post("/orders", json={"side": 1, "price": 10, "quantity": 1}),
+        anon.get("/orders"),
+        anon.delete("/orders/1"),
+        anon.post(
+            "/orders",
+            json={"side": 1, "price": 10, "quantity": 1},
+            headers={"X-API-Key": "not-a-key"},
+        ),
+    ):
+        assert response.status_code == 401, response.text
+        assert response.json()["error"] == "unauthenticated"
+        assert response.headers["www-authenticate"] == "ApiKey"
+    assert anon.get("/trades").status_code == 200
+    assert anon.get("/orderbook").status_code == 200
+
+
+def test_only_the_owner_may_change_an_order(alice: httpx.Client, bob: httpx.Client) -> None:
+    mine = place(alice, price=11, quantity=3)
+    assert bob.delete(f"/orders/{mine}").json() == {"success": False, "reason": "not_owner"}
+    assert bob.put(f"/orders/{mine}", json={"price": 12}).json() == {
+        "success": False,
+        "reason": "not_owner",
+    }
+    order = alice.get(f"/orders/{mine}").json()
+    assert (order["order_price"], order["order_alive"]) == (11, True)
+    assert bob.get(f"/orders/{mine}").status_code == 404
+    assert mine not in [o["order_id"] for o in bob.get("/orders").json()]
+    assert mine in [o["order_id"] for o in alice.get("/orders").json()]
+    assert alice.delete(f"/orders/{mine}").json() == {"success": True}
+
+
+def test_trades_between_owners_are_public(
+    alice: httpx.Client, bob: httpx.Client, anon: httpx.Client
+) -> None:
+    ask = place(alice, side=-1, price=20, quantity=2)
+    bid = place(bob, side=1, price=20, quantity=2)
+    trades = anon.get("/trades", params={"limit": 1000}).json()
+    assert any(t["bid_order_id"] == bid and t["ask_order_id"] == ask for t in trades)
+
+
+def test_client_order_ids_are_scoped_per_owner(alice: httpx.Client, bob: httpx.Client) -> None:
+    a = alice.post("/orders", json={"side": 1, "price": 5, "quantity": 1, "client_order_id": "x1"})
+    b = bob.post("/orders", json={"side": 1, "price": 5, "quantity": 1, "client_order_id": "x1"})
+    assert a.status_code == b.status_code == 201
+    assert a.json()["order_id"] != b.json()["order_id"]
+    again = alice.post(
+        "/orders", json={"side": 1, "price": 5, "quantity": 1, "client_order_id": "x1"}
+    )
+    assert again.status_code == 200 and again.json()["order_id"] == a.json()["order_id"]
+
+
+PLACE = (
+    'mutation { placeOrder(input: {side: 1, price: "7", quantity: 1}) '
+    "{ ... on OrderPlaced { orderId } } }"
+)
+
+
+def test_graphql_uses_the_same_keys(
+    alice: httpx.Client, bob: httpx.Client, anon: httpx.Client
+) -> None:
+    denied = anon.post("/graphql", json={"query": PLACE}).json()
+    assert denied["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+    order_id = alice.post("/graphql", json={"query": PLACE}).json()["data"]["placeOrder"]["orderId"]
+    cancel = f'mutation {{ cancelOrder(id: "{order_id}") {{ success reason }} }}'
+    assert bob.post("/graphql", json={"query": cancel}).json()["data"]["cancelOrder"] == {
+        "success": False,
+        "reason": "not_owner",
+    }
+    seen = f'{{ order(id: "{order_id}") {{ orderAlive }} }}'
+    assert bob.post("/graphql", json={"query": seen}).json()["data"]["order"] is None
+    assert alice.post("/graphql", json={"query": seen}).json()["data"]["order"] == {
+        "orderAlive": True
+    }
+
+
+async def test_graphql_websocket_key_in_connection_init(auth_stack: Stack) -> None:
+    url = auth_stack.api_url().replace("http", "ws") + "/graphql"
+    async with websockets.connect(url, subprotocols=["graphql-transport-ws"]) as ws:  # type: ignore[list-item]
+        await ws.send(json.dumps({"type": "connection_init", "payload": {"apiKey": ALICE}}))
+        assert json.loads(await ws.recv())["type"] == "connection_ack"
+        await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": {"query": PLACE}}))
+        message = json.loads(await ws.recv())
+        assert message["type"] == "next", message
+        assert message["payload"]["data"]["placeOrder"]["orderId"]
