@@ -1,0 +1,93 @@
+"""Rate limit, WebSocket origins, CORS, GraphQL limits and production mode."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import httpx
+import pytest
+import websockets
+from websockets.exceptions import InvalidStatus
+
+from shared.stack import Stack
+from tests.hardening.conftest import start_stack
+
+GOOD, EVIL = "http://good.example", "http://evil.example"
+
+
+@pytest.fixture(scope="module")
+def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    yield from start_stack(
+        tmp_path_factory.mktemp("limits"),
+        RATE_LIMIT_PER_S="5",
+        RATE_LIMIT_BURST="10",
+        ALLOWED_ORIGINS=GOOD,
+        PRODUCTION="1",
+    )
+
+
+@pytest.fixture
+def http(limited: Stack) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=limited.api_url(), timeout=10) as client:
+        yield client
+
+
+def test_rate_limit_answers_429_with_retry_after(http: httpx.Client) -> None:
+    statuses = [http.get("/trades").status_code for _ in range(30)]
+    assert statuses.count(200) >= 10  # the burst goes through
+    assert 429 in statuses
+    limited = http.get("/trades")
+    assert limited.status_code == 429
+    assert int(limited.headers["retry-after"]) >= 1
+    assert limited.json()["error"] == "rate_limited"
+    assert http.get("/health/ready").status_code == 200  # health is never limited
+    other = http.get("/trades", headers={"X-API-Key": "another-client"})
+    assert other.status_code != 429  # buckets are per client
+
+
+async def test_websocket_origin_allow_list(limited: Stack) -> None:
+    url = limited.api_url().replace("http", "ws")
+    for path in ("/ws/trades", "/ws/orderbook"):
+        with pytest.raises(InvalidStatus) as refused:
+            async with websockets.connect(url + path, origin=EVIL):  # type: ignore[arg-type]
+                pass
+        assert refused.value.response.status_code == 403
+        for origin in (GOOD, None):
+            async with websockets.connect(url + path, origin=origin) as ws:  # type: ignore[arg-type]
+                assert ws.protocol.state.name == "OPEN"
+    with pytest.raises(InvalidStatus):
+        async with websockets.connect(
+            url + "/graphql",
+            origin=EVIL,  # type: ignore[arg-type]
+            subprotocols=["graphql-transport-ws"],  # type: ignore[list-item]
+        ):
+            pass
+    await asyncio.sleep(2)  # let the rate-limit bucket refill for the next tests
+
+
+def test_cors_allows_only_listed_origins(http: httpx.Client) -> None:
+    preflight = {
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "content-type",
+    }
+    good = http.options("/orders", headers={"Origin": GOOD, **preflight})
+    assert good.headers.get("access-control-allow-origin") == GOOD
+    assert "access-control-allow-credentials" not in good.headers
+    evil = http.options("/orders", headers={"Origin": EVIL, **preflight})
+    assert evil.headers.get("access-control-allow-origin") is None
+
+
+def test_graphql_limits_and_production_mode(http: httpx.Client) -> None:
+    # (No type in the schema nests, so the depth limit guards future changes and is not
+    # reachable with valid fields today.)
+    fine = "{ " + " ".join(f"b{i}: orderBook {{ seq }}" for i in range(15)) + " }"
+    assert "errors" not in http.post("/graphql", json={"query": fine}).json()
+    aliases = "{ " + " ".join(f"b{i}: orderBook {{ seq }}" for i in range(16)) + " }"
+    body = http.post("/graphql", json={"query": aliases}).json()
+    assert "aliases" in body["errors"][0]["message"].lower()
+    tokens = "{ " + " ".join("orderBook { seq }" for _ in range(800)) + " }"
+    assert "tokens" in http.post("/graphql", json={"query": tokens}).json()["errors"][0]["message"]
+    introspection = http.post("/graphql", json={"query": "{ __schema { types { name } } }"}).json()
+    assert "errors" in introspection and "introspection" in str(introspection).lower()
+    assert http.get("/graphql", headers={"Accept": "text/html"}).status_code != 200
