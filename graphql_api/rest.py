@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 from shared.prices import InputError
 
 from .exchange import MAX_PAGE, Exchange, InvalidInput
-from .hub import SlowConsumer
+from .hub import Hub, SlowConsumer
 from .security import API_KEY_HEADER, ApiKeys, origin_allowed
 from .views import book_json, order_json, trade_json
 
@@ -218,30 +218,28 @@ def build_router(ex: Exchange, keys: ApiKeys) -> APIRouter:
     async def order_book(depth: Annotated[int, Query(ge=1, le=50)] = 5) -> dict[str, Any]:
         return book_json(ex, await ex.book(depth), depth)
 
-    @router.websocket("/ws/trades")
-    async def ws_trades(websocket: WebSocket) -> None:
+    async def stream(websocket: WebSocket, hub: Hub[Any], render: Any) -> None:
+        """Send each item of `hub`, rendered as JSON, to a client from an allowed origin."""
         if not origin_allowed(websocket.headers, ex.settings.allowed_origins):
             await websocket.close(code=1008, reason="origin not allowed")
             return
         await websocket.accept()
-        async with ex.trades.subscribe() as sub:
-            await _pump(websocket, lambda: _next_json(sub, lambda t: trade_json(ex, t)))
+        async with hub.subscribe() as sub:
+
+            async def next_message() -> Any:
+                return render(await sub.get())
+
+            await _pump(websocket, next_message)
+
+    @router.websocket("/ws/trades")
+    async def ws_trades(websocket: WebSocket) -> None:
+        await stream(websocket, ex.trades, lambda t: trade_json(ex, t))
 
     @router.websocket("/ws/orderbook")
     async def ws_orderbook(websocket: WebSocket) -> None:
-        if not origin_allowed(websocket.headers, ex.settings.allowed_origins):
-            await websocket.close(code=1008, reason="origin not allowed")
-            return
-        await websocket.accept()
-        async with ex.books.subscribe() as sub:
-            await _pump(websocket, lambda: _next_json(sub, lambda b: book_json(ex, b, 5)))
+        await stream(websocket, ex.books, lambda b: book_json(ex, b, 5))
 
     return router
-
-
-async def _next_json(sub: Any, render: Any) -> dict[str, Any]:
-    result: dict[str, Any] = render(await sub.get())
-    return result
 
 
 async def _pump(websocket: WebSocket, next_message: Any) -> None:

@@ -13,7 +13,7 @@ from collections.abc import AsyncGenerator, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Annotated, Any, NewType
+from typing import Annotated, Any, NewType, TypeVar
 
 import strawberry
 from graphql import GraphQLError
@@ -38,8 +38,10 @@ from .exchange import (
     Rejection,
     Unavailable,
 )
-from .hub import SlowConsumer
+from .hub import Hub, SlowConsumer
 from .security import API_KEY_HEADER, ApiKeys, Unauthenticated
+
+T = TypeVar("T")
 
 Price = strawberry.scalar(
     NewType("Price", Decimal),
@@ -367,25 +369,25 @@ class Subscription:
     @strawberry.subscription
     async def trades(self, info: Info) -> AsyncGenerator[Trade, None]:
         ex = _ex(info)
-        async with ex.trades.subscribe() as sub:
-            while True:
-                try:
-                    event = await sub.get()
-                except SlowConsumer:
-                    return
-                yield Trade.of(ex, event)
+        async for event in _feed(ex.trades):
+            yield Trade.of(ex, event)
 
     @strawberry.subscription
     async def order_book(self, info: Info, depth: int = 5) -> AsyncGenerator[OrderBook, None]:
         ex = _ex(info)
         depth = max(1, min(depth, 50))
-        async with ex.books.subscribe() as sub:
-            while True:
-                try:
-                    book = await sub.get()
-                except SlowConsumer:
-                    return
-                yield OrderBook.of(ex, book, depth)
+        async for book in _feed(ex.books):
+            yield OrderBook.of(ex, book, depth)
+
+
+async def _feed(hub: Hub[T]) -> AsyncGenerator[T, None]:
+    """A hub's items until the subscriber is dropped for being too slow."""
+    async with hub.subscribe() as sub:
+        while True:
+            try:
+                yield await sub.get()
+            except SlowConsumer:
+                return
 
 
 def _mask(error: GraphQLError) -> bool:
