@@ -51,7 +51,13 @@ class ArchiverService:
         stream = self.settings.event_stream
         last_id = f"{progress}-0"
         stored_since_trim = 0
+        heartbeat = f"{self.settings.stream_prefix}:archiver:alive"
+        next_beat = 0.0
+        loop = asyncio.get_running_loop()
         while not self.stopping.is_set():
+            if loop.time() >= next_beat:  # liveness for health checks, at most once a second
+                await self.redis.set(heartbeat, progress, ex=5)
+                next_beat = loop.time() + 1.0
             response: Any = await self.redis.xread({stream: last_id}, count=READ_BATCH, block=500)
             if not response:
                 continue
