@@ -474,22 +474,22 @@ class Exchange:
         return BookView(seq, time.time_ns(), bids, asks)
 
     async def ready(self) -> dict[str, Any]:
-        """Readiness: Redis answers, the store answers, the engine's heartbeat is fresh."""
+        """Readiness: Redis and the store answer; engine and archiver heartbeats are fresh."""
         checks: dict[str, Any] = {}
         try:
             checks["redis"] = bool(await self.redis.ping())
-            checks["engine"] = bool(
-                await self.redis.exists(f"{self.settings.stream_prefix}:engine:book")
-            )
+            prefix = self.settings.stream_prefix
+            checks["engine"] = bool(await self.redis.exists(f"{prefix}:engine:book"))
+            checks["archiver"] = bool(await self.redis.exists(f"{prefix}:archiver:alive"))
         except (aioredis.ConnectionError, aioredis.TimeoutError):
-            checks["redis"] = checks["engine"] = False
+            checks["redis"] = checks["engine"] = checks["archiver"] = False
         try:
             checks["store_progress"] = await self.store.progress()
             checks["store"] = True
         except Exception as exc:  # report, don't raise: this is a health endpoint
             checks["store"] = False
             checks["store_error"] = str(exc)
-        checks["ready"] = bool(checks["redis"] and checks["engine"] and checks["store"])
+        checks["ready"] = all(checks[k] for k in ("redis", "engine", "archiver", "store"))
         return checks
 
 
