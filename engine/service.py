@@ -13,6 +13,7 @@ simpler than reasoning about which of its writes landed.
 
 from __future__ import annotations
 
+import gc
 import json
 import signal
 import time
@@ -77,16 +78,20 @@ class EngineService:
             republished += self.process(entries)
             replayed += len(entries)
             self.log.info("replay_progress", commands=replayed, seq=self.engine.seq)
+        digest = state_hash(self.engine)
         self.log.info(
             "recovery_done",
             commands_replayed=replayed,
             events_already_published=republished,
             seq=self.engine.seq,
             resting_orders=len(self.engine.orders),
-            state_hash=state_hash(self.engine),
+            state_hash=digest,
             seconds=round(time.monotonic() - started, 3),
         )
-        self.redis.set(f"{self.settings.stream_prefix}:engine:state_hash", state_hash(self.engine))
+        self.redis.set(f"{self.settings.stream_prefix}:engine:state_hash", digest)
+        # The restored book is long-lived: keep the cyclic GC from rescanning it forever.
+        gc.collect()
+        gc.freeze()
 
     # -- the loop ---------------------------------------------------------------------------
 
