@@ -35,14 +35,17 @@ MARKET_BUY_LIMIT = NO_ASK - 1  # a market buy crosses every ask; a market sell u
 class MatchingEngine:
     """One instrument's book with price-time priority; trades print at the resting price."""
 
-    __slots__ = ("asks", "bids", "client_order_ids", "next_order_id", "orders", "seq")
+    __slots__ = ("asks", "base", "bids", "client_order_ids", "next_order_id", "orders", "seq")
 
-    def __init__(self) -> None:
+    def __init__(self, base: int = 0) -> None:
+        """`base` offsets order ids and sequence numbers, so that books of different
+        instruments hand out disjoint ids (see `shared.config.Instrument.base`)."""
+        self.base = base
         self.bids = BookSide(is_bid=True)
         self.asks = BookSide(is_bid=False)
         self.orders: dict[int, Order] = {}  # resting (alive) orders only
-        self.next_order_id = 1
-        self.seq = 0  # last sequence number handed out
+        self.next_order_id = base + 1
+        self.seq = base  # last sequence number handed out
         self.client_order_ids: dict[str, int] = {}
 
     # -- commands ---------------------------------------------------------------------------
@@ -228,7 +231,7 @@ class MatchingEngine:
     def _reject(self, order_id: int, ts: int) -> list[Event]:
         # Ids are handed out in sequence, so a lower id that is not resting was filled or
         # cancelled: no need to remember dead orders to tell the two apart.
-        reason = ORDER_NOT_ALIVE if 0 < order_id < self.next_order_id else UNKNOWN_ORDER
+        reason = ORDER_NOT_ALIVE if self.base < order_id < self.next_order_id else UNKNOWN_ORDER
         self.seq += 1
         return [Rejected(self.seq, reason, order_id, ts)]
 

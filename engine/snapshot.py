@@ -34,6 +34,7 @@ class CoreSnapshot(msgspec.Struct, array_like=True, frozen=True):
     next_order_id: int
     orders: list[RestingOrder]
     client_order_ids: list[tuple[str, int]]
+    base: int = 0
 
 
 _encoder = msgspec.msgpack.Encoder()
@@ -60,6 +61,7 @@ def snapshot(engine: MatchingEngine) -> bytes:
             for o in resting
         ],
         client_order_ids=sorted(engine.client_order_ids.items()),
+        base=engine.base,
     )
     return _encoder.encode(state)
 
@@ -68,7 +70,7 @@ def restore(data: bytes) -> MatchingEngine:
     state = _decoder.decode(data)
     if state.version != FORMAT_VERSION:
         raise ValueError(f"unsupported snapshot version {state.version}")
-    engine = MatchingEngine()
+    engine = MatchingEngine(state.base)
     engine.seq = state.seq
     engine.next_order_id = state.next_order_id
     engine.client_order_ids = dict(state.client_order_ids)
