@@ -14,9 +14,10 @@ from typing import Any
 import msgspec
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, UpdateOne
 
+from shared.config import ID_SPACE
 from shared.events import Accepted, Cancelled, Event, Modified, QuantityChanged, Trade
 
-from .store import Depth, OrderRecord, TradeRecord
+from .store import Depth, OrderRecord, TradeRecord, id_range, instrument_number
 
 _encode = msgspec.msgpack.Encoder().encode
 _decode_event = msgspec.msgpack.Decoder(Event).decode
@@ -135,13 +136,12 @@ class MongoStore:
             await self.orders.bulk_write(orders, ordered=True)
         if trades:
             await self.trades.bulk_write(trades, ordered=False)
-        await self.meta.update_one(
-            {"_id": "progress"}, {"$max": {"value": events[-1].seq}}, upsert=True
-        )
+        key = f"progress:{instrument_number(events[-1].seq)}"
+        await self.meta.update_one({"_id": key}, {"$max": {"value": events[-1].seq}}, upsert=True)
 
-    async def progress(self) -> int:
-        doc = await self.meta.find_one({"_id": "progress"})
-        return int(doc["value"]) if doc else 0
+    async def progress(self, instrument: int = 0) -> int:
+        doc = await self.meta.find_one({"_id": f"progress:{instrument}"})
+        return int(doc["value"]) if doc else instrument * ID_SPACE
 
     async def get_order(self, order_id: int) -> OrderRecord | None:
         doc = await self.orders.find_one({"_id": order_id})
@@ -155,8 +155,10 @@ class MongoStore:
         limit: int,
         after: int | None,
         owner: str | None = None,
+        instrument: int | None = None,
     ) -> list[OrderRecord]:
-        query: dict[str, Any] = {"_id": {"$gt": after or 0}}
+        low, high = id_range(instrument, after)
+        query: dict[str, Any] = {"_id": {"$gt": low, "$lte": high}}
         if owner is not None:
             query["owner"] = owner
         if alive is not None:
@@ -167,9 +169,15 @@ class MongoStore:
         return [_order(doc) async for doc in cursor]
 
     async def list_trades(
-        self, *, limit: int, after: int | None, order_id: int | None = None
+        self,
+        *,
+        limit: int,
+        after: int | None,
+        order_id: int | None = None,
+        instrument: int | None = None,
     ) -> list[TradeRecord]:
-        query: dict[str, Any] = {"_id": {"$gt": after or 0}}
+        low, high = id_range(instrument, after)
+        query: dict[str, Any] = {"_id": {"$gt": low, "$lte": high}}
         if order_id is not None:
             query["$or"] = [{"bid_order_id": order_id}, {"ask_order_id": order_id}]
         cursor = self.trades.find(query).sort("_id", ASCENDING).limit(limit)
@@ -186,10 +194,12 @@ class MongoStore:
             async for d in cursor
         ]
 
-    async def depth(self, levels: int) -> Depth:
+    async def depth(self, levels: int, instrument: int = 0) -> Depth:
+        low, high = id_range(instrument, None)
+
         async def side(side: int, direction: int) -> list[tuple[int, int]]:
             pipeline: list[dict[str, Any]] = [
-                {"$match": {"alive": True, "side": side}},
+                {"$match": {"alive": True, "side": side, "_id": {"$gt": low, "$lte": high}}},
                 {"$group": {"_id": "$price", "quantity": {"$sum": "$remaining"}}},
                 {"$sort": {"_id": direction}},
                 {"$limit": levels},

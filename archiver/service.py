@@ -46,35 +46,38 @@ class ArchiverService:
         self.stopping = asyncio.Event()
 
     async def run(self) -> None:
-        progress = await self.store.progress()
-        self.log.info("resume", progress=progress)
-        stream = self.settings.event_stream
-        last_id = f"{progress}-0"
-        stored_since_trim = 0
+        """Archive every instrument's event stream, each from its own stored progress."""
+        symbols = {self.settings.event_stream_of(i.symbol): i for i in self.settings.instruments}
+        progress = {s: await self.store.progress(i.number) for s, i in symbols.items()}
+        positions: dict[Any, Any] = {s: f"{p}-0" for s, p in progress.items()}
+        self.log.info("resume", progress={symbols[s].symbol: p for s, p in progress.items()})
+        stored_since_trim = dict.fromkeys(symbols, 0)
         heartbeat = f"{self.settings.stream_prefix}:archiver:alive"
         next_beat = 0.0
         loop = asyncio.get_running_loop()
         while not self.stopping.is_set():
             if loop.time() >= next_beat:  # liveness for health checks, at most once a second
-                await self.redis.set(heartbeat, progress, ex=5)
+                await self.redis.set(heartbeat, 1, ex=5)
                 next_beat = loop.time() + 1.0
-            response: Any = await self.redis.xread({stream: last_id}, count=READ_BATCH, block=500)
-            if not response:
-                continue
-            entries = response[0][1]
-            events: list[Event] = []
-            for _, fields in entries:
-                events.extend(decode_events(fields[b"e"]))
-            fresh = continue_sequence(progress, events)
-            await self.store.apply(fresh)
-            if fresh:
-                progress = fresh[-1].seq
-                stored_since_trim += len(fresh)
-            last_id = entries[-1][0]
-            await self.redis.set(f"{self.settings.stream_prefix}:archiver:progress", progress)
-            if stored_since_trim >= 10_000 and progress > STREAM_RETENTION:
-                await self.redis.xtrim(stream, minid=f"{progress - STREAM_RETENTION}-0")
-                stored_since_trim = 0
+            response: Any = await self.redis.xread(positions, count=READ_BATCH, block=500)
+            for raw_stream, entries in response or ():
+                stream = raw_stream.decode()
+                events: list[Event] = []
+                for _, fields in entries:
+                    events.extend(decode_events(fields[b"e"]))
+                fresh = continue_sequence(progress[stream], events)
+                await self.store.apply(fresh)
+                positions[stream] = entries[-1][0]
+                if not fresh:
+                    continue
+                done = progress[stream] = fresh[-1].seq
+                symbol = symbols[stream].symbol
+                await self.redis.set(self.settings.key(symbol, "archiver:progress"), done)
+                stored_since_trim[stream] += len(fresh)
+                base = symbols[stream].base
+                if stored_since_trim[stream] >= 10_000 and done - base > STREAM_RETENTION:
+                    await self.redis.xtrim(stream, minid=f"{done - STREAM_RETENTION}-0")
+                    stored_since_trim[stream] = 0
 
 
 async def amain() -> None:

@@ -15,9 +15,10 @@ from typing import Any, TypeVar
 
 import msgspec
 
+from shared.config import ID_SPACE
 from shared.events import Accepted, Cancelled, Event, Modified, QuantityChanged, Trade
 
-from .store import Depth, OrderRecord, TradeRecord
+from .store import Depth, OrderRecord, TradeRecord, id_range, instrument_number
 
 T = TypeVar("T")
 
@@ -143,9 +144,9 @@ class SqliteStore:
                             (e.quantity, e.ts, e.seq, e.order_id, e.seq),
                         )
             db.execute(
-                "INSERT INTO meta (key, value) VALUES ('progress', ?) "
+                "INSERT INTO meta (key, value) VALUES (?, ?) "
                 "ON CONFLICT (key) DO UPDATE SET value = max(value, excluded.value)",
-                (events[-1].seq,),
+                (f"progress:{instrument_number(events[-1].seq)}", events[-1].seq),
             )
             db.execute("COMMIT")
         except BaseException:
@@ -154,12 +155,11 @@ class SqliteStore:
 
     # -- reads ------------------------------------------------------------------------------
 
-    async def progress(self) -> int:
-        return await self._run(self._progress)
-
-    def _progress(self) -> int:
-        row = self.db.execute("SELECT value FROM meta WHERE key = 'progress'").fetchone()
-        return int(row[0]) if row else 0
+    async def progress(self, instrument: int = 0) -> int:
+        rows = await self._run(
+            self._query, "SELECT value FROM meta WHERE key = ?", (f"progress:{instrument}",)
+        )
+        return int(rows[0][0]) if rows else instrument * ID_SPACE
 
     async def get_order(self, order_id: int) -> OrderRecord | None:
         rows = await self._run(
@@ -175,9 +175,10 @@ class SqliteStore:
         limit: int,
         after: int | None,
         owner: str | None = None,
+        instrument: int | None = None,
     ) -> list[OrderRecord]:
-        where: list[str] = ["order_id > ?"]
-        args: list[int | str] = [after or 0]
+        where: list[str] = ["order_id > ?", "order_id <= ?"]
+        args: list[int | str] = [*id_range(instrument, after)]
         if owner is not None:
             where.append("owner = ?")
             args.append(owner)
@@ -195,27 +196,30 @@ class SqliteStore:
         return [_order(r) for r in rows]
 
     async def list_trades(
-        self, *, limit: int, after: int | None, order_id: int | None = None
+        self,
+        *,
+        limit: int,
+        after: int | None,
+        order_id: int | None = None,
+        instrument: int | None = None,
     ) -> list[TradeRecord]:
-        if order_id is None:
-            sql = f"SELECT {TRADE_COLUMNS} FROM trades WHERE trade_id > ? ORDER BY trade_id LIMIT ?"
-            args: tuple[int, ...] = (after or 0, limit)
-        else:
-            sql = (
-                f"SELECT {TRADE_COLUMNS} FROM trades WHERE trade_id > ? "
-                "AND (bid_order_id = ? OR ask_order_id = ?) ORDER BY trade_id LIMIT ?"
-            )
-            args = (after or 0, order_id, order_id, limit)
-        rows = await self._run(self._query, sql, args)
+        where = "trade_id > ? AND trade_id <= ?"
+        args: tuple[int, ...] = id_range(instrument, after)
+        if order_id is not None:
+            where += " AND (bid_order_id = ? OR ask_order_id = ?)"
+            args = (*args, order_id, order_id)
+        sql = f"SELECT {TRADE_COLUMNS} FROM trades WHERE {where} ORDER BY trade_id LIMIT ?"
+        rows = await self._run(self._query, sql, (*args, limit))
         return [TradeRecord(*r) for r in rows]
 
-    async def depth(self, levels: int) -> Depth:
+    async def depth(self, levels: int, instrument: int = 0) -> Depth:
         sql = (
             "SELECT price, SUM(remaining) FROM orders WHERE alive = 1 AND side = ? "
-            "GROUP BY price ORDER BY price {} LIMIT ?"
+            "AND order_id > ? AND order_id <= ? GROUP BY price ORDER BY price {} LIMIT ?"
         )
-        bids = await self._run(self._query, sql.format("DESC"), (1, levels))
-        asks = await self._run(self._query, sql.format("ASC"), (-1, levels))
+        low, high = id_range(instrument, None)
+        bids = await self._run(self._query, sql.format("DESC"), (1, low, high, levels))
+        asks = await self._run(self._query, sql.format("ASC"), (-1, low, high, levels))
         return [(p, q) for p, q in bids], [(p, q) for p, q in asks]
 
     async def events(self, after: int, limit: int) -> list[Event]:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from shared.config import Settings
+from shared.config import ID_SPACE, Settings
 from shared.events import Event
 
 
@@ -48,6 +48,18 @@ class TradeRecord:
 Depth = tuple[list[tuple[int, int]], list[tuple[int, int]]]
 
 
+def id_range(instrument: int | None, after: int | None) -> tuple[int, int]:
+    """(exclusive low, inclusive high) ids of an instrument, or of all, after a cursor."""
+    if instrument is None:
+        return after or 0, 1 << 62
+    low = instrument * ID_SPACE
+    return max(after or 0, low), low + ID_SPACE
+
+
+def instrument_number(seq: int) -> int:
+    return (seq - 1) // ID_SPACE
+
+
 class GapError(RuntimeError):
     """A batch does not continue the stored sequence: an event would be skipped."""
 
@@ -58,10 +70,10 @@ class Store(Protocol):
     async def close(self) -> None: ...
 
     async def apply(self, events: Sequence[Event]) -> None:
-        """Persist events (ascending seq) and advance progress to the highest seq."""
+        """Persist one instrument's events (ascending seq) and advance its progress."""
 
-    async def progress(self) -> int:
-        """Highest sequence number stored (0 when empty)."""
+    async def progress(self, instrument: int = 0) -> int:
+        """Highest sequence number stored for an instrument (its id base when empty)."""
 
     async def get_order(self, order_id: int) -> OrderRecord | None: ...
 
@@ -73,16 +85,24 @@ class Store(Protocol):
         limit: int,
         after: int | None,
         owner: str | None = None,
+        instrument: int | None = None,
     ) -> list[OrderRecord]:
-        """Orders by ascending id (newest last), strictly after the `after` cursor."""
+        """Orders by ascending id (newest last), strictly after the `after` cursor; of one
+        instrument (by number) or all."""
 
     async def list_trades(
-        self, *, limit: int, after: int | None, order_id: int | None = None
+        self,
+        *,
+        limit: int,
+        after: int | None,
+        order_id: int | None = None,
+        instrument: int | None = None,
     ) -> list[TradeRecord]:
         """Trades by ascending id (newest last), strictly after the `after` cursor."""
 
-    async def depth(self, levels: int) -> Depth:
-        """Aggregated alive quantity per price: bids descending, asks ascending."""
+    async def depth(self, levels: int, instrument: int = 0) -> Depth:
+        """One instrument's aggregated alive quantity per price: bids descending, asks
+        ascending."""
 
     async def events(self, after: int, limit: int) -> list[Event]:
         """The stored event log, ascending seq, strictly after `after`."""

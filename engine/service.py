@@ -1,14 +1,15 @@
-"""The engine service: the single sequential owner of the book.
+"""The engine service: the single sequential owner of each book it serves.
 
-It reads commands from the Redis command stream strictly in stream order, applies them to
-the pure core, and appends each command's events to the event stream under the explicit
-id `<last seq>-0`. Because the ids derive from the deterministic sequence numbers, a
-replay after a crash re-appends the same ids: Redis refuses them as not greater than the
-stream top, and we skip them, so no event is published twice.
+For every instrument it owns (ENGINE_SYMBOLS, default all) it reads commands from that
+instrument's command stream strictly in stream order, applies them to the pure core, and
+appends each command's events to the instrument's event stream under the explicit id
+`<last seq>-0`. Because the ids derive from the deterministic sequence numbers, a replay
+after a crash re-appends the same ids: Redis refuses them as not greater than the stream
+top, and we skip them, so no event is published twice.
 
-Recovery = newest valid checkpoint + replay of the commands after it. The same path runs
-after any Redis error: the service drops its in-memory state and recovers again, which is
-simpler than reasoning about which of its writes landed.
+Recovery = newest valid checkpoint + replay of the commands after it, per instrument. The
+same path runs after any Redis error: the service drops its in-memory state and recovers
+again, which is simpler than reasoning about which of its writes landed.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import redis
 import structlog
 
 from shared.commands import decode_command
-from shared.config import Settings
+from shared.config import Instrument, Settings
 from shared.events import encode_events
 from shared.logs import configure
 
@@ -40,19 +41,22 @@ def _is_duplicate_id(exc: BaseException) -> bool:
     return isinstance(exc, redis.ResponseError) and "equal or smaller" in str(exc)
 
 
-class EngineService:
-    def __init__(self, settings: Settings, client: redis.Redis) -> None:
+class BookService:
+    """One instrument: its core, its place in the command stream, its checkpoints."""
+
+    def __init__(self, settings: Settings, instrument: Instrument, client: redis.Redis) -> None:
         self.settings = settings
+        self.instrument = instrument
+        self.symbol = instrument.symbol
         self.redis = client
-        self.log: Any = structlog.get_logger(service="engine")
-        self.engine = MatchingEngine()
+        self.log: Any = structlog.get_logger(service="engine", symbol=self.symbol)
+        self.command_stream = settings.command_stream_of(self.symbol)
+        self.event_stream = settings.event_stream_of(self.symbol)
+        self.checkpoint_dir = settings.data_dir / "checkpoints" / self.symbol
+        self.engine = MatchingEngine(instrument.base)
         self.last_command_id = "0-0"
         self.commands_since_checkpoint = 0
         self.last_checkpoint_at = time.monotonic()
-        self.stopping = False
-        self.checkpoint_dir = settings.data_dir / "checkpoints"
-
-    # -- recovery ---------------------------------------------------------------------------
 
     def recover(self) -> None:
         started = time.monotonic()
@@ -60,17 +64,19 @@ class EngineService:
         for reason in skipped:
             self.log.warning("checkpoint_skipped", reason=reason)
         if found is None:
-            self.engine, self.last_command_id = MatchingEngine(), "0-0"
+            self.engine = MatchingEngine(self.instrument.base)
+            self.last_command_id = "0-0"
             self.log.info("recovery_start", checkpoint=None)
         else:
             self.engine, self.last_command_id = restore(found.core), found.last_command_id
             self.log.info("checkpoint_loaded", seq=found.seq, last_command_id=found.last_command_id)
+        self.commands_since_checkpoint = 0
         replayed = republished = 0
         while True:
             entries: Entries = cast(
                 Entries,
                 self.redis.xrange(
-                    self.settings.command_stream, f"({self.last_command_id}", "+", count=READ_BATCH
+                    self.command_stream, f"({self.last_command_id}", "+", count=READ_BATCH
                 ),
             )
             if not entries:
@@ -88,16 +94,11 @@ class EngineService:
             state_hash=digest,
             seconds=round(time.monotonic() - started, 3),
         )
-        self.redis.set(f"{self.settings.stream_prefix}:engine:state_hash", digest)
-        # The restored book is long-lived: keep the cyclic GC from rescanning it forever.
-        gc.collect()
-        gc.freeze()
-
-    # -- the loop ---------------------------------------------------------------------------
+        self.redis.set(self.settings.key(self.symbol, "engine:state_hash"), digest)
 
     def process(self, entries: Entries) -> int:
         """Apply commands in order and publish their events; returns how many were re-publishes."""
-        engine, stream = self.engine, self.settings.event_stream
+        engine, stream = self.engine, self.event_stream
         pipe = self.redis.pipeline(transaction=False)
         for entry_id, fields in entries:
             try:
@@ -121,37 +122,28 @@ class EngineService:
         self.commands_since_checkpoint += len(entries)
         return duplicates
 
-    def serve(self) -> None:
-        interval = self.settings.book_interval_s
-        next_book = time.monotonic()
-        stream = self.settings.command_stream
-        while not self.stopping:
-            block_ms = max(1, int((next_book - time.monotonic()) * 1000))
-            response: Any = self.redis.xread(
-                {stream: self.last_command_id}, count=READ_BATCH, block=block_ms
-            )
-            if response:
-                self.process(response[0][1])
-            now = time.monotonic()
-            if now >= next_book:
-                self.publish_book()
-                next_book = now + interval
-            if self.commands_since_checkpoint and (
-                self.commands_since_checkpoint >= self.settings.snapshot_every
-                or now - self.last_checkpoint_at >= self.settings.snapshot_interval_s
-            ):
-                self.write_checkpoint()
-
     def publish_book(self) -> None:
         bids, asks = self.engine.depth(BOOK_DEPTH)
         message = json.dumps(
-            {"seq": self.engine.seq, "ts": time.time_ns(), "bids": bids, "asks": asks}
+            {
+                "symbol": self.symbol,
+                "seq": self.engine.seq,
+                "ts": time.time_ns(),
+                "bids": bids,
+                "asks": asks,
+            }
         )
         pipe = self.redis.pipeline(transaction=False)
-        pipe.publish(self.settings.book_channel, message)
+        pipe.publish(self.settings.book_channel_of(self.symbol), message)
         # Doubles as the engine's heartbeat: readiness checks want it fresh.
-        pipe.set(f"{self.settings.stream_prefix}:engine:book", message, ex=5)
+        pipe.set(self.settings.key(self.symbol, "engine:book"), message, ex=5)
         pipe.execute()
+
+    def checkpoint_due(self, now: float) -> bool:
+        return bool(self.commands_since_checkpoint) and (
+            self.commands_since_checkpoint >= self.settings.snapshot_every
+            or now - self.last_checkpoint_at >= self.settings.snapshot_interval_s
+        )
 
     def write_checkpoint(self) -> None:
         started = time.monotonic()
@@ -164,7 +156,7 @@ class EngineService:
         path = checkpoint.write(self.checkpoint_dir, ckpt)
         kept = checkpoint.prune(self.checkpoint_dir)
         # The command stream is the oplog: keep everything after the oldest kept checkpoint.
-        trimmed = self.redis.xtrim(self.settings.command_stream, minid=kept[-1].last_command_id)
+        trimmed = self.redis.xtrim(self.command_stream, minid=kept[-1].last_command_id)
         self.commands_since_checkpoint = 0
         self.last_checkpoint_at = time.monotonic()
         self.log.info(
@@ -175,6 +167,48 @@ class EngineService:
             commands_trimmed=trimmed,
             seconds=round(self.last_checkpoint_at - started, 3),
         )
+
+
+class EngineService:
+    def __init__(self, settings: Settings, client: redis.Redis) -> None:
+        self.settings = settings
+        self.redis = client
+        self.log: Any = structlog.get_logger(service="engine")
+        self.books = {
+            settings.command_stream_of(i.symbol): BookService(settings, i, client)
+            for i in settings.owned_instruments()
+        }
+        self.stopping = False
+
+    @property
+    def engine(self) -> MatchingEngine:
+        """The default instrument's core (single-instrument deployments and tests)."""
+        return self.books[self.settings.command_stream].engine
+
+    def recover(self) -> None:
+        for book in self.books.values():
+            book.recover()
+        # The restored books are long-lived: keep the cyclic GC from rescanning them forever.
+        gc.collect()
+        gc.freeze()
+
+    def serve(self) -> None:
+        interval = self.settings.book_interval_s
+        next_book = time.monotonic()
+        while not self.stopping:
+            block_ms = max(1, int((next_book - time.monotonic()) * 1000))
+            positions: dict[Any, Any] = {s: b.last_command_id for s, b in self.books.items()}
+            response: Any = self.redis.xread(positions, count=READ_BATCH, block=block_ms)
+            for stream, entries in response or ():
+                self.books[stream.decode()].process(entries)
+            now = time.monotonic()
+            if now >= next_book:
+                for book in self.books.values():
+                    book.publish_book()
+                next_book = now + interval
+            for book in self.books.values():
+                if book.checkpoint_due(now):
+                    book.write_checkpoint()
 
     def run(self) -> None:
         """Recover, serve; on a Redis failure, recover again from durable state."""
@@ -190,9 +224,12 @@ class EngineService:
                 backoff = min(backoff * 2, 2.0)
         # A clean stop leaves a checkpoint, so the next start replays nothing, and
         # publishes the state hash for operators and the crash harness to compare.
-        if self.commands_since_checkpoint:
-            self.write_checkpoint()
-        self.redis.set(f"{self.settings.stream_prefix}:engine:state_hash", state_hash(self.engine))
+        for book in self.books.values():
+            if book.commands_since_checkpoint:
+                book.write_checkpoint()
+            self.redis.set(
+                self.settings.key(book.symbol, "engine:state_hash"), state_hash(book.engine)
+            )
 
 
 def main() -> None:
@@ -208,4 +245,4 @@ def main() -> None:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     service.run()
-    service.log.info("stopped", seq=service.engine.seq)
+    service.log.info("stopped", seqs={b.symbol: b.engine.seq for b in service.books.values()})

@@ -24,10 +24,11 @@ import structlog
 
 from archiver.store import OrderRecord, Store, TradeRecord
 from shared.commands import FOK, GTC, IOC, MARKET, Cancel, Command, Modify, Place, encode_command
-from shared.config import Settings
+from shared.config import Instrument, Settings
 from shared.events import (
     DUPLICATE_CLIENT_ORDER_ID,
     NO_LIQUIDITY,
+    UNKNOWN_ORDER,
     Accepted,
     Event,
     Rejected,
@@ -100,6 +101,7 @@ class ChangeResult:
 
 @dataclass(frozen=True)
 class BookView:
+    symbol: str
     seq: int
     ts: int
     bids: list[tuple[int, int]]
@@ -145,21 +147,29 @@ class Exchange:
         self.log: Any = structlog.get_logger(service="api")
         self.pending: dict[str, asyncio.Future[list[Event]]] = {}
         self.trades: Hub[Trade] = Hub()
-        self.books: Hub[BookView] = Hub(maxsize=16)
-        self.latest_book: BookView | None = None
+        self.books: dict[str, Hub[BookView]] = {
+            i.symbol: Hub(maxsize=16) for i in settings.instruments
+        }
         self._tasks: list[asyncio.Task[None]] = []
-        self.engine_position: bytes = b"0-0"  # command stream id of the last answered command
-        self.backlog = 0  # commands journaled but not yet answered by the engine (capped)
-        self._outbox: asyncio.Queue[tuple[bytes, asyncio.Future[None]]] = asyncio.Queue()
+        # Per instrument: command stream id of the last command the engine answered, and
+        # how many it has not answered yet (counted up to MAX_BACKLOG + 1).
+        self.engine_position: dict[str, bytes] = {}
+        self.backlog: dict[str, int] = dict.fromkeys(self.books, 0)
+        self._outbox: asyncio.Queue[tuple[str, bytes, asyncio.Future[None]]] = asyncio.Queue()
+        self._event_streams = {
+            settings.event_stream_of(i.symbol): i.symbol for i in settings.instruments
+        }
 
     # -- lifecycle --------------------------------------------------------------------------
 
     async def start(self) -> None:
-        last: Any = await self.redis.xrevrange(self.settings.event_stream, "+", "-", count=1)
-        start_id = last[0][0] if last else "0-0"
-        self.engine_position = last[0][1][b"c"] if last else b"0-0"
+        positions: dict[Any, Any] = {}
+        for stream, symbol in self._event_streams.items():
+            last: Any = await self.redis.xrevrange(stream, "+", "-", count=1)
+            positions[stream] = last[0][0] if last else "0-0"
+            self.engine_position[symbol] = last[0][1][b"c"] if last else b"0-0"
         self._tasks = [
-            asyncio.create_task(self._read_events(start_id)),
+            asyncio.create_task(self._read_events(positions)),
             asyncio.create_task(self._read_books()),
             asyncio.create_task(self._watch_backlog()),
             asyncio.create_task(self._journal()),
@@ -172,88 +182,105 @@ class Exchange:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    async def _last_event_id(self) -> bytes | str:
-        last: Any = await self.redis.xrevrange(self.settings.event_stream, "+", "-", count=1)
-        return last[0][0] if last else "0-0"
-
-    async def _read_events(self, last_id: bytes | str) -> None:
-        stream = self.settings.event_stream
+    async def _read_events(self, positions: dict[Any, Any]) -> None:
+        """Answer waiting requests and feed trade subscribers from every event stream."""
         while True:
             try:
-                response: Any = await self.redis.xread({stream: last_id}, count=1000, block=1000)
+                response: Any = await self.redis.xread(positions, count=1000, block=1000)
             except (aioredis.ConnectionError, aioredis.TimeoutError) as exc:
                 self.log.warning("event_reader_redis_error", error=str(exc))
                 await asyncio.sleep(0.2)
                 continue
-            if not response:
-                continue
-            self.engine_position = response[0][1][-1][1][b"c"]
-            for _, fields in response[0][1]:
-                request_id = fields[b"r"].decode()
-                future = self.pending.pop(request_id, None)
-                if future is None and not self.trades.subscribers:
-                    continue
-                events = decode_events(fields[b"e"])
-                if future is not None and not future.done():
-                    future.set_result(events)
-                for event in events:
-                    if type(event) is Trade:
-                        self.trades.publish(event)
-            last_id = response[0][1][-1][0]
+            for raw_stream, entries in response or ():
+                stream = raw_stream.decode()  # the key `positions` uses: never add a twin
+                symbol = self._event_streams[stream]
+                self.engine_position[symbol] = entries[-1][1][b"c"]
+                for _, fields in entries:
+                    future = self.pending.pop(fields[b"r"].decode(), None)
+                    if future is None and not self.trades.subscribers:
+                        continue
+                    events = decode_events(fields[b"e"])
+                    if future is not None and not future.done():
+                        future.set_result(events)
+                    for event in events:
+                        if type(event) is Trade:
+                            self.trades.publish(event)
+                positions[stream] = entries[-1][0]
 
     async def _watch_backlog(self) -> None:
-        """Count (up to the threshold) the commands the engine has not answered yet."""
+        """Count (up to the threshold) the commands each engine has not answered yet."""
         cap = self.settings.max_backlog + 1
         while True:
-            try:
-                waiting: Any = await self.redis.xrange(
-                    self.settings.command_stream, b"(" + self.engine_position, "+", count=cap
-                )
-                self.backlog = len(waiting)
-            except (aioredis.ConnectionError, aioredis.TimeoutError) as exc:
-                self.log.warning("backlog_watch_redis_error", error=str(exc))
+            for symbol in self.backlog:
+                try:
+                    waiting: Any = await self.redis.xrange(
+                        self.settings.command_stream_of(symbol),
+                        b"(" + self.engine_position[symbol],
+                        "+",
+                        count=cap,
+                    )
+                    self.backlog[symbol] = len(waiting)
+                except (aioredis.ConnectionError, aioredis.TimeoutError) as exc:
+                    self.log.warning("backlog_watch_redis_error", error=str(exc))
             await asyncio.sleep(0.1)
 
-    def _check_backlog(self) -> None:
-        if self.backlog > self.settings.max_backlog:
+    def _check_backlog(self, instrument: Instrument) -> None:
+        behind = self.backlog[instrument.symbol]
+        if behind > self.settings.max_backlog:
             raise Unavailable(
-                f"the engine is {self.backlog}+ commands behind; retry shortly "
+                f"the {instrument.symbol} engine is {behind}+ commands behind; retry shortly "
                 "(cancels are still accepted)"
             )
 
     async def _read_books(self) -> None:
+        channels = [self.settings.book_channel_of(symbol) for symbol in self.books]
         while True:
             try:
                 async with self.redis.pubsub() as pubsub:
-                    await pubsub.subscribe(self.settings.book_channel)
+                    await pubsub.subscribe(*channels)
                     async for message in pubsub.listen():
                         if message["type"] != "message":
                             continue
                         data = json.loads(message["data"])
                         book = BookView(
+                            data["symbol"],
                             data["seq"],
                             data["ts"],
                             [(p, q) for p, q in data["bids"]],
                             [(p, q) for p, q in data["asks"]],
                         )
-                        self.latest_book = book
-                        self.books.publish(book)
+                        self.books[book.symbol].publish(book)
             except (aioredis.ConnectionError, aioredis.TimeoutError) as exc:
                 self.log.warning("book_reader_redis_error", error=str(exc))
                 await asyncio.sleep(0.2)
 
-    # -- conversions ------------------------------------------------------------------------
+    # -- instruments and conversions --------------------------------------------------------
 
-    def price(self, ticks: int) -> Decimal:
-        return ticks_to_decimal(ticks, self.settings.tick_size)
+    def instrument(self, symbol: Any) -> Instrument:
+        """The instrument a client named (None: the default), or InvalidInput."""
+        if symbol is not None and not isinstance(symbol, str):
+            raise InvalidInput([InputError("symbol", "must be a string")])
+        try:
+            return self.settings.instrument(symbol)
+        except KeyError:
+            known = ", ".join(i.symbol for i in self.settings.instruments)
+            raise InvalidInput([InputError("symbol", f"unknown symbol; known: {known}")]) from None
 
-    def _parse_price(self, value: Any) -> int:
-        return parse_price(value, self.settings.tick_size, self.settings.max_price)
+    def instrument_of(self, identifier: int) -> Instrument:
+        """The instrument of a stored order id or trade id."""
+        return self.settings.instrument_of(identifier) or self.settings.default_instrument
+
+    def price(self, ticks: int, instrument: Instrument) -> Decimal:
+        return ticks_to_decimal(ticks, instrument.tick_size)
+
+    @staticmethod
+    def _parse_price(value: Any, instrument: Instrument) -> int:
+        return parse_price(value, instrument.tick_size, instrument.max_price)
 
     # -- mutations --------------------------------------------------------------------------
 
     async def _journal(self) -> None:
-        """Append queued commands to the command stream, many per round trip.
+        """Append queued commands to their command streams, many per round trip.
 
         One writer task and one pipeline per batch, instead of a connection per request:
         under load this is what keeps the API's Redis cost per mutation small.
@@ -265,27 +292,28 @@ class Exchange:
                 batch.append(queue.get_nowait())
             try:
                 async with self.redis.pipeline(transaction=False) as pipe:
-                    for body, _ in batch:
-                        pipe.xadd(self.settings.command_stream, {"c": body})
+                    for stream, body, _ in batch:
+                        pipe.xadd(stream, {"c": body})
                     results = await pipe.execute(raise_on_error=False)
             except Exception as exc:  # handed to every waiting request, which reports it
                 results = [exc] * len(batch)
-            for (_, done), result in zip(batch, results, strict=True):
+            for (_, _, done), result in zip(batch, results, strict=True):
                 if not done.done():
                     if isinstance(result, Exception):
                         done.set_exception(result)
                     else:
                         done.set_result(None)
 
-    async def _submit(self, command_for: Any) -> list[Event]:
+    async def _submit(self, instrument: Instrument, command_for: Any) -> list[Event]:
         request_id = uuid.uuid4().hex
         command: Command = command_for(request_id, time.time_ns())
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[Event]] = loop.create_future()
         journaled: asyncio.Future[None] = loop.create_future()
         self.pending[request_id] = future
+        stream = self.settings.command_stream_of(instrument.symbol)
         try:
-            self._outbox.put_nowait((encode_command(command), journaled))
+            self._outbox.put_nowait((stream, encode_command(command), journaled))
             deadline = loop.time() + self.settings.request_timeout_s
             await asyncio.wait_for(journaled, self.settings.request_timeout_s)
             return await asyncio.wait_for(future, max(0.0, deadline - loop.time()))
@@ -309,9 +337,11 @@ class Exchange:
         time_in_force: Any = None,
         order_type: Any = None,
         owner: str = "",
+        symbol: Any = None,
     ) -> PlaceResult:
         """Place an order. `order_type` is "limit" (default) or "market" (no price);
-        `time_in_force` is "GTC" (default for limit), "IOC" (default for market) or "FOK"."""
+        `time_in_force` is "GTC" (default for limit), "IOC" (default for market) or "FOK";
+        `symbol` defaults to the first configured instrument."""
         errors: list[InputError] = []
         parsed: dict[str, Any] = {}
 
@@ -321,6 +351,11 @@ class Exchange:
             except InputError as exc:
                 errors.append(exc)
 
+        try:
+            instrument = self.instrument(symbol)
+        except InvalidInput as exc:
+            errors.extend(exc.errors)
+            instrument = self.settings.default_instrument
         attempt("type", parse_order_type, order_type)
         market = parsed.get("type") == "market"
         attempt("time_in_force", lambda v: parse_time_in_force(v, market), time_in_force)
@@ -332,7 +367,7 @@ class Exchange:
         elif price is None:
             errors.append(InputError("price", "is required for a limit order"))
         else:
-            attempt("price", self._parse_price, price)
+            attempt("price", lambda v: self._parse_price(v, instrument), price)
         attempt("quantity", lambda v: parse_quantity(v, self.settings.max_quantity), quantity)
         if client_order_id is not None and (
             not isinstance(client_order_id, str)
@@ -346,8 +381,9 @@ class Exchange:
             )
         if errors:
             raise InvalidInput(errors)
-        self._check_backlog()
+        self._check_backlog(instrument)
         events = await self._submit(
+            instrument,
             lambda rid, ts: Place(
                 parsed["side"],
                 parsed["price"],
@@ -357,7 +393,7 @@ class Exchange:
                 ts,
                 parsed["time_in_force"],
                 owner,
-            )
+            ),
         )
         first = events[0]
         if isinstance(first, Accepted):
@@ -377,11 +413,12 @@ class Exchange:
             oid = parse_order_id(order_id)
         except InputError as exc:
             errors.append(exc)
+        instrument = self.settings.instrument_of(oid)
         if price is None and quantity is None:
             errors.append(InputError("price", "price or quantity is required"))
         if price is not None:
             try:
-                ticks = self._parse_price(price)
+                ticks = self._parse_price(price, instrument or self.settings.default_instrument)
             except InputError as exc:
                 errors.append(exc)
         if quantity is not None:
@@ -391,9 +428,13 @@ class Exchange:
                 errors.append(exc)
         if errors:
             raise InvalidInput(errors)
-        self._check_backlog()
+        if instrument is None:  # no instrument hands out such ids: no engine to ask
+            return ChangeResult(False, UNKNOWN_ORDER)
+        self._check_backlog(instrument)
         return _outcome(
-            await self._submit(lambda rid, ts: Modify(oid, ticks, rid, ts, new_quantity, owner))
+            await self._submit(
+                instrument, lambda rid, ts: Modify(oid, ticks, rid, ts, new_quantity, owner)
+            )
         )
 
     async def cancel(self, *, order_id: Any, owner: str = "") -> ChangeResult:
@@ -402,20 +443,30 @@ class Exchange:
             oid = parse_order_id(order_id)
         except InputError as exc:
             raise InvalidInput([exc]) from None
-        return _outcome(await self._submit(lambda rid, ts: Cancel(oid, rid, ts, owner)))
+        instrument = self.settings.instrument_of(oid)
+        if instrument is None:
+            return ChangeResult(False, UNKNOWN_ORDER)
+        return _outcome(await self._submit(instrument, lambda rid, ts: Cancel(oid, rid, ts, owner)))
 
     # -- reads ------------------------------------------------------------------------------
 
-    async def read_barrier(self) -> None:
-        """Wait until the store has archived every event published so far."""
-        target = _stream_seq(await self._last_event_id())
+    async def read_barrier(self, instruments: tuple[Instrument, ...] | None = None) -> None:
+        """Wait until the store has archived every event published so far (for the given
+        instruments, default all): a read after an acknowledged write sees it."""
+        targets = []
+        for instrument in instruments or self.settings.instruments:
+            stream = self.settings.event_stream_of(instrument.symbol)
+            last: Any = await self.redis.xrevrange(stream, "+", "-", count=1)
+            if last:
+                targets.append((instrument.number, _stream_seq(last[0][0])))
         deadline = time.monotonic() + self.settings.read_barrier_timeout_s
-        delay = 0.001
-        while await self.store.progress() < target:
-            if time.monotonic() > deadline:
-                raise Unavailable("the store is behind the engine; retry shortly")
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.02)
+        for number, target in targets:
+            delay = 0.001
+            while await self.store.progress(number) < target:
+                if time.monotonic() > deadline:
+                    raise Unavailable("the store is behind the engine; retry shortly")
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.02)
 
     async def order(self, order_id: Any, owner: str | None = None) -> OrderRecord | None:
         """One order; with `owner` set, another owner's order is reported as not found."""
@@ -423,15 +474,26 @@ class Exchange:
             oid = parse_order_id(order_id)
         except InputError as exc:
             raise InvalidInput([exc]) from None
-        await self.read_barrier()
+        instrument = self.settings.instrument_of(oid)
+        if instrument is None:
+            return None
+        await self.read_barrier((instrument,))
         record = await self.store.get_order(oid)
         if record is None or (owner is not None and record.owner != owner):
             return None
         return record
 
     async def orders(
-        self, *, alive: bool | None, side: Any, limit: int, after: Any, owner: str | None = None
+        self,
+        *,
+        alive: bool | None,
+        side: Any,
+        limit: int,
+        after: Any,
+        owner: str | None = None,
+        symbol: Any = None,
     ) -> list[OrderRecord]:
+        """Orders of every instrument, or of `symbol`'s."""
         errors: list[InputError] = []
         side_value = cursor = None
         if side is not None:
@@ -445,14 +507,21 @@ class Exchange:
             except InputError as exc:
                 errors.append(exc)
         errors.extend(_limit_error(limit))
+        scope = self._scope(symbol, errors)
         if errors:
             raise InvalidInput(errors)
-        await self.read_barrier()
+        await self.read_barrier(scope)
         return await self.store.list_orders(
-            alive=alive, side=side_value, limit=limit, after=cursor, owner=owner
+            alive=alive,
+            side=side_value,
+            limit=limit,
+            after=cursor,
+            owner=owner,
+            instrument=scope[0].number if scope else None,
         )
 
-    async def trade_list(self, *, limit: int, after: Any) -> list[TradeRecord]:
+    async def trade_list(self, *, limit: int, after: Any, symbol: Any = None) -> list[TradeRecord]:
+        """Trades of every instrument, or of `symbol`'s."""
         errors = _limit_error(limit)
         cursor = None
         if after is not None:
@@ -460,27 +529,46 @@ class Exchange:
                 cursor = parse_cursor(after)
             except InputError as exc:
                 errors.append(exc)
+        scope = self._scope(symbol, errors)
         if errors:
             raise InvalidInput(errors)
-        await self.read_barrier()
-        return await self.store.list_trades(limit=limit, after=cursor)
+        await self.read_barrier(scope)
+        return await self.store.list_trades(
+            limit=limit, after=cursor, instrument=scope[0].number if scope else None
+        )
 
-    async def book(self, depth: int) -> BookView:
+    def _scope(self, symbol: Any, errors: list[InputError]) -> tuple[Instrument, ...] | None:
+        """The instrument a list is limited to (None: all), collecting a bad symbol."""
+        if symbol is None:
+            return None
+        try:
+            return (self.instrument(symbol),)
+        except InvalidInput as exc:
+            errors.extend(exc.errors)
+            return None
+
+    async def book(self, depth: int, symbol: Any = None) -> BookView:
+        instrument = self.instrument(symbol)
         if isinstance(depth, bool) or not isinstance(depth, int) or not 1 <= depth <= MAX_DEPTH:
             raise InvalidInput([InputError("depth", f"must be an integer in 1..{MAX_DEPTH}")])
-        await self.read_barrier()
-        seq = await self.store.progress()
-        bids, asks = await self.store.depth(depth)
-        return BookView(seq, time.time_ns(), bids, asks)
+        await self.read_barrier((instrument,))
+        seq = await self.store.progress(instrument.number)
+        bids, asks = await self.store.depth(depth, instrument.number)
+        return BookView(instrument.symbol, seq, time.time_ns(), bids, asks)
 
     async def ready(self) -> dict[str, Any]:
-        """Readiness: Redis and the store answer; engine and archiver heartbeats are fresh."""
+        """Readiness: Redis and the store answer; every instrument's engine heartbeat and
+        the archiver's are fresh."""
         checks: dict[str, Any] = {}
         try:
             checks["redis"] = bool(await self.redis.ping())
-            prefix = self.settings.stream_prefix
-            checks["engine"] = bool(await self.redis.exists(f"{prefix}:engine:book"))
-            checks["archiver"] = bool(await self.redis.exists(f"{prefix}:archiver:alive"))
+            engines = [
+                bool(await self.redis.exists(self.settings.key(symbol, "engine:book")))
+                for symbol in self.books
+            ]
+            checks["engine"] = all(engines)
+            alive = f"{self.settings.stream_prefix}:archiver:alive"
+            checks["archiver"] = bool(await self.redis.exists(alive))
         except (aioredis.ConnectionError, aioredis.TimeoutError):
             checks["redis"] = checks["engine"] = checks["archiver"] = False
         try:

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse
 
+from shared.config import Instrument
 from shared.prices import InputError
 
 from .exchange import MAX_PAGE, Exchange, InvalidInput
@@ -23,6 +24,7 @@ from .security import API_KEY_HEADER, ApiKeys, origin_allowed
 from .views import book_json, order_json, trade_json
 
 MAX_BODY_BYTES = 16 * 1024
+SYMBOL_HELP = "instrument (default: all for lists, the default instrument for the book)"
 ORDER_ID_PATTERN = r"^[0-9]{1,18}$"
 
 PRICE_SCHEMA = {
@@ -44,6 +46,7 @@ PLACE_SCHEMA = {
         "price": {**PRICE_SCHEMA, "description": "required for limit orders, absent for market"},
         "quantity": {"type": "integer", "minimum": 1},
         "client_order_id": {"type": "string", "minLength": 1, "maxLength": 64},
+        "symbol": {"type": "string", "description": "instrument; default: the first configured"},
         "type": {"type": "string", "enum": ["limit", "market"], "default": "limit"},
         "time_in_force": {
             "type": "string",
@@ -142,7 +145,8 @@ def build_router(ex: Exchange, keys: ApiKeys) -> APIRouter:
     )
     async def place_order(request: Request) -> JSONResponse:
         body = await read_object(
-            request, {"side", "price", "quantity", "client_order_id", "type", "time_in_force"}
+            request,
+            {"side", "price", "quantity", "client_order_id", "type", "time_in_force", "symbol"},
         )
         require(body, "side", "quantity")
         result = await ex.place(
@@ -153,6 +157,7 @@ def build_router(ex: Exchange, keys: ApiKeys) -> APIRouter:
             time_in_force=body.get("time_in_force"),
             order_type=body.get("type"),
             owner=caller(request),
+            symbol=body.get("symbol"),
         )
         status = 200 if result.duplicate else 201
         payload: dict[str, Any] = {"order_id": str(result.order_id)}
@@ -200,9 +205,15 @@ def build_router(ex: Exchange, keys: ApiKeys) -> APIRouter:
         side: Annotated[int | None, Query(description="1 buy, -1 sell")] = None,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
         after: Annotated[str | None, Query(pattern=ORDER_ID_PATTERN)] = None,
+        symbol: Annotated[str | None, Query(description=SYMBOL_HELP)] = None,
     ) -> list[dict[str, Any]]:
         orders = await ex.orders(
-            alive=alive, side=side, limit=limit, after=after, owner=reader(request)
+            alive=alive,
+            side=side,
+            limit=limit,
+            after=after,
+            owner=reader(request),
+            symbol=symbol,
         )
         return [order_json(ex, o) for o in orders]
 
@@ -210,16 +221,21 @@ def build_router(ex: Exchange, keys: ApiKeys) -> APIRouter:
     async def list_trades(
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
         after: Annotated[str | None, Query(pattern=ORDER_ID_PATTERN)] = None,
+        symbol: Annotated[str | None, Query(description=SYMBOL_HELP)] = None,
     ) -> list[dict[str, Any]]:
-        trades = await ex.trade_list(limit=limit, after=after)
+        trades = await ex.trade_list(limit=limit, after=after, symbol=symbol)
         return [trade_json(ex, t) for t in trades]
 
     @router.get("/orderbook", summary="Aggregated book, up to `depth` levels per side")
-    async def order_book(depth: Annotated[int, Query(ge=1, le=50)] = 5) -> dict[str, Any]:
-        return book_json(ex, await ex.book(depth), depth)
+    async def order_book(
+        depth: Annotated[int, Query(ge=1, le=50)] = 5,
+        symbol: Annotated[str | None, Query(description=SYMBOL_HELP)] = None,
+    ) -> dict[str, Any]:
+        return book_json(ex, await ex.book(depth, symbol), depth)
 
-    async def stream(websocket: WebSocket, hub: Hub[Any], render: Any) -> None:
-        """Send each item of `hub`, rendered as JSON, to a client from an allowed origin."""
+    async def stream(websocket: WebSocket, hub: Hub[Any], render: Any, keep: Any = None) -> None:
+        """Send each item of `hub` that `keep` accepts, rendered as JSON, to a client from
+        an allowed origin."""
         if not origin_allowed(websocket.headers, ex.settings.allowed_origins):
             await websocket.close(code=1008, reason="origin not allowed")
             return
@@ -227,17 +243,39 @@ def build_router(ex: Exchange, keys: ApiKeys) -> APIRouter:
         async with hub.subscribe() as sub:
 
             async def next_message() -> Any:
-                return render(await sub.get())
+                while True:
+                    item = await sub.get()
+                    if keep is None or keep(item):
+                        return render(item)
 
             await _pump(websocket, next_message)
 
+    def ws_instrument(websocket: WebSocket) -> Instrument | None:
+        symbol = websocket.query_params.get("symbol")
+        try:
+            return ex.instrument(symbol)
+        except InvalidInput:
+            return None
+
     @router.websocket("/ws/trades")
     async def ws_trades(websocket: WebSocket) -> None:
-        await stream(websocket, ex.trades, lambda t: trade_json(ex, t))
+        """Every trade, or with ?symbol= one instrument's."""
+        instrument = ws_instrument(websocket)
+        if instrument is None:
+            await websocket.close(code=1008, reason="unknown symbol")
+            return
+        only = instrument if "symbol" in websocket.query_params else None
+        keep = (lambda t: only.owns(t.seq)) if only is not None else None
+        await stream(websocket, ex.trades, lambda t: trade_json(ex, t), keep)
 
     @router.websocket("/ws/orderbook")
     async def ws_orderbook(websocket: WebSocket) -> None:
-        await stream(websocket, ex.books, lambda b: book_json(ex, b, 5))
+        """The top 5 levels every second, of ?symbol= (default: the default instrument)."""
+        instrument = ws_instrument(websocket)
+        if instrument is None:
+            await websocket.close(code=1008, reason="unknown symbol")
+            return
+        await stream(websocket, ex.books[instrument.symbol], lambda b: book_json(ex, b, 5))
 
     return router
 

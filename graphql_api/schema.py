@@ -96,6 +96,7 @@ class OrderType(enum.Enum):
 @strawberry.type
 class Order:
     order_id: strawberry.ID
+    symbol: str
     side: int
     order_type: OrderType
     time_in_force: TimeInForce
@@ -111,12 +112,14 @@ class Order:
 
     @classmethod
     def of(cls, ex: Exchange, o: OrderRecord) -> Order:
+        instrument = ex.instrument_of(o.order_id)
         return cls(
             order_id=strawberry.ID(str(o.order_id)),
+            symbol=instrument.symbol,
             side=o.side,
             order_type=OrderType.LIMIT if o.price else OrderType.MARKET,
             time_in_force=TimeInForce(TIME_IN_FORCE_NAMES[o.tif]),
-            order_price=ex.price(o.price) if o.price else None,
+            order_price=ex.price(o.price, instrument) if o.price else None,
             order_quantity=o.quantity,
             traded_quantity=o.traded,
             remaining_quantity=o.remaining,
@@ -131,6 +134,7 @@ class Order:
 @strawberry.type
 class Trade:
     trade_id: strawberry.ID
+    symbol: str
     trade_price: Price  # type: ignore[valid-type]
     quantity: int
     bid_order_id: strawberry.ID
@@ -141,9 +145,11 @@ class Trade:
     @classmethod
     def of(cls, ex: Exchange, t: TradeRecord | TradeEvent) -> Trade:
         trade_id = t.trade_id if isinstance(t, TradeRecord) else t.seq
+        instrument = ex.instrument_of(trade_id)
         return cls(
             trade_id=strawberry.ID(str(trade_id)),
-            trade_price=ex.price(t.price),
+            symbol=instrument.symbol,
+            trade_price=ex.price(t.price, instrument),
             quantity=t.quantity,
             bid_order_id=strawberry.ID(str(t.bid_order_id)),
             ask_order_id=strawberry.ID(str(t.ask_order_id)),
@@ -160,6 +166,7 @@ class Level:
 
 @strawberry.type
 class OrderBook:
+    symbol: str
     timestamp: datetime
     seq: int
     bids: list[Level]
@@ -167,11 +174,13 @@ class OrderBook:
 
     @classmethod
     def of(cls, ex: Exchange, book: BookView, depth: int) -> OrderBook:
+        instrument = ex.instrument(book.symbol)
         return cls(
+            symbol=book.symbol,
             timestamp=_dt(book.ts),
             seq=book.seq,
-            bids=[Level(price=ex.price(p), quantity=q) for p, q in book.bids[:depth]],
-            asks=[Level(price=ex.price(p), quantity=q) for p, q in book.asks[:depth]],
+            bids=[Level(price=ex.price(p, instrument), quantity=q) for p, q in book.bids[:depth]],
+            asks=[Level(price=ex.price(p, instrument), quantity=q) for p, q in book.asks[:depth]],
         )
 
 
@@ -231,6 +240,9 @@ class PlaceOrderInput:
     time_in_force: TimeInForce | None = strawberry.field(
         default=None, description="default GTC for LIMIT, IOC for MARKET"
     )
+    symbol: str | None = strawberry.field(
+        default=None, description="instrument; default: the first configured"
+    )
 
 
 # The application layer names fields as REST does; GraphQL arguments are called otherwise.
@@ -282,12 +294,18 @@ class Query:
         side: int | None = None,
         first: int = 100,
         after: str | None = None,
+        symbol: str | None = None,
     ) -> OrderConnection:
         ex = _ex(info)
         limit = min(first, MAX_PAGE)
         with _argument_errors():
             records = await ex.orders(
-                alive=alive, side=side, limit=limit, after=after, owner=_reader(info)
+                alive=alive,
+                side=side,
+                limit=limit,
+                after=after,
+                owner=_reader(info),
+                symbol=symbol,
             )
         nodes = [Order.of(ex, o) for o in records]
         return OrderConnection(
@@ -298,12 +316,12 @@ class Query:
 
     @strawberry.field
     async def trades(
-        self, info: Info, first: int = 100, after: str | None = None
+        self, info: Info, first: int = 100, after: str | None = None, symbol: str | None = None
     ) -> TradeConnection:
         ex = _ex(info)
         limit = min(first, MAX_PAGE)
         with _argument_errors():
-            records = await ex.trade_list(limit=limit, after=after)
+            records = await ex.trade_list(limit=limit, after=after, symbol=symbol)
         nodes = [Trade.of(ex, t) for t in records]
         return TradeConnection(
             nodes=nodes,
@@ -312,10 +330,10 @@ class Query:
         )
 
     @strawberry.field
-    async def order_book(self, info: Info, depth: int = 5) -> OrderBook:
+    async def order_book(self, info: Info, depth: int = 5, symbol: str | None = None) -> OrderBook:
         ex = _ex(info)
         with _argument_errors():
-            return OrderBook.of(ex, await ex.book(depth), depth)
+            return OrderBook.of(ex, await ex.book(depth, symbol), depth)
 
 
 @strawberry.type
@@ -331,6 +349,7 @@ class Mutation:
                 time_in_force=input.time_in_force.value if input.time_in_force else None,
                 order_type=input.type.value,
                 owner=_caller(info),
+                symbol=input.symbol,
             )
         except InvalidInput as exc:
             return OrderRejected(reason="invalid_input", errors=_field_errors(exc))
@@ -367,16 +386,24 @@ class Mutation:
 @strawberry.type
 class Subscription:
     @strawberry.subscription
-    async def trades(self, info: Info) -> AsyncGenerator[Trade, None]:
+    async def trades(self, info: Info, symbol: str | None = None) -> AsyncGenerator[Trade, None]:
+        """Every trade, or `symbol`'s only."""
         ex = _ex(info)
+        with _argument_errors():
+            only = ex.instrument(symbol) if symbol is not None else None
         async for event in _feed(ex.trades):
-            yield Trade.of(ex, event)
+            if only is None or only.owns(event.seq):
+                yield Trade.of(ex, event)
 
     @strawberry.subscription
-    async def order_book(self, info: Info, depth: int = 5) -> AsyncGenerator[OrderBook, None]:
+    async def order_book(
+        self, info: Info, depth: int = 5, symbol: str | None = None
+    ) -> AsyncGenerator[OrderBook, None]:
         ex = _ex(info)
+        with _argument_errors():
+            instrument = ex.instrument(symbol)
         depth = max(1, min(depth, 50))
-        async for book in _feed(ex.books):
+        async for book in _feed(ex.books[instrument.symbol]):
             yield OrderBook.of(ex, book, depth)
 
 

@@ -19,10 +19,12 @@ def number(value: Decimal) -> int | float:
 
 
 def order_json(ex: Exchange, o: OrderRecord) -> dict[str, Any]:
+    instrument = ex.instrument_of(o.order_id)
     return {
         "order_id": str(o.order_id),
+        "symbol": instrument.symbol,
         "side": o.side,
-        "order_price": number(ex.price(o.price)) if o.price else None,
+        "order_price": number(ex.price(o.price, instrument)) if o.price else None,
         "type": "limit" if o.price else "market",
         "time_in_force": TIME_IN_FORCE_NAMES[o.tif],
         "order_quantity": o.quantity,
@@ -38,9 +40,11 @@ def order_json(ex: Exchange, o: OrderRecord) -> dict[str, Any]:
 
 def trade_json(ex: Exchange, t: TradeRecord | Trade) -> dict[str, Any]:
     trade_id = t.trade_id if isinstance(t, TradeRecord) else t.seq
+    instrument = ex.instrument_of(trade_id)
     return {
         "trade_id": str(trade_id),
-        "trade_price": number(ex.price(t.price)),
+        "symbol": instrument.symbol,
+        "trade_price": number(ex.price(t.price, instrument)),
         "quantity": t.quantity,
         "bid_order_id": str(t.bid_order_id),
         "ask_order_id": str(t.ask_order_id),
@@ -50,10 +54,13 @@ def trade_json(ex: Exchange, t: TradeRecord | Trade) -> dict[str, Any]:
 
 
 def book_json(ex: Exchange, book: BookView, depth: int) -> dict[str, Any]:
+    instrument = ex.instrument(book.symbol)
+
     def levels(side: list[tuple[int, int]]) -> list[dict[str, Any]]:
-        return [{"price": number(ex.price(p)), "quantity": q} for p, q in side[:depth]]
+        return [{"price": number(ex.price(p, instrument)), "quantity": q} for p, q in side[:depth]]
 
     return {
+        "symbol": book.symbol,
         "timestamp": iso(book.ts),
         "seq": book.seq,
         "bids": levels(book.bids),

@@ -7,8 +7,10 @@ names; `tests/test_compose.py` checks the compose file against `ENV_VARS`.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import cached_property
 from pathlib import Path
 
 # name -> (default, meaning); the single list of what the services read.
@@ -38,7 +40,53 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "MAX_BACKLOG": ("10000", "engine backlog (commands) above which places/modifies get a 503"),
     "MAX_SUBSCRIPTIONS": ("20", "GraphQL subscriptions per WebSocket connection"),
     "PRODUCTION": ("0", "1 turns GraphQL introspection and GraphiQL off"),
+    "INSTRUMENTS": (
+        "DEFAULT",
+        "SYMBOL[:tick[:max_price]] list; the first is the default; only ever append",
+    ),
+    "ENGINE_SYMBOLS": ("", "instruments this engine process owns, comma-separated; empty: all"),
 }
+
+# Order ids and sequence numbers of instrument n are n * ID_SPACE + 1, + 2, ...: disjoint per
+# instrument without any coordination between engines, and the default instrument (n = 0)
+# keeps 1, 2, 3...
+ID_SPACE = 1 << 40
+SYMBOL = re.compile(r"[A-Z0-9][A-Z0-9._-]{0,15}")
+
+
+@dataclass(frozen=True)
+class Instrument:
+    symbol: str
+    number: int
+    tick_size: Decimal
+    max_price: Decimal
+
+    @property
+    def base(self) -> int:
+        return self.number * ID_SPACE
+
+    def owns(self, identifier: int) -> bool:
+        """Whether an order id, trade id or sequence number belongs to this instrument."""
+        return self.base < identifier <= self.base + ID_SPACE
+
+
+def parse_instruments(spec: str, tick: Decimal, max_price: Decimal) -> tuple[Instrument, ...]:
+    instruments: list[Instrument] = []
+    for number, entry in enumerate(e.strip() for e in spec.split(",") if e.strip()):
+        symbol, *rest = entry.split(":")
+        if not SYMBOL.fullmatch(symbol) or any(i.symbol == symbol for i in instruments):
+            raise ValueError(f"INSTRUMENTS: bad or repeated symbol {symbol!r}")
+        instruments.append(
+            Instrument(
+                symbol,
+                number,
+                Decimal(rest[0]) if rest else tick,
+                Decimal(rest[1]) if len(rest) > 1 else max_price,
+            )
+        )
+    if not instruments:
+        raise ValueError("INSTRUMENTS must name at least one instrument")
+    return tuple(instruments)
 
 
 def _env(name: str) -> str:
@@ -72,6 +120,8 @@ class Settings:
     max_backlog: int = 10_000
     max_subscriptions: int = 20
     production: bool = False
+    instruments_spec: str = "DEFAULT"
+    engine_symbols: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -103,19 +153,64 @@ class Settings:
             max_backlog=int(_env("MAX_BACKLOG")),
             max_subscriptions=int(_env("MAX_SUBSCRIPTIONS")),
             production=_env("PRODUCTION") in ("1", "true", "yes"),
+            instruments_spec=_env("INSTRUMENTS"),
+            engine_symbols=tuple(s.strip() for s in _env("ENGINE_SYMBOLS").split(",") if s.strip()),
         )
+
+    @cached_property
+    def instruments(self) -> tuple[Instrument, ...]:
+        return parse_instruments(self.instruments_spec, self.tick_size, self.max_price)
+
+    @property
+    def default_instrument(self) -> Instrument:
+        return self.instruments[0]
+
+    def instrument(self, symbol: str | None) -> Instrument:
+        """The instrument named `symbol` (None: the default); KeyError when unknown."""
+        if symbol is None:
+            return self.default_instrument
+        for instrument in self.instruments:
+            if instrument.symbol == symbol:
+                return instrument
+        raise KeyError(symbol)
+
+    def instrument_of(self, identifier: int) -> Instrument | None:
+        """The instrument an order id, trade id or sequence number belongs to."""
+        number = (identifier - 1) // ID_SPACE if identifier > 0 else -1
+        return self.instruments[number] if 0 <= number < len(self.instruments) else None
+
+    def owned_instruments(self) -> tuple[Instrument, ...]:
+        """What this engine process serves: ENGINE_SYMBOLS, or every instrument."""
+        if not self.engine_symbols:
+            return self.instruments
+        return tuple(self.instrument(symbol) for symbol in self.engine_symbols)
+
+    def key(self, symbol: str, name: str) -> str:
+        """Redis key of an instrument: the symbol is a Redis Cluster hash tag, so that all
+        of an instrument's keys (its two streams, heartbeats, progress) share one shard."""
+        return f"{self.stream_prefix}:{{{symbol}}}:{name}"
+
+    def command_stream_of(self, symbol: str) -> str:
+        return self.key(symbol, "commands")
+
+    def event_stream_of(self, symbol: str) -> str:
+        return self.key(symbol, "events")
+
+    def book_channel_of(self, symbol: str) -> str:
+        return self.key(symbol, "book")
 
     @property
     def command_stream(self) -> str:
-        return f"{self.stream_prefix}:commands"
+        """The default instrument's command stream."""
+        return self.command_stream_of(self.default_instrument.symbol)
 
     @property
     def event_stream(self) -> str:
-        return f"{self.stream_prefix}:events"
+        return self.event_stream_of(self.default_instrument.symbol)
 
     @property
     def book_channel(self) -> str:
-        return f"{self.stream_prefix}:book"
+        return self.book_channel_of(self.default_instrument.symbol)
 
 
 def env_example() -> str:

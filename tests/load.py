@@ -84,14 +84,16 @@ def proc_main(urls: list[str], seconds: float, seed: int, clients: int, out: Any
 
 def lag(client: redis.Redis) -> tuple[int, int]:
     """(commands not yet answered by the engine, events not yet archived)."""
-    last_cmd: Any = client.xrevrange("exchange:commands", "+", "-", count=1)
-    last_evt: Any = client.xrevrange("exchange:events", "+", "-", count=1)
+    last_cmd: Any = client.xrevrange("exchange:{DEFAULT}:commands", "+", "-", count=1)
+    last_evt: Any = client.xrevrange("exchange:{DEFAULT}:events", "+", "-", count=1)
     engine_lag = 0
     if last_cmd and last_evt:
         answered = last_evt[0][1][b"c"]
-        engine_lag = len(client.xrange("exchange:commands", b"(" + answered, "+", count=100000))
+        engine_lag = len(
+            client.xrange("exchange:{DEFAULT}:commands", b"(" + answered, "+", count=100000)
+        )
     top = int(last_evt[0][0].split(b"-")[0]) if last_evt else 0
-    archived = int(client.get("exchange:archiver:progress") or 0)
+    archived = int(client.get("exchange:{DEFAULT}:archiver:progress") or 0)
     return engine_lag, top - archived
 
 

@@ -192,11 +192,11 @@ BAD_PLACE_BODIES = [
 def test_bad_place_is_422_naming_the_field_and_enqueues_nothing(
     http: httpx.Client, redis_client: redis.Redis, body: dict[str, object], field: str
 ) -> None:
-    before = redis_client.xlen("exchange:commands")
+    before = redis_client.xlen("exchange:{DEFAULT}:commands")
     response = http.post("/orders", json=body)
     assert response.status_code == 422, response.text
     assert field in [e["field"] for e in response.json()["errors"]]
-    assert redis_client.xlen("exchange:commands") == before
+    assert redis_client.xlen("exchange:{DEFAULT}:commands") == before
 
 
 RAW_BAD_BODIES = [
@@ -215,18 +215,18 @@ RAW_BAD_BODIES = [
 def test_malformed_bodies(
     http: httpx.Client, redis_client: redis.Redis, raw: bytes, status: int, field: str | None
 ) -> None:
-    before = redis_client.xlen("exchange:commands")
+    before = redis_client.xlen("exchange:{DEFAULT}:commands")
     response = http.post("/orders", content=raw, headers={"content-type": "application/json"})
     assert response.status_code == status, response.text
     if field:
         assert response.json()["field" if field == "body" else "errors"] and field in response.text
-    assert redis_client.xlen("exchange:commands") == before
+    assert redis_client.xlen("exchange:{DEFAULT}:commands") == before
 
 
 def test_wrong_content_type_and_oversized_body(
     http: httpx.Client, redis_client: redis.Redis
 ) -> None:
-    before = redis_client.xlen("exchange:commands")
+    before = redis_client.xlen("exchange:{DEFAULT}:commands")
     text = http.post("/orders", content=b"side=1", headers={"content-type": "text/plain"})
     assert text.status_code == 415
     big = http.post(
@@ -237,12 +237,12 @@ def test_wrong_content_type_and_oversized_body(
         headers={"content-type": "application/json"},
     )
     assert big.status_code == 413
-    assert redis_client.xlen("exchange:commands") == before
+    assert redis_client.xlen("exchange:{DEFAULT}:commands") == before
 
 
 def test_bad_modify_and_ids(http: httpx.Client, redis_client: redis.Redis) -> None:
     order_id = place(http, 1, 10, 1)
-    before = redis_client.xlen("exchange:commands")
+    before = redis_client.xlen("exchange:{DEFAULT}:commands")
     bad_price = http.put(f"/orders/{order_id}", json={"price": "ten"})
     assert bad_price.status_code == 422 and bad_price.json()["errors"][0]["field"] == "price"
     missing = http.put(f"/orders/{order_id}", json={})
@@ -253,5 +253,5 @@ def test_bad_modify_and_ids(http: httpx.Client, redis_client: redis.Redis) -> No
     params = http.get("/orders", params={"limit": 0})
     assert params.status_code == 422 and params.json()["errors"][0]["field"] == "limit"
     assert http.get("/orders", params={"side": 2}).json()["errors"][0]["field"] == "side"
-    assert redis_client.xlen("exchange:commands") == before
+    assert redis_client.xlen("exchange:{DEFAULT}:commands") == before
     assert http.get(f"/orders/{order_id}").json()["order_price"] == 10

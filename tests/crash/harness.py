@@ -180,13 +180,13 @@ async def verify(stack: Stack, ledger: Ledger, tap: CommandTap, kills: list[str]
     # Let the engine drain the stream, then stop it cleanly so it publishes its hash.
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        last: Any = client.xrevrange("exchange:commands", "+", "-", count=1)
+        last: Any = client.xrevrange("exchange:{DEFAULT}:commands", "+", "-", count=1)
         if not last or (tap.entries and tap.entries[-1][0] == last[0][0]):
             break
         await asyncio.sleep(0.2)
     await asyncio.sleep(1.0)
     stack.kill("engine", signal.SIGTERM)
-    engine_hash = (client.get("exchange:engine:state_hash") or b"").decode()
+    engine_hash = (client.get("exchange:{DEFAULT}:engine:state_hash") or b"").decode()
     tap.stop.set()
     tap.thread.join()
 
@@ -303,7 +303,7 @@ async def run(kills: int, rate: float, seed: int, data_dir: Path, interval: floa
     try:
         stack.start_all()
         stack.wait_ready()
-        tap = CommandTap(stack.redis_url, "exchange:commands")
+        tap = CommandTap(stack.redis_url, "exchange:{DEFAULT}:commands")
         tap.thread.start()
         ledger, killed = Ledger(), []
         until = asyncio.Event()

@@ -33,7 +33,7 @@ async def test_backlog_sheds_places_but_not_cancels(slow: Stack) -> None:
         assert {r.status_code for r in stuck} == {503}
         await asyncio.sleep(0.5)  # the backlog is sampled every 100 ms
 
-        journaled = client.xlen("exchange:commands")
+        journaled = client.xlen("exchange:{DEFAULT}:commands")
         started = time.monotonic()
         shed = await http.post("/orders", json=body)
         assert shed.status_code == 503
@@ -42,11 +42,11 @@ async def test_backlog_sheds_places_but_not_cancels(slow: Stack) -> None:
         assert time.monotonic() - started < 1.0  # refused at once, not after a timeout
         modify = await http.put(f"/orders/{resting}", json={"price": 11})
         assert modify.status_code == 503 and "behind" in modify.json()["message"]
-        assert client.xlen("exchange:commands") == journaled  # nothing enqueued
+        assert client.xlen("exchange:{DEFAULT}:commands") == journaled  # nothing enqueued
 
         cancel = asyncio.create_task(http.delete(f"/orders/{resting}"))
         await asyncio.sleep(0.3)
-        assert client.xlen("exchange:commands") == journaled + 1  # the cancel went in
+        assert client.xlen("exchange:{DEFAULT}:commands") == journaled + 1  # the cancel went in
         slow.start("engine")
         answered = await cancel
         assert answered.status_code == 200 and answered.json() == {"success": True}
