@@ -22,7 +22,7 @@ from typing import IO
 from .config import Settings
 from .redis_server import start_redis, wait_for_redis
 
-SERVICES = {"engine": "engine", "archiver": "archiver"}
+SERVICES = {"archiver": "archiver"}
 
 
 class Stack:
@@ -34,7 +34,10 @@ class Stack:
         env: dict[str, str] | None = None,
         log_dir: Path | None = None,
         api_host: str = "127.0.0.1",
+        engine_groups: tuple[str, ...] = ("",),
     ) -> None:
+        """`engine_groups`: one engine process per entry, each owning the instruments the
+        entry lists (its ENGINE_SYMBOLS; "" means all)."""
         self.data_dir = data_dir.resolve()
         self.api_ports = api_ports
         self.api_host = api_host
@@ -43,6 +46,7 @@ class Stack:
         self.redis_url = redis_url
         self.redis_port: int | None = None
         self.own_redis = not self.redis_url
+        self.engine_groups = engine_groups
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self._logs: dict[str, IO[bytes]] = {}
 
@@ -86,6 +90,9 @@ class Stack:
             env["API_PORT"] = name.split("-", 1)[1]
             env["API_HOST"] = self.api_host
             module = "graphql_api"
+        elif name.startswith("engine"):
+            env["ENGINE_SYMBOLS"] = self.engine_groups[int(name[7:] or 0)]
+            module = "engine"
         else:
             module = SERVICES[name]
         out = self._output(name)
@@ -94,7 +101,12 @@ class Stack:
         )
 
     def names(self) -> list[str]:
-        return ["engine", "archiver"] + [f"api-{port}" for port in self.api_ports]
+        engines = (
+            ["engine"]
+            if len(self.engine_groups) == 1
+            else [f"engine-{i}" for i in range(len(self.engine_groups))]
+        )
+        return [*engines, "archiver"] + [f"api-{port}" for port in self.api_ports]
 
     def start_all(self) -> None:
         self.start_redis()
