@@ -136,7 +136,8 @@ class BookService:
         pipe = self.redis.pipeline(transaction=False)
         pipe.publish(self.settings.book_channel_of(self.symbol), message)
         # Doubles as the engine's heartbeat: readiness checks want it fresh.
-        pipe.set(self.settings.key(self.symbol, "engine:book"), message, ex=5)
+        expiry = max(5, int(3 * self.settings.book_interval_s) + 1)
+        pipe.set(self.settings.key(self.symbol, "engine:book"), message, ex=expiry)
         pipe.execute()
 
     def checkpoint_due(self, now: float) -> bool:

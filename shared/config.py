@@ -1,7 +1,7 @@
 """Configuration from environment variables, with defaults that run on a bare machine.
 
 One place reads the environment so that docker-compose, `make run` and the tests agree on
-names; `tests/test_compose.py` checks the compose file against `ENV_VARS`.
+names; `tests/test_deploy.py` checks the compose file against `ENV_VARS`.
 """
 
 from __future__ import annotations
@@ -45,6 +45,10 @@ ENV_VARS: dict[str, tuple[str, str]] = {
         "SYMBOL[:tick[:max_price]] list; the first is the default; only ever append",
     ),
     "ENGINE_SYMBOLS": ("", "instruments this engine process owns, comma-separated; empty: all"),
+    "FORWARDED_ALLOW_IPS": (
+        "127.0.0.1",
+        "proxies whose X-Forwarded-For the API trusts (read by uvicorn)",
+    ),
 }
 
 # Order ids and sequence numbers of instrument n are n * ID_SPACE + 1, + 2, ...: disjoint per
