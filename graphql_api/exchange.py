@@ -38,6 +38,7 @@ from shared.events import (
 from shared.prices import InputError, parse_price, parse_quantity, parse_side, ticks_to_decimal
 
 from .hub import Hub
+from .metrics import BACKLOG, MUTATIONS, ROUND_TRIP
 
 MAX_PAGE = 1000
 MAX_DEPTH = 50
@@ -220,6 +221,7 @@ class Exchange:
                         count=cap,
                     )
                     self.backlog[symbol] = len(waiting)
+                    BACKLOG.labels(symbol).set(len(waiting))
                 except (aioredis.ConnectionError, aioredis.TimeoutError) as exc:
                     self.log.warning("backlog_watch_redis_error", error=str(exc))
             await asyncio.sleep(0.1)
@@ -312,17 +314,25 @@ class Exchange:
         journaled: asyncio.Future[None] = loop.create_future()
         self.pending[request_id] = future
         stream = self.settings.command_stream_of(instrument.symbol)
+        kind = type(command).__name__.lower()
+        started = loop.time()
         try:
             self._outbox.put_nowait((stream, encode_command(command), journaled))
-            deadline = loop.time() + self.settings.request_timeout_s
+            deadline = started + self.settings.request_timeout_s
             await asyncio.wait_for(journaled, self.settings.request_timeout_s)
-            return await asyncio.wait_for(future, max(0.0, deadline - loop.time()))
+            events = await asyncio.wait_for(future, max(0.0, deadline - loop.time()))
+            ROUND_TRIP.labels(kind).observe(loop.time() - started)
+            outcome = "rejected" if isinstance(events[0], Rejected) else "accepted"
+            MUTATIONS.labels(kind, outcome).inc()
+            return events
         except TimeoutError:
+            MUTATIONS.labels(kind, "timeout").inc()
             raise Unavailable(
                 "the engine did not answer in time; the command may still be applied: "
                 "retry with the same client_order_id, or read the order back"
             ) from None
         except (aioredis.ConnectionError, aioredis.TimeoutError, aioredis.ResponseError) as exc:
+            MUTATIONS.labels(kind, "unavailable").inc()
             raise Unavailable(f"the command stream is unavailable: {exc}") from None
         finally:
             self.pending.pop(request_id, None)

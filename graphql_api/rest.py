@@ -72,6 +72,40 @@ MODIFY_SCHEMA = {
 }
 
 
+ERROR_BODY = {
+    "type": "object",
+    "required": ["error", "message"],
+    "properties": {
+        "error": {"type": "string"},
+        "message": {"type": "string"},
+        "reason": {"type": "string"},
+        "field": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["field", "message"],
+                "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
+            },
+        },
+    },
+}
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"description": text, "content": {"application/json": {"schema": ERROR_BODY}}}
+    for status, text in {
+        400: "malformed JSON",
+        401: "API key missing or unknown (AUTH_MODE=api_key)",
+        404: "no such order or route",
+        409: "rejected by the engine (e.g. no_liquidity)",
+        413: "body too large",
+        415: "body is not application/json",
+        422: "invalid input; `errors` names each field",
+        429: "rate limited; see Retry-After",
+        503: "engine or store unavailable, or engine backlog too long; see Retry-After",
+    }.items()
+}
+
+
 class ApiError(Exception):
     def __init__(self, status: int, error: str, message: str, **extra: Any) -> None:
         super().__init__(message)
@@ -126,7 +160,7 @@ def require(body: dict[str, Any], *fields: str) -> None:
 
 
 def build_router(ex: Exchange, keys: ApiKeys) -> APIRouter:
-    router = APIRouter()
+    router = APIRouter(responses=ERROR_RESPONSES)
 
     def caller(request: Request) -> str:
         """The owner for this request: "" with auth off, else the key's name (or a 401)."""

@@ -159,7 +159,23 @@ def test_orderbook_route_aggregates(http: httpx.Client) -> None:
 def test_openapi_is_served(http: httpx.Client) -> None:
     spec = http.get("/openapi.json").json()
     assert {"/orders", "/orders/{order_id}", "/trades"} <= set(spec["paths"])
+    documented = set(spec["paths"]["/orders"]["post"]["responses"])
+    assert {"201", "400", "409", "413", "415", "422", "429", "503"} <= documented
     assert http.get("/docs").status_code == 200
+
+
+def test_metrics_count_mutations(http: httpx.Client) -> None:
+    def accepted_places() -> float:
+        for line in http.get("/metrics").text.splitlines():
+            if line.startswith('exchange_api_mutations_total{command="place",outcome="accepted"}'):
+                return float(line.rsplit(" ", 1)[1])
+        return 0.0
+
+    before = accepted_places()
+    place(http, 1, 3, 1)
+    place(http, 1, 3, 1)
+    assert accepted_places() == before + 2
+    assert "exchange_engine_backlog_commands" in http.get("/metrics").text
 
 
 BAD_PLACE_BODIES = [
