@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
+from cross_web import HTTPException
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
@@ -26,6 +28,19 @@ from .schema import build_schema
 from .security import ApiKeys, RateLimiter, RateLimitMiddleware, Unauthenticated
 
 PLAYGROUND = Path(__file__).resolve().parent.parent / "web_playground"
+
+
+class ExchangeGraphQLRouter(GraphQLRouter[Any, Any]):
+    """Strawberry's router, answering 400 (not 500) to every body it cannot use."""
+
+    def parse_json(self, data: str | bytes) -> Any:
+        try:
+            parsed = json.loads(data)
+        except (ValueError, RecursionError):  # bad JSON, bad UTF-8, 4300-digit integers
+            raise HTTPException(400, "Unable to parse request body as JSON") from None
+        if not isinstance(parsed, dict | list):
+            raise HTTPException(400, "The request body must be a JSON object")
+        return parsed
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -130,7 +145,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def context() -> dict[str, Any]:
         return {"exchange": exchange, "keys": keys}
 
-    graphql = GraphQLRouter(
+    graphql = ExchangeGraphQLRouter(
         build_schema(production=settings.production),
         context_getter=context,
         graphql_ide=None if settings.production else "graphiql",
