@@ -13,7 +13,7 @@ from cross_web import HTTPException
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -33,10 +33,21 @@ PLAYGROUND = Path(__file__).resolve().parent.parent / "web_playground"
 class ExchangeGraphQLRouter(GraphQLRouter[Any, Any]):
     """Strawberry's router, answering 400 (not 500) to every body it cannot use."""
 
+    def decode_json(self, data: str | bytes) -> object:
+        """Every unreadable document as a JSONDecodeError, which Strawberry turns into a 400
+        over HTTP and a 4400 close over WebSockets (bad UTF-8, deep nesting and 4300-digit
+        integers raise other errors that it would not catch)."""
+        try:
+            return json.loads(data)
+        except json.JSONDecodeError:
+            raise
+        except (ValueError, RecursionError) as exc:
+            raise json.JSONDecodeError(str(exc), "", 0) from None
+
     def parse_json(self, data: str | bytes) -> Any:
         try:
-            parsed = json.loads(data)
-        except (ValueError, RecursionError):  # bad JSON, bad UTF-8, 4300-digit integers
+            parsed = self.decode_json(data)
+        except json.JSONDecodeError:
             raise HTTPException(400, "Unable to parse request body as JSON") from None
         if not isinstance(parsed, dict | list):
             raise HTTPException(400, "The request body must be a JSON object")
@@ -171,5 +182,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     if PLAYGROUND.is_dir():
-        app.mount("/", StaticFiles(directory=PLAYGROUND, html=True), name="playground")
+        # The page at "/", its files under /playground/: a catch-all mount at "/" would
+        # answer every unknown API path (405 for POST /nope instead of 404).
+        @app.get("/", include_in_schema=False)
+        async def playground() -> FileResponse:
+            return FileResponse(PLAYGROUND / "index.html")
+
+        app.mount("/playground", StaticFiles(directory=PLAYGROUND), name="playground")
     return app

@@ -368,15 +368,7 @@ def test_client_that_stops_mid_body_does_not_block_others(
     ("method", "url", "status"),
     [
         ("GET", "/nope", 404),
-        pytest.param(
-            "POST",
-            "/nope",
-            404,
-            marks=xfail(
-                "POST to an unknown path is 405 method_not_allowed (Allow: GET, HEAD), not 404: "
-                "the StaticFiles mount at '/' answers every path no API route matches"
-            ),
-        ),
+        ("POST", "/nope", 404),
         ("GET", "/orders/1/extra", 404),
         ("GET", "/graphql/extra", 404),
         ("GET", "/ws/trades", 404),
@@ -410,8 +402,8 @@ def test_unknown_route_or_method_answers_in_the_error_shape(
 
 
 ALLOW_REASON = (
-    "a 405 on an API path is raised by the StaticFiles mount at '/' (the API route only "
-    "matched partially), so Allow says 'GET, HEAD' instead of the route's real methods"
+    "Starlette's 405 for a partially matched route names only the first matching route's "
+    "methods in Allow, not every method the path accepts"
 )
 
 
@@ -434,16 +426,7 @@ def test_405_allow_header_names_the_real_methods(
 
 @pytest.mark.parametrize(
     "url",
-    [
-        pytest.param(
-            url,
-            marks=xfail(
-                "HEAD on a GET route answers 404 not_found: FastAPI routes do not add HEAD, so "
-                "the request falls through to the StaticFiles mount at '/'"
-            ),
-        )
-        for url in ("/health/ready", "/orders", "/trades", "/orderbook")
-    ],
+    [url for url in ("/health/ready", "/orders", "/trades", "/orderbook")],
 )
 def test_head_on_a_get_route_is_not_404(http: httpx.Client, url: str) -> None:
     response = http.head(url)
@@ -494,8 +477,8 @@ def test_rest_invalid_order_id(http: httpx.Client, commands: CommandLog, bad_id:
         response = http.request(method, f"/orders/{bad_id}", **body)
         assert response.status_code < 500, (method, response.status_code, response.text)
         if response.status_code < 400:
-            # ".." segments resolve to the playground page: never to an order
-            assert method == "GET" and response.headers["content-type"].startswith("text/html")
+            # "", ".." and "." segments redirect or resolve to another route: never an order
+            assert method == "GET" or 300 <= response.status_code < 400, response.status_code
         elif response.status_code == 422:
             assert response.json()["errors"][0]["field"] == "order_id", response.text
     assert commands.since(before) == 0
@@ -507,8 +490,8 @@ def test_rest_raw_dot_segments_and_nul_in_id(base_url: str, commands: CommandLog
     for target in (b"/orders/../", b"/orders/./1", b"/orders/%00", b"/orders/1%2F2"):
         status, response = _raw_get(base_url, target)
         assert status < 500, response[:300]
-        if status < 400:  # ".." resolves to the playground page, never to an order
-            assert b"content-type: text/html" in response.lower(), response[:300]
+        if status < 400:  # dot segments redirect or resolve to another route, never an order
+            assert 300 <= status < 400 or b'"order_id"' not in response, response[:300]
     assert commands.since(before) == 0
 
 
@@ -840,10 +823,6 @@ NON_OBJECT = (
     "not an object (TypeError), so the connection drops without a close frame instead of "
     "4400 Invalid message"
 )
-UNPARSEABLE = (
-    "json.loads raises {} (not JSONDecodeError) in strawberry's WebSocket iter_json, so the "
-    "connection drops without a close frame instead of 4400"
-)
 
 
 @dataclass(frozen=True)
@@ -887,23 +866,13 @@ TRANSPORT_CASES = [
         "TypeError (len() of an int) and answers an 'error' message (\"Unexpected error.\" or "
         "the TypeError text), keeping the connection open instead of closing with 4400",
     ),
-    WsCase("huge-integer", [INIT, HUGE_VARIABLE], 4400, UNPARSEABLE.format("ValueError")),
-    WsCase(
-        "deep-nesting",
-        [INIT, "[" * 100_000 + "]" * 100_000],
-        4400,
-        UNPARSEABLE.format("RecursionError"),
-    ),
+    WsCase("huge-integer", [INIT, HUGE_VARIABLE], 4400),
+    WsCase("deep-nesting", [INIT, "[" * 100_000 + "]" * 100_000], 4400),
 ]
 LEGACY_CASES = [
     WsCase("legacy-start-before-init", [SUBSCRIBE_BOOK.replace("subscribe", "start")], 4401),
     WsCase("legacy-array-message", [INIT, "[1, 2]"], None, NON_OBJECT.replace("-transport", "")),
-    WsCase(
-        "legacy-huge-integer",
-        [INIT, HUGE_VARIABLE.replace("subscribe", "start")],
-        None,
-        UNPARSEABLE.format("ValueError"),
-    ),
+    WsCase("legacy-huge-integer", [INIT, HUGE_VARIABLE.replace("subscribe", "start")], None),
 ]
 ALL_WS_CASES = [(TRANSPORT_WS, c) for c in TRANSPORT_CASES] + [(LEGACY_WS, c) for c in LEGACY_CASES]
 
