@@ -142,11 +142,8 @@ class Stack:
 
     def stop(self) -> None:
         """SIGTERM the services (API first, Redis last), then SIGKILL what lingers."""
-        order = [n for n in self.processes if n.startswith("api-")] + [
-            "archiver",
-            "engine",
-            "redis",
-        ]
+        rank = {"api": 0, "archiver": 1, "engine": 2, "redis": 3}
+        order = sorted(self.processes, key=lambda n: rank[n.split("-")[0]])
         for name in order:
             process = self.processes.get(name)
             if process is None or process.poll() is not None:
