@@ -162,6 +162,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         graphql_ide=None if settings.production else "graphiql",
         allowed_origins=settings.allowed_origins,
         max_subscriptions_per_connection=settings.max_subscriptions,
+        include_in_schema=False,  # GraphQL has its own schema; OpenAPI covers REST
     )
     app.include_router(graphql, prefix="/graphql")
     if settings.allowed_origins:
