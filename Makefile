@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 
 .PHONY: chromium compose-validator
-.PHONY: install run test lint typecheck pytest fuzz bench crash loadtest schema clean
+.PHONY: install run test lint typecheck pytest fuzz bench crash loadtest overload schema clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -60,6 +60,9 @@ crash: $(STAMP)
 
 loadtest: $(STAMP)
 	$(PY) -m tests.load
+
+overload: $(STAMP)
+	$(PY) -m tests.overload
 
 # Files generated from the code, checked by tests/test_deploy.py.
 schema: $(STAMP)
