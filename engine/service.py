@@ -225,12 +225,17 @@ class EngineService:
                 backoff = min(backoff * 2, 2.0)
         # A clean stop leaves a checkpoint, so the next start replays nothing, and
         # publishes the state hash for operators and the crash harness to compare.
-        for book in self.books.values():
-            if book.commands_since_checkpoint:
-                book.write_checkpoint()
-            self.redis.set(
-                self.settings.key(book.symbol, "engine:state_hash"), state_hash(book.engine)
-            )
+        try:
+            for book in self.books.values():
+                if book.commands_since_checkpoint:
+                    book.write_checkpoint()
+                self.redis.set(
+                    self.settings.key(book.symbol, "engine:state_hash"), state_hash(book.engine)
+                )
+        except redis.ConnectionError as exc:
+            # Redis stopped first: what is missing (a trim, the published hash) is redone or
+            # recomputed by the next start, which replays from the last checkpoint on disk.
+            self.log.warning("stop_without_redis", error=str(exc))
 
 
 def main() -> None:

@@ -48,7 +48,7 @@ def start_redis(
         "--daemonize", "no",
         "--logfile", "redis.log",
     ]  # fmt: skip
-    process = subprocess.Popen(args)
+    process = subprocess.Popen(args, start_new_session=True)  # stopped by its owner, last
     url = f"redis://127.0.0.1:{port}/0"
     wait_for_redis(url, process)
     return process, url

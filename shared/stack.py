@@ -96,8 +96,10 @@ class Stack:
         else:
             module = SERVICES[name]
         out = self._output(name)
+        # Own session: a terminal's Ctrl-C reaches only the launcher, which then stops the
+        # services in order (API, archiver, engine, Redis last) instead of all at once.
         self.processes[name] = subprocess.Popen(
-            [sys.executable, "-m", module], env=env, stdout=out, stderr=out
+            [sys.executable, "-m", module], env=env, stdout=out, stderr=out, start_new_session=True
         )
 
     def names(self) -> list[str]:
