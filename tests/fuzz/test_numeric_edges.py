@@ -23,11 +23,6 @@ from tests.fuzz.conftest import JSON, CommandLog
 pytestmark = pytest.mark.usefixtures("empty_book")
 
 HUGE_INT = "1" + "0" * 5000  # beyond Python's 4300-digit int parsing limit
-PARSE_LIMIT_500 = (
-    "a JSON integer of more than 4300 digits in the GraphQL request body makes json.loads "
-    "raise ValueError (int digit limit), which strawberry's parse_json does not catch "
-    "(it catches only JSONDecodeError): 500 instead of 400"
-)
 INTEGRAL_FLOAT_ACCEPTED = (
     "GraphQL Int coercion (graphql-core) accepts an integral float from JSON variables "
     "(quantity 1.0 places an order; side 1.0 is a buy), while REST refuses 1.0 with 422 "
@@ -248,6 +243,8 @@ def _graphql(http: httpx.Client, query: str, raw_variables: str | None = None) -
 def _assert_graphql_refused(response: httpx.Response, mutation: str, field: str) -> None:
     """Refused means a typed rejection naming the field, or a GraphQL error and no result."""
     assert response.status_code < 500, (response.status_code, response.text)
+    if response.status_code >= 400:  # refused before GraphQL ran (e.g. an unreadable body)
+        return
     payload: dict[str, Any] = response.json()
     result = (payload.get("data") or {}).get(mutation)
     if result is None:
@@ -270,7 +267,7 @@ def _graphql_cases(cases: list[tuple[str, int]], xfails: dict[str, str]) -> list
     ]
 
 
-@pytest.mark.parametrize("raw", _graphql_cases(PRICES, {HUGE_INT: PARSE_LIMIT_500}))
+@pytest.mark.parametrize("raw", _graphql_cases(PRICES, {}))
 def test_graphql_place_price_variable(http: httpx.Client, commands: CommandLog, raw: str) -> None:
     before = commands.mark()
     variables = '{"input": {"side": 1, "quantity": 1, "price": ' + raw + "}}"
@@ -282,7 +279,7 @@ def test_graphql_place_price_variable(http: httpx.Client, commands: CommandLog, 
     "raw",
     _graphql_cases(
         QUANTITIES,
-        {HUGE_INT: PARSE_LIMIT_500, "1.0": INTEGRAL_FLOAT_ACCEPTED, "1e3": INTEGRAL_FLOAT_ACCEPTED},
+        {"1.0": INTEGRAL_FLOAT_ACCEPTED, "1e3": INTEGRAL_FLOAT_ACCEPTED},
     ),
 )
 def test_graphql_place_quantity_variable(
@@ -304,7 +301,7 @@ def test_graphql_place_side_variable(http: httpx.Client, commands: CommandLog, r
     assert commands.since(before) == 0
 
 
-@pytest.mark.parametrize("raw", _graphql_cases(PRICES, {HUGE_INT: PARSE_LIMIT_500}))
+@pytest.mark.parametrize("raw", _graphql_cases(PRICES, {}))
 def test_graphql_modify_price_variable(
     http: httpx.Client, commands: CommandLog, resting: str, raw: str
 ) -> None:
@@ -319,7 +316,7 @@ def test_graphql_modify_price_variable(
     "raw",
     _graphql_cases(
         QUANTITIES,
-        {HUGE_INT: PARSE_LIMIT_500, "1.0": INTEGRAL_FLOAT_ACCEPTED, "1e3": INTEGRAL_FLOAT_ACCEPTED},
+        {"1.0": INTEGRAL_FLOAT_ACCEPTED, "1e3": INTEGRAL_FLOAT_ACCEPTED},
     ),
 )
 def test_graphql_modify_quantity_variable(
