@@ -318,9 +318,9 @@ class Exchange:
         started = loop.time()
         try:
             self._outbox.put_nowait((stream, encode_command(command), journaled))
-            deadline = started + self.settings.request_timeout_s
-            await asyncio.wait_for(journaled, self.settings.request_timeout_s)
-            events = await asyncio.wait_for(future, max(0.0, deadline - loop.time()))
+            async with asyncio.timeout(self.settings.request_timeout_s):  # one deadline for both
+                await journaled
+                events = await future
             ROUND_TRIP.labels(kind).observe(loop.time() - started)
             outcome = "rejected" if isinstance(events[0], Rejected) else "accepted"
             MUTATIONS.labels(kind, outcome).inc()
