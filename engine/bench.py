@@ -15,6 +15,7 @@ import resource
 import time
 
 from shared.commands import Cancel, Command, Modify, Place
+from shared.events import Trade
 
 from .matching import MatchingEngine
 
@@ -115,12 +116,13 @@ def main() -> None:
     print(f"throughput: {rate:,.0f} commands/s, {events:,} events, {len(engine.orders):,} resting")
 
     engine = MatchingEngine()
-    crossed = 0
+    crossed = trades = 0
     for command in flow:
         out = engine.apply(command)
-        if type(command) is Place and len(out) > 1:
+        fills = sum(1 for event in out if type(event) is Trade)
+        trades += fills
+        if type(command) is Place and fills:
             crossed += 1
-    trades = engine.seq - len(flow)
     print(f"crossing places: {crossed / places:.1%}, trades: {trades:,}")
 
     lat = latencies(MatchingEngine(), flow)
