@@ -154,3 +154,31 @@ def test_engines_are_independent(multi: Stack, http: httpx.Client) -> None:
             break
     assert response.status_code == 201
     assert http.get(f"/orders/{response.json()['order_id']}").json()["symbol"] == "ABC"
+
+
+async def test_graphql_trades_subscription_by_symbol(multi: Stack) -> None:
+    url = multi.api_url().replace("http", "ws") + "/graphql"
+    query = 'subscription { trades(symbol: "ABC") { symbol bidOrderId askOrderId } }'
+    async with httpx.AsyncClient(base_url=multi.api_url(), timeout=10) as http:
+
+        async def place_async(**body: Any) -> str:
+            response = await http.post("/orders", json={"quantity": 1, **body})
+            assert response.status_code == 201, response.text
+            order_id: str = response.json()["order_id"]
+            return order_id
+
+        async with websockets.connect(url, subprotocols=["graphql-transport-ws"]) as ws:  # type: ignore[list-item]
+            await ws.send(json.dumps({"type": "connection_init"}))
+            assert json.loads(await ws.recv())["type"] == "connection_ack"
+            await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": {"query": query}}))
+            await asyncio.sleep(0.3)  # let the subscription register
+            await place_async(side=-1, price=50)  # a DEFAULT trade: filtered out
+            await place_async(side=1, price=50)
+            ask = await place_async(side=-1, price=50, symbol="ABC")
+            bid = await place_async(side=1, price=50, symbol="ABC")
+            message = json.loads(await asyncio.wait_for(ws.recv(), 5))
+            assert message["payload"]["data"]["trades"] == {
+                "symbol": "ABC",
+                "bidOrderId": bid,
+                "askOrderId": ask,
+            }
