@@ -6,6 +6,16 @@ their events must be identical. After every step the engine's state is also chec
 own: uncrossed book, consistent internal indexes, quantity accounting per order, and a
 snapshot -> restore round trip with the same state hash.
 
+What the commands cover:
+- GTC limit orders, IOC and FOK limit orders, market orders (price 0) with IOC or FOK,
+  including market orders on an empty opposite side (rejected `no_liquidity`, no id used);
+- modify with a new price, a new total quantity (lower keeps priority, higher moves to the
+  tail, at or below the traded quantity is rejected), both at once, or neither;
+- cancel; modify and cancel by another owner (rejected `not_owner`); client order ids
+  scoped per owner; restarts from a snapshot;
+- engines whose ids and sequence numbers start above a non-zero `base`.
+Any rejection must leave the state untouched apart from the sequence number it consumes.
+
 Profile (examples, steps) comes from tests/engine/conftest.py via HYPOTHESIS_PROFILE.
 """
 
@@ -15,22 +25,33 @@ import os
 from dataclasses import dataclass
 
 import pytest
-from hypothesis import event, settings
+from hypothesis import Phase, event, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 
 from engine.book import NO_ASK, NO_BID
 from engine.matching import MatchingEngine
 from engine.snapshot import restore, snapshot, state_hash
-from shared.commands import BUY, SELL, Cancel, Command, Modify, Place
+from shared.commands import BUY, FOK, GTC, IOC, MARKET, SELL, Cancel, Command, Modify, Place
 from shared.events import (
     DUPLICATE_CLIENT_ORDER_ID,
+    INVALID_QUANTITY,
+    NO_LIQUIDITY,
+    NOT_OWNER,
     ORDER_NOT_ALIVE,
     UNKNOWN_ORDER,
     Accepted,
     Cancelled,
     Event,
     Modified,
+    QuantityChanged,
     Rejected,
     Trade,
 )
@@ -46,6 +67,9 @@ PRICES = st.integers(MIN_PRICE, MAX_PRICE)
 QUANTITIES = st.integers(1, 10)
 SIDES = st.sampled_from([BUY, SELL])
 CLIENT_IDS = st.sampled_from((None,) * 16 + ("a", "b", "c", "d", "e", "f"))
+OWNERS = ("", "a", "b")
+BASES = (0, 1 << 40)  # 1 << 40 > 10**12, the largest "unknown" id drawn below
+IMMEDIATE_TIFS = st.sampled_from([IOC, FOK])
 
 
 # -- the reference ---------------------------------------------------------------------------
@@ -59,19 +83,20 @@ class RefOrder:
     quantity: int
     remaining: int
     arrival: int
+    owner: str = ""
 
 
 class ReferenceBook:
     """Price-time priority the slow, obvious way."""
 
-    def __init__(self) -> None:
+    def __init__(self, base: int = 0) -> None:
         self.bids: list[RefOrder] = []  # sorted by (-price, arrival): best first
         self.asks: list[RefOrder] = []  # sorted by (price, arrival): best first
-        self.seq = 0
-        self.next_id = 1
+        self.seq = base
+        self.next_id = base + 1
         self.arrivals = 0
         self.accepted: set[int] = set()
-        self.client_ids: dict[str, int] = {}
+        self.client_ids: dict[tuple[str, str], int] = {}  # (owner, client order id) -> id
 
     def _next_seq(self) -> int:
         self.seq += 1
@@ -88,6 +113,7 @@ class ReferenceBook:
         return [Rejected(self._next_seq(), reason, order_id, ts)]
 
     def _rest(self, order: RefOrder) -> None:
+        """Put at the tail of its price level (a fresh arrival)."""
         self.arrivals += 1
         order.arrival = self.arrivals
         if order.side == BUY:
@@ -100,14 +126,22 @@ class ReferenceBook:
     def _unrest(self, order: RefOrder) -> None:
         (self.bids if order.side == BUY else self.asks).remove(order)
 
-    def _match(self, taker: RefOrder, events: list[Event], ts: int) -> None:
+    @staticmethod
+    def _crosses(side: int, limit: int | None, resting_price: int) -> bool:
+        """Whether a taker on `side` with `limit` (None: a market order) reaches a price."""
+        if limit is None:
+            return True
+        return resting_price <= limit if side == BUY else resting_price >= limit
+
+    def _available(self, side: int, limit: int | None) -> int:
+        opposite = self.asks if side == BUY else self.bids
+        return sum(o.remaining for o in opposite if self._crosses(side, limit, o.price))
+
+    def _match(self, taker: RefOrder, limit: int | None, events: list[Event], ts: int) -> None:
         opposite = self.asks if taker.side == BUY else self.bids
         while taker.remaining and opposite:
             maker = opposite[0]
-            crosses = (
-                maker.price <= taker.price if taker.side == BUY else maker.price >= taker.price
-            )
-            if not crosses:
+            if not self._crosses(taker.side, limit, maker.price):
                 break
             fill = min(taker.remaining, maker.remaining)
             taker.remaining -= fill
@@ -130,54 +164,105 @@ class ReferenceBook:
                 opposite.pop(0)
 
     def place(
-        self, side: int, price: int, quantity: int, client_order_id: str | None, ts: int
+        self,
+        side: int,
+        price: int,
+        quantity: int,
+        client_order_id: str | None,
+        ts: int,
+        tif: int,
+        owner: str,
     ) -> list[Event]:
-        if client_order_id is not None and client_order_id in self.client_ids:
-            original = self.client_ids[client_order_id]
-            return [Rejected(self._next_seq(), DUPLICATE_CLIENT_ORDER_ID, original, ts)]
+        key = None if client_order_id is None else (owner, client_order_id)
+        # a client order id seen before (from the same owner) wins over everything else
+        if key is not None and key in self.client_ids:
+            return [Rejected(self._next_seq(), DUPLICATE_CLIENT_ORDER_ID, self.client_ids[key], ts)]
+        market = price == MARKET
+        opposite = self.asks if side == BUY else self.bids
+        if market and not opposite:  # nothing to trade with: no order, no id, no client id
+            return [Rejected(self._next_seq(), NO_LIQUIDITY, 0, ts)]
         order_id = self.next_id
         self.next_id += 1
         self.accepted.add(order_id)
-        if client_order_id is not None:
-            self.client_ids[client_order_id] = order_id
+        if key is not None:
+            self.client_ids[key] = order_id
         events: list[Event] = [
-            Accepted(self._next_seq(), order_id, side, price, quantity, ts, client_order_id)
+            Accepted(
+                self._next_seq(), order_id, side, price, quantity, ts, client_order_id, tif, owner
+            )
         ]
-        order = RefOrder(order_id, side, price, quantity, quantity, 0)
-        self._match(order, events, ts)
+        order = RefOrder(order_id, side, price, quantity, quantity, 0, owner)
+        if tif == GTC and not market:
+            self._match(order, price, events, ts)
+            if order.remaining:
+                self._rest(order)
+            return events
+        # IOC, FOK, market: trade now (FOK only if it fills whole), cancel what is left
+        limit = None if market else price
+        if tif != FOK or self._available(side, limit) >= quantity:
+            self._match(order, limit, events, ts)
         if order.remaining:
-            self._rest(order)
+            events.append(Cancelled(self._next_seq(), order_id, order.remaining, ts))
         return events
 
-    def modify(self, order_id: int, price: int, ts: int) -> list[Event]:
+    def modify(self, order_id: int, price: int, ts: int, quantity: int, owner: str) -> list[Event]:
         order = self._find(order_id)
         if order is None:
             return self._reject(order_id, ts)
-        events: list[Event] = [Modified(self._next_seq(), order_id, price, ts)]
-        if price == order.price:
+        if order.owner != owner:
+            return [Rejected(self._next_seq(), NOT_OWNER, order_id, ts)]
+        events: list[Event] = []
+        if quantity != 0 and quantity != order.quantity:
+            traded = order.quantity - order.remaining
+            if quantity <= traded:
+                return [Rejected(self._next_seq(), INVALID_QUANTITY, order_id, ts)]
+            raised = quantity > order.quantity
+            order.quantity = quantity
+            order.remaining = quantity - traded
+            if raised:  # loses time priority; lowering keeps it
+                self._unrest(order)
+                self._rest(order)
+            events.append(
+                QuantityChanged(self._next_seq(), order_id, quantity, order.remaining, ts)
+            )
+        # A price (even the same one) is confirmed by Modified; a modify that changes nothing
+        # at all is also confirmed by Modified at the current price.
+        if price != 0 or not events:
+            events.append(Modified(self._next_seq(), order_id, price or order.price, ts))
+        if price == 0 or price == order.price:
             return events
         self._unrest(order)
         order.price = price
-        self._match(order, events, ts)
+        self._match(order, price, events, ts)
         if order.remaining:
             self._rest(order)
         return events
 
-    def cancel(self, order_id: int, ts: int) -> list[Event]:
+    def cancel(self, order_id: int, ts: int, owner: str) -> list[Event]:
         order = self._find(order_id)
         if order is None:
             return self._reject(order_id, ts)
+        if order.owner != owner:
+            return [Rejected(self._next_seq(), NOT_OWNER, order_id, ts)]
         self._unrest(order)
         return [Cancelled(self._next_seq(), order_id, order.remaining, ts)]
 
     def apply(self, command: Command) -> list[Event]:
         if isinstance(command, Place):
             return self.place(
-                command.side, command.price, command.quantity, command.client_order_id, command.ts
+                command.side,
+                command.price,
+                command.quantity,
+                command.client_order_id,
+                command.ts,
+                command.tif,
+                command.owner,
             )
         if isinstance(command, Modify):
-            return self.modify(command.order_id, command.price, command.ts)
-        return self.cancel(command.order_id, command.ts)
+            return self.modify(
+                command.order_id, command.price, command.ts, command.quantity, command.owner
+            )
+        return self.cancel(command.order_id, command.ts, command.owner)
 
     def depth(self) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
         def levels(orders: list[RefOrder]) -> list[tuple[int, int]]:
@@ -197,113 +282,292 @@ class ReferenceBook:
 
 # -- the machine -----------------------------------------------------------------------------
 
+UNLIMITED_BUY = 1 << 62  # the limit a market buy is accounted with: any ask crosses it
+UNLIMITED_SELL = 0  # ... and a market sell: any bid crosses it
+
 
 @dataclass
 class Account:
     """What the events say about one order."""
 
     side: int
-    price: int
+    price: int  # the limit; UNLIMITED_BUY / UNLIMITED_SELL for a market order
     quantity: int
+    immediate: bool  # IOC, FOK or market: never rests
     traded: int = 0
     cancelled: int = 0
 
 
 class EngineVersusReference(RuleBasedStateMachine):
+    # Immediate orders (IOC, FOK, market) sent by a named owner without a client order id hit
+    # a known engine bug (see `test_immediate_orders_without_client_order_id_are_not_duplicates`
+    # below): while it stands, such orders are sent as owner "" instead. The xfail'ed
+    # `test_machine_with_named_owners_sending_immediate_orders_without_client_ids` runs the
+    # machine without this workaround.
+    avoid_known_bug = True
+
     def __init__(self) -> None:
         super().__init__()
-        self.engine = MatchingEngine()
-        self.ref = ReferenceBook()
-        self.ts = 0
-        self.last_seq = 0
-        self.accounts: dict[int, Account] = {}
+        self._start(0)
 
-    @initialize()
-    def start_empty(self) -> None:
+    def _start(self, base: int) -> None:
+        self.base = base
+        self.engine = MatchingEngine(base)
+        self.ref = ReferenceBook(base)
+        self.ts = 0
+        self.last_seq = base
+        self.accounts: dict[int, Account] = {}
+        self.client_ids: dict[tuple[str, str], int] = {}  # from Accepted events only
+
+    @initialize(base=st.sampled_from(BASES))
+    def start_empty(self, base: int) -> None:
+        self._start(base)
+        event(f"base {base}")
         assert self.engine.depth(1) == ([], [])
+        assert (self.engine.seq, self.engine.next_order_id) == (base, base + 1)
 
     # commands
 
-    def _run(self, make: type[Command], *args: object) -> list[Event]:
+    def _run(self, make: type[Command], **fields: object) -> list[Event]:
         self.ts += 1
-        command = make(*args, "", self.ts)  # type: ignore[call-arg]
+        command = make(ts=self.ts, **fields)  # type: ignore[arg-type]
+        before = snapshot(self.engine)
         expected = self.ref.apply(command)
         events = self.engine.apply(command)
         assert events == expected, (command, events, expected)
         self._account(events)
-        outcome = type(events[0]).__name__
-        if len(events) > 1:
+        first = events[0]
+        outcome = type(first).__name__
+        if any(isinstance(e, Trade) for e in events):
             outcome += " + trades"
-        if isinstance(events[0], Rejected):
-            outcome += f" ({events[0].reason})"
+        if isinstance(first, Rejected):
+            outcome += f" ({first.reason})"
+            # a rejection changes nothing but the sequence number it uses
+            assert len(events) == 1
+            unchanged = restore(before)
+            unchanged.seq += 1
+            assert snapshot(unchanged) == snapshot(self.engine)
         event(f"{make.__name__}: {outcome}")
         return events
 
     def _target(self, data: st.DataObject) -> int:
         alive = self.ref.alive_ids()
         dead = sorted(self.ref.accepted.difference(alive))
-        unknown = [0, -1, self.ref.next_id, self.ref.next_id + 1, 10**12]
+        next_id = self.ref.next_id
+        # never handed out: below the base (another instrument's or a base-0 book's ids), the
+        # base itself, the next ids, and far away
+        unknown = sorted({0, -1, 1, self.base, next_id, next_id + 1, 10**12, self.base * 2 + 1})
+        unknown = [i for i in unknown if i not in self.ref.accepted]
         pools = [st.sampled_from(p) for p in (alive, alive, alive, dead, unknown) if p]
         return data.draw(st.one_of(pools), label="order_id")
 
-    @rule(side=SIDES, price=PRICES, quantity=QUANTITIES, client_order_id=CLIENT_IDS)
-    def place(self, side: int, price: int, quantity: int, client_order_id: str | None) -> None:
-        self._place(side, price, quantity, client_order_id)
+    def _actor(self, data: st.DataObject, order_id: int) -> str:
+        """Mostly the order's owner; sometimes anyone (another owner: `not_owner`)."""
+        order = self.ref._find(order_id)
+        choices = (order.owner,) * 3 + OWNERS if order is not None else OWNERS
+        return data.draw(st.sampled_from(choices), label="owner")
+
+    @rule(
+        side=SIDES,
+        price=PRICES,
+        quantity=QUANTITIES,
+        client_order_id=CLIENT_IDS,
+        owner=st.sampled_from(OWNERS),
+    )
+    def place(
+        self, side: int, price: int, quantity: int, client_order_id: str | None, owner: str
+    ) -> None:
+        self._place(side, price, quantity, client_order_id, GTC, owner)
 
     @rule(
         side=SIDES,
         offset=st.integers(-2, 8),
         quantity=QUANTITIES,
         client_order_id=CLIENT_IDS,
+        owner=st.sampled_from(OWNERS),
     )
     def place_near_mid(
-        self, side: int, offset: int, quantity: int, client_order_id: str | None
+        self, side: int, offset: int, quantity: int, client_order_id: str | None, owner: str
     ) -> None:
         """Mostly passive orders around the middle of the range: builds a deeper book."""
         price = MID - offset if side == BUY else MID + 1 + offset
-        self._place(side, price, quantity, client_order_id)
+        self._place(side, price, quantity, client_order_id, GTC, owner)
 
-    def _place(self, side: int, price: int, quantity: int, client_order_id: str | None) -> None:
-        events = self._run(Place, side, price, quantity, client_order_id)
+    def _immediate_quantity(self, data: st.DataObject, side: int, limit: int | None) -> int:
+        """Often right at what crosses (FOK's edge), otherwise anything."""
+        available = self.ref._available(side, limit)
+        edge = [q for q in (available - 1, available, available + 1) if q >= 1]
+        return data.draw(QUANTITIES | st.sampled_from(edge), label="quantity")
+
+    def _immediate_owner(self, data: st.DataObject, client_order_id: str | None) -> str:
+        owner = data.draw(st.sampled_from(OWNERS), label="owner")
+        if self.avoid_known_bug and client_order_id is None:
+            owner = ""
+        return owner
+
+    @rule(side=SIDES, tif=IMMEDIATE_TIFS, client_order_id=CLIENT_IDS, data=st.data())
+    def place_immediate(
+        self, side: int, tif: int, client_order_id: str | None, data: st.DataObject
+    ) -> None:
+        """IOC / FOK: a third are market orders, the rest limits mostly near the far touch."""
+        bids, asks = self.ref.depth()
+        touch = (asks if side == BUY else bids)[:2]
+        near = sorted(
+            {q for p, _ in touch for q in (p - 1, p, p + 1) if MIN_PRICE <= q <= MAX_PRICE}
+        )
+        limits = PRICES | st.sampled_from(near) if near else PRICES
+        price = data.draw(st.just(MARKET) | limits, label="price")
+        quantity = self._immediate_quantity(data, side, None if price == MARKET else price)
+        owner = self._immediate_owner(data, client_order_id)
+        self._place(side, price, quantity, client_order_id, tif, owner)
+
+    def _place(
+        self,
+        side: int,
+        price: int,
+        quantity: int,
+        client_order_id: str | None,
+        tif: int,
+        owner: str,
+    ) -> None:
+        engine = self.engine
+        next_id = engine.next_order_id
+        known_ids = len(engine.client_order_ids)
+        opposite_empty = not (engine.asks if side == BUY else engine.bids).levels
+        events = self._run(
+            Place,
+            side=side,
+            price=price,
+            quantity=quantity,
+            client_order_id=client_order_id,
+            tif=tif,
+            owner=owner,
+        )
         first = events[0]
+        kind = {GTC: "GTC", IOC: "IOC", FOK: "FOK"}[tif] + (" market" if price == MARKET else "")
         if isinstance(first, Rejected):
-            assert first.reason == DUPLICATE_CLIENT_ORDER_ID
-            assert client_order_id is not None
-            assert first.order_id == self.engine.client_order_ids[client_order_id]
-            assert len(events) == 1
+            assert engine.next_order_id == next_id  # no id used
+            assert len(engine.client_order_ids) == known_ids  # the client order id is free
+            if first.reason == DUPLICATE_CLIENT_ORDER_ID:
+                assert client_order_id is not None
+                assert first.order_id == self.client_ids[(owner, client_order_id)]
+            else:
+                assert first.reason == NO_LIQUIDITY
+                assert price == MARKET and opposite_empty
+                assert first.order_id == 0
+                event(f"{kind}: no liquidity")
+            return
+        assert isinstance(first, Accepted)
+        assert first.order_id == next_id > self.base
+        assert (first.side, first.price, first.quantity) == (side, price, quantity)
+        assert (first.tif, first.owner, first.client_order_id) == (tif, owner, client_order_id)
+        if tif == GTC and price != MARKET:
+            return
+        # immediate: never rests, and the remainder (if any) is cancelled in the same batch
+        account = self.accounts[first.order_id]
+        assert first.order_id not in engine.orders
+        assert account.traded + account.cancelled == quantity
+        assert isinstance(events[-1], Cancelled) == (account.traded < quantity)
+        if tif == FOK:
+            assert account.traded in (0, quantity), "FOK filled partially"
+            event(f"{kind}: {'filled' if account.traded else 'killed'}")
         else:
-            assert isinstance(first, Accepted)
-            assert (first.side, first.price, first.quantity) == (side, price, quantity)
+            filled = "filled" if account.traded == quantity else "partial"
+            event(f"{kind}: {filled if account.traded else 'nothing traded'}")
 
     @rule(data=st.data())
     def modify(self, data: st.DataObject) -> None:
         order_id = self._target(data)
-        # half the time a price at or next to a touch (or the order's own), to cross often
+        owner = self._actor(data, order_id)
+        # a third of the time no new price (0); else often at or next to a touch or its own
         bids, asks = self.ref.depth()
         near = [p for side in (bids, asks) for p, _ in side[:1]]
         own = self.ref._find(order_id)
         if own is not None:
             near.append(own.price)
         near = sorted({q for p in near for q in (p - 1, p, p + 1) if MIN_PRICE <= q <= MAX_PRICE})
-        price = data.draw(PRICES | st.sampled_from(near) if near else PRICES, label="price")
-        alive = order_id in self.engine.orders
-        events = self._run(Modify, order_id, price)
-        assert isinstance(events[0], Modified if alive else Rejected)
+        prices = st.just(0) | PRICES
+        price = data.draw(prices | st.sampled_from(near) if near else prices, label="price")
+        # a third of the time no new quantity (0); else often around the traded or total one
+        quantities = st.just(0) | QUANTITIES
+        if own is not None:
+            traded = own.quantity - own.remaining
+            edges = {traded - 1, traded, traded + 1, own.quantity - 1, own.quantity + 2}
+            quantities |= st.sampled_from(sorted(q for q in edges if q >= 1))
+        quantity = data.draw(quantities, label="quantity")
+        self._modify(order_id, price, quantity, owner)
+
+    def _modify(self, order_id: int, price: int, quantity: int, owner: str) -> None:
+        order = self.engine.orders.get(order_id)
+        before = None if order is None else (order.quantity, order.remaining)
+        events = self._run(Modify, order_id=order_id, price=price, quantity=quantity, owner=owner)
+        first = events[0]
+        if order is None:
+            assert isinstance(first, Rejected)
+            assert first.reason in (UNKNOWN_ORDER, ORDER_NOT_ALIVE)
+            return
+        if order.owner != owner:
+            assert first == Rejected(self.engine.seq, NOT_OWNER, order_id, self.ts)
+            return
+        assert before is not None
+        total, remaining = before
+        traded = total - remaining
+        resized = quantity != 0 and quantity != total
+        rest = events
+        if resized:
+            if quantity <= traded:
+                assert first == Rejected(self.engine.seq, INVALID_QUANTITY, order_id, self.ts)
+                return
+            assert isinstance(first, QuantityChanged)
+            assert (first.quantity, first.remaining) == (quantity, quantity - traded)
+            event(f"Modify: quantity {'raised' if quantity > total else 'lowered'}")
+            rest = events[1:]
+        if price or not resized:  # a price, or nothing at all, is confirmed by Modified
+            assert isinstance(rest[0], Modified)
+            assert rest[0].price == (price or order.price)
+            assert all(isinstance(e, Trade) for e in rest[1:])
+            if price and resized:
+                event("Modify: price and quantity")
+            elif not price and not resized:
+                event("Modify: nothing to change")
+        else:
+            assert not rest  # a quantity change alone
+
+    @precondition(lambda self: self.ref.bids and self.ref.asks)
+    @rule(data=st.data())
+    def modify_across(self, data: st.DataObject) -> None:
+        """The owner reprices a resting order at or through the opposite touch, sometimes
+        with a new quantity too: QuantityChanged, then Modified, then trades."""
+        order = data.draw(st.sampled_from(self.ref.bids + self.ref.asks), label="order")
+        bids, asks = self.ref.depth()
+        touch = asks[0][0] if order.side == BUY else bids[0][0]
+        through = data.draw(st.integers(0, 2), label="through")
+        price = touch + through if order.side == BUY else touch - through
+        price = min(MAX_PRICE, max(MIN_PRICE, price))
+        traded = order.quantity - order.remaining
+        quantity = data.draw(
+            st.sampled_from([0, 0, traded, traded + 1, order.quantity + 3]), label="quantity"
+        )
+        self._modify(order.order_id, price, quantity, order.owner)
 
     @rule(data=st.data())
     def cancel(self, data: st.DataObject) -> None:
         order_id = self._target(data)
-        alive = order_id in self.engine.orders
-        before = self.engine.orders[order_id].remaining if alive else None
-        events = self._run(Cancel, order_id)
+        owner = self._actor(data, order_id)
+        order = self.engine.orders.get(order_id)
+        before = order.remaining if order is not None else None
+        events = self._run(Cancel, order_id=order_id, owner=owner)
         assert len(events) == 1
-        if alive:
+        if order is None:
+            assert isinstance(events[0], Rejected)
+        elif order.owner != owner:
+            assert events[0] == Rejected(self.engine.seq, NOT_OWNER, order_id, self.ts)
+            assert self.engine.orders[order_id] is order
+        else:
             if before != self.accounts[order_id].quantity:
                 event("Cancel: after a partial fill")
             assert events[0] == Cancelled(self.engine.seq, order_id, before, self.ts)
             assert order_id not in self.engine.orders
-        else:
-            assert isinstance(events[0], Rejected)
 
     @rule()
     def restart_from_snapshot(self) -> None:
@@ -311,6 +575,7 @@ class EngineVersusReference(RuleBasedStateMachine):
         data = snapshot(self.engine)
         self.engine = restore(data)
         assert snapshot(self.engine) == data
+        assert self.engine.base == self.base
 
     # bookkeeping from events only
 
@@ -321,12 +586,29 @@ class EngineVersusReference(RuleBasedStateMachine):
             assert e.ts == self.ts
             if isinstance(e, Accepted):
                 assert e.order_id not in self.accounts
-                self.accounts[e.order_id] = Account(e.side, e.price, e.quantity)
+                immediate = e.tif != GTC or e.price == MARKET
+                limit = e.price
+                if e.price == MARKET:
+                    limit = UNLIMITED_BUY if e.side == BUY else UNLIMITED_SELL
+                self.accounts[e.order_id] = Account(e.side, limit, e.quantity, immediate)
+                if e.client_order_id is not None:
+                    key = (e.owner, e.client_order_id)
+                    assert key not in self.client_ids, "accepted a duplicate client order id"
+                    self.client_ids[key] = e.order_id
             elif isinstance(e, Modified):
+                assert not self.accounts[e.order_id].immediate
                 self.accounts[e.order_id].price = e.price
+            elif isinstance(e, QuantityChanged):
+                account = self.accounts[e.order_id]
+                assert not account.immediate
+                assert e.quantity > account.traded
+                assert e.remaining == e.quantity - account.traded
+                account.quantity = e.quantity
             elif isinstance(e, Cancelled):
                 account = self.accounts[e.order_id]
                 assert e.quantity > 0
+                assert account.cancelled == 0, "cancelled twice"
+                assert e.quantity == account.quantity - account.traded  # all that was open
                 account.cancelled += e.quantity
             elif isinstance(e, Trade):
                 bid = self.accounts[e.bid_order_id]
@@ -335,6 +617,7 @@ class EngineVersusReference(RuleBasedStateMachine):
                 assert e.quantity > 0
                 assert bid.price >= ask.price  # the two limits cross
                 maker, taker = (ask, bid) if e.taker_side == BUY else (bid, ask)
+                assert not maker.immediate  # only GTC orders rest
                 assert e.price == maker.price  # prints at the resting price
                 # and never through the taker's own limit
                 assert (e.price <= taker.price) if taker is bid else (e.price >= taker.price)
@@ -357,6 +640,26 @@ class EngineVersusReference(RuleBasedStateMachine):
         assert engine.next_order_id == self.ref.next_id
         priority = [o.order_id for o in engine.bids.iter_orders() + engine.asks.iter_orders()]
         assert priority == [o.order_id for o in self.ref.bids + self.ref.asks]
+        for order in self.ref.bids + self.ref.asks:
+            mine = engine.orders[order.order_id]
+            assert (mine.quantity, mine.remaining, mine.owner) == (
+                order.quantity,
+                order.remaining,
+                order.owner,
+            )
+
+    @invariant()
+    def client_order_ids_are_remembered(self) -> None:
+        """Exactly the accepted orders that carried a client order id hold one."""
+        held = sorted(self.engine.client_order_ids.values())
+        assert held == sorted(self.ref.client_ids.values()) == sorted(self.client_ids.values())
+
+    @invariant()
+    def ids_start_above_the_base(self) -> None:
+        engine = self.engine
+        assert engine.base == self.base
+        assert engine.seq >= self.base and engine.next_order_id > self.base
+        assert all(order_id > self.base for order_id in self.accounts)
 
     @invariant()
     def book_never_crossed(self) -> None:
@@ -392,6 +695,7 @@ class EngineVersusReference(RuleBasedStateMachine):
             remaining = order.remaining if order is not None else 0
             assert account.quantity == account.traded + remaining + account.cancelled
             if order is not None:
+                assert not account.immediate
                 assert order.price == account.price
                 assert order.quantity == account.quantity
                 assert account.cancelled == 0
@@ -403,3 +707,51 @@ class EngineVersusReference(RuleBasedStateMachine):
 
 TestEngineVersusReference = EngineVersusReference.TestCase
 TestEngineVersusReference.settings = settings(settings.get_profile(PROFILE))
+
+
+# -- known engine disagreements --------------------------------------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="engine bug: _place_immediate keys a missing client order id of a named owner "
+    "as the string f'{owner}\\x1fNone', so it is registered and later collides",
+)
+def test_immediate_orders_without_client_order_id_are_not_duplicates() -> None:
+    """IOC / FOK / market orders without a client order id are never duplicates.
+
+    In `MatchingEngine._place_immediate` the key is `f"{owner}\\x1f{client_order_id}"`
+    whenever `owner` is set, also when `client_order_id` is None: the first such order of an
+    owner registers "a\\x1fNone", and every later IOC/FOK/market order of that owner without a
+    client order id, and any GTC order of that owner with client order id "None", is rejected
+    `duplicate_client_order_id` pointing at the first one.
+    """
+    engine = MatchingEngine()
+    engine.apply(Place(SELL, 10, 5, None, "", 1, GTC, "b"))
+    first = engine.apply(Place(BUY, 10, 1, None, "", 2, IOC, "a"))
+    assert isinstance(first[0], Accepted) and first[0].order_id == 2
+    again = engine.apply(Place(BUY, 10, 1, None, "", 3, IOC, "a"))
+    # fails: [Rejected(seq=4, reason='duplicate_client_order_id', order_id=2, ts=3)]
+    assert isinstance(again[0], Accepted), again
+    assert again[0].order_id == 3
+    named_none = engine.apply(Place(BUY, 9, 1, "None", "", 4, GTC, "a"))
+    assert isinstance(named_none[0], Accepted), named_none
+    assert sorted(engine.client_order_ids.values()) == [named_none[0].order_id]
+
+
+class WithoutWorkaround(EngineVersusReference):
+    avoid_known_bug = False
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason="the bug above, found statefully")
+def test_machine_with_named_owners_sending_immediate_orders_without_client_ids() -> None:
+    """The machine without the workaround finds the bug on its own (no shrinking: fast)."""
+    run_state_machine_as_test(
+        WithoutWorkaround,
+        settings=settings(
+            settings.get_profile(PROFILE),
+            max_examples=300,
+            phases=[Phase.generate],
+            database=None,
+        ),
+    )
