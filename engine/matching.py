@@ -29,6 +29,13 @@ from shared.events import (
 
 from .book import NO_ASK, BookSide, Order
 
+
+def _client_key(owner: str, client_order_id: str) -> str:
+    """Client order ids are unique per owner (the API allows only printable ids, so the
+    unit separator cannot collide)."""
+    return f"{owner}\x1f{client_order_id}" if owner else client_order_id
+
+
 MARKET_BUY_LIMIT = NO_ASK - 1  # a market buy crosses every ask; a market sell uses 1 tick
 
 
@@ -75,7 +82,7 @@ class MatchingEngine:
             return self._place_immediate(side, price, quantity, client_order_id, ts, tif, owner)
         order_id = self.next_order_id
         if client_order_id is not None:
-            key = f"{owner}\x1f{client_order_id}" if owner else client_order_id
+            key = _client_key(owner, client_order_id)
             known = self.client_order_ids.get(key)
             if known is not None:
                 self.seq += 1
@@ -120,7 +127,7 @@ class MatchingEngine:
     ) -> list[Event]:
         """IOC, FOK and market orders: trade now, never rest; the remainder is cancelled."""
         opposite = self.asks if side == BUY else self.bids
-        key = f"{owner}\x1f{client_order_id}" if owner else client_order_id
+        key = None if client_order_id is None else _client_key(owner, client_order_id)
         if key is not None and key in self.client_order_ids:
             self.seq += 1
             return [Rejected(self.seq, DUPLICATE_CLIENT_ORDER_ID, self.client_order_ids[key], ts)]

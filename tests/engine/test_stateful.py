@@ -25,7 +25,7 @@ import os
 from dataclasses import dataclass
 
 import pytest
-from hypothesis import Phase, event, settings
+from hypothesis import event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -33,7 +33,6 @@ from hypothesis.stateful import (
     invariant,
     precondition,
     rule,
-    run_state_machine_as_test,
 )
 
 from engine.book import NO_ASK, NO_BID
@@ -299,13 +298,6 @@ class Account:
 
 
 class EngineVersusReference(RuleBasedStateMachine):
-    # Immediate orders (IOC, FOK, market) sent by a named owner without a client order id hit
-    # a known engine bug (see `test_immediate_orders_without_client_order_id_are_not_duplicates`
-    # below): while it stands, such orders are sent as owner "" instead. The xfail'ed
-    # `test_machine_with_named_owners_sending_immediate_orders_without_client_ids` runs the
-    # machine without this workaround.
-    avoid_known_bug = True
-
     def __init__(self) -> None:
         super().__init__()
         self._start(0)
@@ -400,9 +392,7 @@ class EngineVersusReference(RuleBasedStateMachine):
         return data.draw(QUANTITIES | st.sampled_from(edge), label="quantity")
 
     def _immediate_owner(self, data: st.DataObject, client_order_id: str | None) -> str:
-        owner = data.draw(st.sampled_from(OWNERS), label="owner")
-        if self.avoid_known_bug and client_order_id is None:
-            owner = ""
+        owner: str = data.draw(st.sampled_from(OWNERS), label="owner")
         return owner
 
     @rule(side=SIDES, tif=IMMEDIATE_TIFS, client_order_id=CLIENT_IDS, data=st.data())
@@ -709,49 +699,21 @@ TestEngineVersusReference = EngineVersusReference.TestCase
 TestEngineVersusReference.settings = settings(settings.get_profile(PROFILE))
 
 
-# -- known engine disagreements --------------------------------------------------------------
+# -- regressions -------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: _place_immediate keys a missing client order id of a named owner "
-    "as the string f'{owner}\\x1fNone', so it is registered and later collides",
-)
 def test_immediate_orders_without_client_order_id_are_not_duplicates() -> None:
     """IOC / FOK / market orders without a client order id are never duplicates.
 
-    In `MatchingEngine._place_immediate` the key is `f"{owner}\\x1f{client_order_id}"`
-    whenever `owner` is set, also when `client_order_id` is None: the first such order of an
-    owner registers "a\\x1fNone", and every later IOC/FOK/market order of that owner without a
-    client order id, and any GTC order of that owner with client order id "None", is rejected
-    `duplicate_client_order_id` pointing at the first one.
-    """
+    Regression: the engine once keyed a named owner's missing client order id as the string
+    "<owner>\\x1fNone", so that owner's later immediate orders were "duplicates"."""
     engine = MatchingEngine()
     engine.apply(Place(SELL, 10, 5, None, "", 1, GTC, "b"))
     first = engine.apply(Place(BUY, 10, 1, None, "", 2, IOC, "a"))
     assert isinstance(first[0], Accepted) and first[0].order_id == 2
     again = engine.apply(Place(BUY, 10, 1, None, "", 3, IOC, "a"))
-    # fails: [Rejected(seq=4, reason='duplicate_client_order_id', order_id=2, ts=3)]
     assert isinstance(again[0], Accepted), again
     assert again[0].order_id == 3
     named_none = engine.apply(Place(BUY, 9, 1, "None", "", 4, GTC, "a"))
     assert isinstance(named_none[0], Accepted), named_none
     assert sorted(engine.client_order_ids.values()) == [named_none[0].order_id]
-
-
-class WithoutWorkaround(EngineVersusReference):
-    avoid_known_bug = False
-
-
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="the bug above, found statefully")
-def test_machine_with_named_owners_sending_immediate_orders_without_client_ids() -> None:
-    """The machine without the workaround finds the bug on its own (no shrinking: fast)."""
-    run_state_machine_as_test(
-        WithoutWorkaround,
-        settings=settings(
-            settings.get_profile(PROFILE),
-            max_examples=300,
-            phases=[Phase.generate],
-            database=None,
-        ),
-    )
