@@ -99,7 +99,10 @@ class BookService:
     def process(self, entries: Entries) -> int:
         """Apply commands in order and publish their events; returns how many were re-publishes."""
         engine, stream = self.engine, self.event_stream
-        pipe = self.redis.pipeline(transaction=False)
+        # MULTI/EXEC: an error at queueing time (READONLY, OOM) aborts the whole batch, so a
+        # failed publish never leaves a later entry in the stream above a missing one. Only
+        # runtime refusals of re-appended ids (the replay case) come back per entry.
+        pipe = self.redis.pipeline(transaction=True)
         for entry_id, fields in entries:
             try:
                 command = decode_command(fields[b"c"])
@@ -181,11 +184,6 @@ class EngineService:
         }
         self.stopping = False
 
-    @property
-    def engine(self) -> MatchingEngine:
-        """The default instrument's core (single-instrument deployments and tests)."""
-        return self.books[self.settings.command_stream].engine
-
     def recover(self) -> None:
         for book in self.books.values():
             book.recover()
@@ -214,15 +212,24 @@ class EngineService:
     def run(self) -> None:
         """Recover, serve; on a Redis failure, recover again from durable state."""
         backoff = 0.1
+        consistent = False  # books match what Redis holds (false after a failed publish)
         while not self.stopping:
             try:
+                consistent = False
                 self.recover()
+                consistent = True
                 backoff = 0.1
                 self.serve()
             except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError) as exc:
+                consistent = False  # a batch may be applied in memory but not published
                 self.log.warning("redis_unavailable", error=str(exc), retry_in=backoff)
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
+        if not consistent:
+            # A checkpoint now would record commands as applied that were never published:
+            # the next start recovers from the last good checkpoint instead.
+            self.log.warning("stop_without_checkpoint", reason="state not known to be published")
+            return
         # A clean stop leaves a checkpoint, so the next start replays nothing, and
         # publishes the state hash for operators and the crash harness to compare.
         try:
