@@ -176,6 +176,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(
         RateLimitMiddleware,
         limiter=RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst),
+        keys=keys,
     )
 
     @app.get("/metrics", include_in_schema=False)

@@ -2,9 +2,10 @@
 
 Keys are configured as SHA-256 digests (`API_KEYS=name:hexdigest,...`), so the process
 never holds a usable key, and a presented key is compared with every configured digest in
-constant time. The rate limiter is a token bucket per client (API key name, else address)
-kept in each replica: with N replicas a client gets up to N times the rate, which is the
-usual trade for not putting a shared counter on the hot path.
+constant time. The rate limiter is a token bucket per client (the owner of a valid API key,
+else the peer address; behind a proxy, the forwarded one) kept in each replica: with N
+replicas a client gets up to N times the rate, which is the usual trade for not putting a
+shared counter on the hot path.
 """
 
 from __future__ import annotations
@@ -98,15 +99,16 @@ class RateLimitMiddleware:
     """Pure ASGI middleware (no per-request task overhead): 429 + Retry-After when a
     client's bucket is empty. Health checks are exempt so orchestrators never get a 429."""
 
-    def __init__(self, app: Any, limiter: RateLimiter) -> None:
+    def __init__(self, app: Any, limiter: RateLimiter, keys: ApiKeys) -> None:
         self.app = app
         self.limiter = limiter
+        self.keys = keys
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http" or scope["path"].startswith("/health"):
             await self.app(scope, receive, send)
             return
-        client = _client_id(scope)
+        client = self._client_id(scope)
         wait = self.limiter.retry_after(client)
         if not wait:
             await self.app(scope, receive, send)
@@ -127,11 +129,15 @@ class RateLimitMiddleware:
         )
         await send({"type": "http.response.body", "body": body})
 
-
-def _client_id(scope: Any) -> str:
-    """The API key (hashed: never kept in clear) when one is sent, else the peer address."""
-    for name, value in scope.get("headers", ()):
-        if name == API_KEY_HEADER.encode():
-            return "key:" + hashlib.sha256(value).hexdigest()
-    client = scope.get("client")
-    return f"addr:{client[0]}" if client else "addr:unknown"
+    def _client_id(self, scope: Any) -> str:
+        """A valid API key's owner when keys are on, else the peer address. A key that is
+        merely presented never picks the bucket: random keys would each get a fresh one."""
+        if self.keys.enabled:
+            for name, value in scope.get("headers", ()):
+                if name == API_KEY_HEADER.encode():
+                    try:
+                        return "key:" + self.keys.owner(value.decode("latin-1"))
+                    except Unauthenticated:
+                        break
+        client = scope.get("client")
+        return f"addr:{client[0]}" if client else "addr:unknown"
