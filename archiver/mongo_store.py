@@ -2,7 +2,7 @@
 
 Documents use the same idempotent, order-tolerant writes as the SQLite adapter: inserts are
 `$setOnInsert` upserts keyed by id, updates are guarded by `last_seq < seq` and set absolute
-values, and progress only moves forward (`$max`). One ordered bulk write per collection
+values, and progress only moves forward (`$max`). The orders bulk write is ordered, which
 keeps an order's insert ahead of its updates.
 """
 

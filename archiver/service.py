@@ -66,10 +66,10 @@ class ArchiverService:
                 for _, fields in entries:
                     events.extend(decode_events(fields[b"e"]))
                 fresh = continue_sequence(progress[stream], events)
-                await self.store.apply(fresh)
                 positions[stream] = entries[-1][0]
                 if not fresh:
                     continue
+                await self.store.apply(fresh)
                 done = progress[stream] = fresh[-1].seq
                 symbol = symbols[stream].symbol
                 await self.redis.set(self.settings.key(symbol, "archiver:progress"), done)

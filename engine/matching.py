@@ -145,7 +145,7 @@ class MatchingEngine:
         limit = price if price != MARKET else (MARKET_BUY_LIMIT if side == BUY else 1)
         order = Order(order_id, side, limit, quantity, quantity, ts, client_order_id, owner)
         crosses = (limit >= opposite.best) if side == BUY else (limit <= opposite.best)
-        if crosses and (tif != FOK or self._available(opposite, side, limit) >= quantity):
+        if crosses and (tif != FOK or self._available(opposite, side, limit, quantity)):
             self._match(order, opposite, events, ts)
         if order.remaining:
             self.seq += 1
@@ -153,8 +153,9 @@ class MatchingEngine:
         return events
 
     @staticmethod
-    def _available(book: BookSide, side: int, limit: int) -> int:
-        """Quantity resting at prices that cross `limit` (FOK's all-or-nothing check)."""
+    def _available(book: BookSide, side: int, limit: int, quantity: int) -> bool:
+        """Whether `quantity` rests at prices that cross `limit` (FOK's all-or-nothing
+        check); stops at the first level that completes it."""
         prices = (
             book.prices.irange(maximum=limit)
             if side == BUY
@@ -164,7 +165,9 @@ class MatchingEngine:
         levels = book.levels
         for level_price in prices:
             total += levels[level_price].total
-        return total
+            if total >= quantity:
+                return True
+        return False
 
     def modify(
         self, order_id: int, price: int, ts: int, quantity: int = 0, owner: str = ""
@@ -199,7 +202,7 @@ class MatchingEngine:
             self.seq += 1
             events.append(QuantityChanged(self.seq, order_id, quantity, order.remaining, ts))
         if not price or price == order.price:
-            if price or not events:  # same price: a success that keeps priority
+            if price or not events:  # same price: a success (priority kept unless raised)
                 self.seq += 1
                 events.append(Modified(self.seq, order_id, order.price, ts))
             return events

@@ -85,7 +85,8 @@ def parse_time_in_force(value: Any, market: bool, field: str = "time_in_force") 
 
 
 class Unavailable(Exception):
-    """The engine or the store did not answer in time; retrying is safe."""
+    """The engine or the store did not answer in time. A mutation may still be applied:
+    retry places with the same client_order_id, or read the order back."""
 
 
 @dataclass(frozen=True)
@@ -192,6 +193,10 @@ class Exchange:
                 self.log.warning("event_reader_redis_error", error=str(exc))
                 await asyncio.sleep(0.2)
                 continue
+            except Exception:  # logged with its traceback; the reader must outlive it
+                self.log.exception("event_reader_error")
+                await asyncio.sleep(0.2)
+                continue
             for raw_stream, entries in response or ():
                 stream = raw_stream.decode()  # the key `positions` uses: never add a twin
                 symbol = self._event_streams[stream]
@@ -224,6 +229,8 @@ class Exchange:
                     BACKLOG.labels(symbol).set(len(waiting))
                 except (aioredis.ConnectionError, aioredis.TimeoutError) as exc:
                     self.log.warning("backlog_watch_redis_error", error=str(exc))
+                except Exception:  # logged; a frozen backlog figure would shed load forever
+                    self.log.exception("backlog_watch_error")
             await asyncio.sleep(0.1)
 
     def _check_backlog(self, instrument: Instrument) -> None:
@@ -254,6 +261,9 @@ class Exchange:
                         self.books[book.symbol].publish(book)
             except (aioredis.ConnectionError, aioredis.TimeoutError) as exc:
                 self.log.warning("book_reader_redis_error", error=str(exc))
+                await asyncio.sleep(0.2)
+            except Exception:  # logged; subscribers must keep getting books
+                self.log.exception("book_reader_error")
                 await asyncio.sleep(0.2)
 
     # -- instruments and conversions --------------------------------------------------------
@@ -333,7 +343,10 @@ class Exchange:
             ) from None
         except (aioredis.ConnectionError, aioredis.TimeoutError, aioredis.ResponseError) as exc:
             MUTATIONS.labels(kind, "unavailable").inc()
-            raise Unavailable(f"the command stream is unavailable: {exc}") from None
+            raise Unavailable(
+                f"the command stream is unavailable ({exc}); the command may still be applied: "
+                "retry with the same client_order_id, or read the order back"
+            ) from None
         finally:
             self.pending.pop(request_id, None)
 

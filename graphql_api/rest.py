@@ -174,7 +174,7 @@ def build_router(ex: Exchange, keys: ApiKeys) -> APIRouter:
         "/orders",
         status_code=201,
         openapi_extra=_body(PLACE_SCHEMA),
-        summary="Place a limit order",
+        summary="Place an order (limit or market)",
         responses={200: {"description": "client_order_id seen before: the original order"}},
     )
     async def place_order(request: Request) -> JSONResponse:
@@ -304,7 +304,7 @@ def build_router(ex: Exchange, keys: ApiKeys) -> APIRouter:
 
     @router.websocket("/ws/orderbook")
     async def ws_orderbook(websocket: WebSocket) -> None:
-        """The top 5 levels every second, of ?symbol= (default: the default instrument)."""
+        """The top 5 levels every BOOK_INTERVAL_S, of ?symbol= (default: the default one)."""
         instrument = ws_instrument(websocket)
         if instrument is None:
             await websocket.close(code=1008, reason="unknown symbol")
