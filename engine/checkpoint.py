@@ -67,14 +67,19 @@ def files(directory: Path) -> list[Path]:
     return sorted(directory.glob("engine-*.ckpt"), reverse=True)
 
 
-def load_newest(directory: Path) -> tuple[Checkpoint | None, list[str]]:
-    """The newest valid checkpoint, and the reasons older-but-newer files were skipped."""
+def load_newest(directory: Path, max_seq: int | None = None) -> tuple[Checkpoint | None, list[str]]:
+    """The newest valid checkpoint (at most `max_seq`), and why newer files were skipped."""
     skipped: list[str] = []
     for path in files(directory):
         try:
-            return read(path), skipped
+            found = read(path)
         except (OSError, ValueError, msgspec.DecodeError) as exc:
             skipped.append(str(exc))
+            continue
+        if max_seq is not None and found.seq > max_seq:
+            skipped.append(f"{path.name}: ahead of the published events (seq {max_seq})")
+            continue
+        return found, skipped
     return None, skipped
 
 

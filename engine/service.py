@@ -60,7 +60,12 @@ class BookService:
 
     def recover(self) -> None:
         started = time.monotonic()
-        found, skipped = checkpoint.load_newest(self.checkpoint_dir)
+        # A checkpoint is written only after its events are published. One that is ahead of
+        # the event stream means Redis lost acknowledged writes (a power loss under
+        # appendfsync everysec): resume from an older one that the stream still covers.
+        last: Any = self.redis.xrevrange(self.event_stream, "+", "-", count=1)
+        published = int(last[0][0].split(b"-")[0]) if last else self.instrument.base
+        found, skipped = checkpoint.load_newest(self.checkpoint_dir, max_seq=published)
         for reason in skipped:
             self.log.warning("checkpoint_skipped", reason=reason)
         if found is None:
