@@ -52,7 +52,7 @@ class ArchiverService:
         positions: dict[Any, Any] = {s: f"{p}-0" for s, p in progress.items()}
         self.log.info("resume", progress={symbols[s].symbol: p for s, p in progress.items()})
         stored_since_trim = dict.fromkeys(symbols, 0)
-        heartbeat = f"{self.settings.stream_prefix}:archiver:alive"
+        heartbeat = self.settings.archiver_heartbeat
         next_beat = 0.0
         loop = asyncio.get_running_loop()
         while not self.stopping.is_set():

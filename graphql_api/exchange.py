@@ -590,8 +590,7 @@ class Exchange:
                 for symbol in self.books
             ]
             checks["engine"] = all(engines)
-            alive = f"{self.settings.stream_prefix}:archiver:alive"
-            checks["archiver"] = bool(await self.redis.exists(alive))
+            checks["archiver"] = bool(await self.redis.exists(self.settings.archiver_heartbeat))
         except (aioredis.ConnectionError, aioredis.TimeoutError):
             checks["redis"] = checks["engine"] = checks["archiver"] = False
         try:

@@ -206,8 +206,6 @@ def build_router(ex: Exchange, keys: ApiKeys) -> APIRouter:
         request: Request, order_id: Annotated[str, Path(pattern=ORDER_ID_PATTERN)]
     ) -> dict[str, Any]:
         body = await read_object(request, {"price", "quantity"})
-        if not body:
-            raise InvalidInput([InputError("price", "price or quantity is required")])
         result = await ex.modify(
             order_id=order_id,
             price=body.get("price"),

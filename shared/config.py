@@ -204,6 +204,10 @@ class Settings:
         return self.key(symbol, "book")
 
     @property
+    def archiver_heartbeat(self) -> str:
+        return f"{self.stream_prefix}:archiver:alive"
+
+    @property
     def command_stream(self) -> str:
         """The default instrument's command stream."""
         return self.command_stream_of(self.default_instrument.symbol)

@@ -31,6 +31,7 @@ from gql.transport.websockets import WebsocketsTransport
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from tests.api.test_graphql import Feed
 from tests.fuzz.conftest import JSON, CommandLog
 
 pytestmark = pytest.mark.usefixtures("empty_book")
@@ -617,49 +618,6 @@ async def aplace(client: httpx.AsyncClient, side: int, price: Any, quantity: int
     assert response.status_code == 201, response.text
     order_id: str = response.json()["order_id"]
     return order_id
-
-
-class Feed:
-    """A live stream read by a background task into a queue, so the test can trade while
-    it is being read (and a timeout never cancels the stream's own iterator)."""
-
-    def __init__(self, source: AsyncIterator[Any]) -> None:
-        self.queue: asyncio.Queue[Any] = asyncio.Queue()
-        self.task = asyncio.create_task(self._pump(source))
-
-    async def _pump(self, source: AsyncIterator[Any]) -> None:
-        async for item in source:
-            self.queue.put_nowait(item)
-
-    async def next(self, within: float = TIMEOUT) -> Any:
-        getter = asyncio.ensure_future(self.queue.get())
-        done, _ = await asyncio.wait(
-            {getter, self.task}, timeout=within, return_when=asyncio.FIRST_COMPLETED
-        )
-        if getter in done:
-            return getter.result()
-        getter.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await getter
-        if self.task.done():
-            raise AssertionError(f"the feed ended: {self.task.exception()!r}")
-        raise TimeoutError
-
-    async def until(self, match: Callable[[Any], bool], within: float = TIMEOUT) -> Any:
-        """The first message that matches, skipping the ones before it."""
-        deadline = asyncio.get_running_loop().time() + within
-        while True:
-            remaining = deadline - asyncio.get_running_loop().time()
-            if remaining <= 0:
-                raise AssertionError("the expected message never arrived")
-            item = await self.next(remaining)
-            if match(item):
-                return item
-
-    async def close(self) -> None:
-        self.task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await self.task
 
 
 async def ws_json(ws: ClientConnection) -> AsyncIterator[dict[str, Any]]:
