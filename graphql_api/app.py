@@ -22,10 +22,12 @@ from strawberry.fastapi import GraphQLRouter
 from archiver.store import open_store
 from shared.config import Settings
 
-from .exchange import Exchange, InvalidInput, Rejection, Unavailable
-from .rest import ApiError, build_router
+from .errors import ANSWERED, error_response
+from .exchange import Exchange
+from .order_routes import OPENAPI_PATHS, OrderRoutes
+from .rest import build_router
 from .schema import build_schema
-from .security import ApiKeys, RateLimiter, RateLimitMiddleware, Unauthenticated
+from .security import ApiKeys, RateLimiter, RateLimitMiddleware
 
 PLAYGROUND = Path(__file__).resolve().parent.parent / "web_playground"
 
@@ -87,12 +89,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.exchange = exchange
 
-    @app.exception_handler(InvalidInput)
-    async def invalid_input(request: Request, exc: InvalidInput) -> JSONResponse:
-        errors = [{"field": e.field, "message": e.message} for e in exc.errors]
-        return JSONResponse(
-            {"error": "invalid_request", "message": str(exc), "errors": errors}, status_code=422
-        )
+    async def answered(request: Request, exc: Exception) -> JSONResponse:
+        rendered = error_response(exc)
+        assert rendered is not None, exc  # registered only for the classes it renders
+        status, body, headers = rendered
+        return JSONResponse(body, status_code=status, headers=headers)
+
+    for kind in ANSWERED:
+        app.add_exception_handler(kind, answered)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_params(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -105,11 +109,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             {"error": "invalid_request", "message": message, "errors": errors}, status_code=422
         )
 
-    @app.exception_handler(ApiError)
-    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
-        body: dict[str, Any] = {"error": exc.error, "message": exc.message, **exc.extra}
-        return JSONResponse(body, status_code=exc.status)
-
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         """Unknown routes and methods answer in the same shape as every other error."""
@@ -118,28 +117,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             {"error": error, "message": str(exc.detail)},
             status_code=exc.status_code,
             headers=getattr(exc, "headers", None),
-        )
-
-    @app.exception_handler(Rejection)
-    async def rejected(request: Request, exc: Rejection) -> JSONResponse:
-        return JSONResponse(
-            {"error": "rejected", "reason": exc.reason, "message": str(exc)}, status_code=409
-        )
-
-    @app.exception_handler(Unauthenticated)
-    async def unauthenticated(request: Request, exc: Unauthenticated) -> JSONResponse:
-        return JSONResponse(
-            {"error": "unauthenticated", "message": str(exc)},
-            status_code=401,
-            headers={"WWW-Authenticate": "ApiKey"},
-        )
-
-    @app.exception_handler(Unavailable)
-    async def unavailable(request: Request, exc: Unavailable) -> JSONResponse:
-        return JSONResponse(
-            {"error": "unavailable", "message": str(exc)},
-            status_code=503,
-            headers={"Retry-After": "1"},
         )
 
     @app.get("/health/live", include_in_schema=False)
@@ -165,6 +142,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         include_in_schema=False,  # GraphQL has its own schema; OpenAPI covers REST
     )
     app.include_router(graphql, prefix="/graphql")
+    # Innermost of the middleware: rate limits and CORS apply to the order routes too.
+    app.add_middleware(OrderRoutes, exchange=exchange, keys=keys)
+    generate_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        """FastAPI's document plus the order routes that run below it."""
+        if app.openapi_schema is None:
+            document = generate_openapi()
+            for path, operations in OPENAPI_PATHS.items():
+                document["paths"].setdefault(path, {}).update(operations)
+        return app.openapi_schema  # type: ignore[return-value]  # set by generate_openapi
+
+    app.openapi = openapi  # type: ignore[method-assign]
     if settings.allowed_origins:
         app.add_middleware(
             CORSMiddleware,

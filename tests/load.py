@@ -10,33 +10,92 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import multiprocessing
+import os
 import random
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-import aiohttp
 import redis
+import uvloop
 
 from shared.redis_server import free_port
 from shared.stack import Stack
 
 
+class Connection(asyncio.Protocol):
+    """One keep-alive HTTP/1.1 connection, one request in flight.
+
+    The load generator shares the two cores with the stack it measures, so it speaks just
+    enough HTTP/1.1 (Content-Length bodies, no chunking) to cost a fraction of a full
+    client's CPU per request; every figure it prints is then mostly the stack's.
+    """
+
+    def __init__(self, host: str) -> None:
+        self.host = host.encode()
+        self.buffer = bytearray()
+        self.waiter: asyncio.Future[tuple[int, bytes]] | None = None
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        head_end = self.buffer.find(b"\r\n\r\n")
+        if head_end < 0 or self.waiter is None:
+            return
+        head = bytes(self.buffer[:head_end]).lower()
+        marker = head.find(b"content-length:")
+        if marker < 0:
+            raise ValueError(f"response without content-length: {head[:200]!r}")
+        line_end = head.find(b"\r\n", marker)
+        length = int(head[marker + 15 : line_end if line_end > 0 else None])
+        total = head_end + 4 + length
+        if len(self.buffer) < total:
+            return
+        body = bytes(self.buffer[head_end + 4 : total])
+        del self.buffer[:total]
+        waiter, self.waiter = self.waiter, None
+        if not waiter.done():
+            waiter.set_result((int(head[9:12]), body))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_exception(ConnectionError(str(exc or "connection closed")))
+
+    def request(
+        self, method: bytes, path: str, body: bytes = b""
+    ) -> asyncio.Future[tuple[int, bytes]]:
+        assert self.transport is not None and self.waiter is None
+        self.waiter = asyncio.get_running_loop().create_future()
+        head = b"%s %s HTTP/1.1\r\nhost: %s\r\n" % (method, path.encode(), self.host)
+        if body:
+            head += b"content-type: application/json\r\ncontent-length: %d\r\n" % len(body)
+        self.transport.write(head + b"\r\n" + body)
+        return self.waiter
+
+
+async def connect(url: str) -> Connection:
+    parsed = urlsplit(url)
+    host, port = parsed.hostname or "127.0.0.1", parsed.port or 80
+    loop = asyncio.get_running_loop()
+    _, protocol = await loop.create_connection(lambda: Connection(f"{host}:{port}"), host, port)
+    return protocol
+
+
 async def client_loop(urls: list[str], seconds: float, seed: int, clients: int) -> dict[str, Any]:
     latencies: list[float] = []
     errors: dict[str, int] = {}
-    # aiohttp, not httpx: its C parser costs a tenth of the CPU per request, and on a
-    # 2-core machine the load generator competes with the stack for the same cores.
-    sessions = [
-        aiohttp.ClientSession(u, connector=aiohttp.TCPConnector(limit=clients)) for u in urls
-    ]
     deadline = time.monotonic() + seconds
 
     async def worker(k: int) -> None:
         rng = random.Random(seed * 1000 + k)
-        session = sessions[k % len(sessions)]
+        conn = await connect(urls[k % len(urls)])
         mine: list[str] = []
         while time.monotonic() < deadline:
             r = rng.random()
@@ -47,39 +106,47 @@ async def client_loop(urls: list[str], seconds: float, seed: int, clients: int) 
                     side = rng.choice((1, -1))
                     price = mid - side * rng.randint(-2, 10)
                     body = {"side": side, "price": price, "quantity": rng.randint(1, 50)}
-                    async with session.post("/orders", json=body) as resp:
-                        payload = await resp.json()
-                        status = resp.status
+                    status, payload = await conn.request(
+                        b"POST", "/orders", json.dumps(body).encode()
+                    )
                     if status == 201:
-                        mine.append(payload["order_id"])
+                        mine.append(json.loads(payload)["order_id"])
                         if len(mine) > 200:
                             mine.pop(0)
                 elif r < 0.85:
                     oid = mine.pop(rng.randrange(len(mine)))
-                    async with session.delete(f"/orders/{oid}") as resp:
-                        await resp.read()
-                        status = resp.status
+                    status, _ = await conn.request(b"DELETE", f"/orders/{oid}")
                 else:
                     oid = mine[rng.randrange(len(mine))]
                     body = {"price": mid + rng.randint(-8, 8)}
-                    async with session.put(f"/orders/{oid}", json=body) as resp:
-                        await resp.read()
-                        status = resp.status
+                    status, _ = await conn.request(
+                        b"PUT", f"/orders/{oid}", json.dumps(body).encode()
+                    )
                 ok, key = status < 300, str(status)
-            except aiohttp.ClientError as exc:
+            except (ConnectionError, ValueError) as exc:
                 ok, key = False, type(exc).__name__
+                conn.transport and conn.transport.close()
+                conn = await connect(urls[k % len(urls)])
             latencies.append(time.perf_counter() - t0)
             if not ok:
                 errors[key] = errors.get(key, 0) + 1
 
+    cpu_before = time.process_time()
     await asyncio.gather(*(worker(k) for k in range(clients)))
-    for s in sessions:
-        await s.close()
-    return {"latencies": latencies, "errors": errors}
+    return {"latencies": latencies, "errors": errors, "cpu": time.process_time() - cpu_before}
 
 
 def proc_main(urls: list[str], seconds: float, seed: int, clients: int, out: Any) -> None:
-    out.put(asyncio.run(client_loop(urls, seconds, seed, clients)))
+    out.put(uvloop.run(client_loop(urls, seconds, seed, clients)))
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def lag(client: redis.Redis) -> tuple[int, int]:
@@ -132,6 +199,8 @@ def main() -> None:
             )
             for i in range(args.procs)
         ]
+        services = stack.processes if stack is not None else {}
+        cpu_before = {name: cpu_seconds(proc.pid) for name, proc in services.items()}
         started = time.monotonic()
         for p in procs:
             p.start()
@@ -142,6 +211,8 @@ def main() -> None:
                 now = lag(rclient)
                 max_lag = (max(max_lag[0], now[0]), max(max_lag[1], now[1]))
         results = [queue.get(timeout=30) for _ in procs]
+        cpu = {name: cpu_seconds(proc.pid) - cpu_before[name] for name, proc in services.items()}
+        cpu["client"] = sum(r["cpu"] for r in results)
         for p in procs:
             p.join()
         latencies = sorted(x for r in results for x in r["latencies"])
@@ -160,6 +231,8 @@ def main() -> None:
             f"latency ms: p50 {pct(0.5):.2f}  p99 {pct(0.99):.2f}  max {latencies[-1] * 1000:.1f}"
         )
         print(f"errors: {sum(errors.values())} {errors}")
+        per = ", ".join(f"{name} {seconds / max(n, 1) * 1e6:.0f}" for name, seconds in cpu.items())
+        print(f"CPU per mutation (µs): {per}")
         if rclient is not None:
             print(
                 f"lag (max during run): engine {max_lag[0]} commands, archiver {max_lag[1]} events"
