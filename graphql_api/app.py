@@ -86,6 +86,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         description="Limit order book with price-time priority. GraphQL at /graphql.",
         lifespan=lifespan,
+        # Metrics are Prometheus (/metrics); FastAPI's OpenTelemetry hooks would only add
+        # per-request environment lookups on the hot path.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.exchange = exchange
 

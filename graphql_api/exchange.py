@@ -14,6 +14,7 @@ import contextlib
 import json
 import time
 import uuid
+from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -38,11 +39,12 @@ from shared.events import (
 from shared.prices import InputError, parse_price, parse_quantity, parse_side, ticks_to_decimal
 
 from .hub import Hub
-from .metrics import BACKLOG, MUTATIONS, ROUND_TRIP
+from .metrics import ANSWERED_BY_KIND, BACKLOG, MUTATIONS, ROUND_TRIP_BY_KIND
 
 MAX_PAGE = 1000
 MAX_DEPTH = 50
 MAX_CLIENT_ORDER_ID = 64
+EXPIRY_TICK_S = 0.05
 
 
 class InvalidInput(Exception):
@@ -157,7 +159,13 @@ class Exchange:
         # how many it has not answered yet (counted up to MAX_BACKLOG + 1).
         self.engine_position: dict[str, bytes] = {}
         self.backlog: dict[str, int] = dict.fromkeys(self.books, 0)
-        self._outbox: asyncio.Queue[tuple[str, bytes, asyncio.Future[None]]] = asyncio.Queue()
+        self._outbox: asyncio.Queue[tuple[str, bytes, asyncio.Future[list[Event]]]] = (
+            asyncio.Queue()
+        )
+        self._deadlines: deque[tuple[float, asyncio.Future[list[Event]]]] = deque()
+        # Request ids: unique per process start (the prefix) and per request (the count).
+        self._request_prefix = uuid.uuid4().hex[:12] + "-"
+        self._request_count = 0
         self._event_streams = {
             settings.event_stream_of(i.symbol): i.symbol for i in settings.instruments
         }
@@ -175,6 +183,7 @@ class Exchange:
             asyncio.create_task(self._read_books()),
             asyncio.create_task(self._watch_backlog()),
             asyncio.create_task(self._journal()),
+            asyncio.create_task(self._expire()),
         ]
 
     async def stop(self) -> None:
@@ -309,31 +318,44 @@ class Exchange:
                     results = await pipe.execute(raise_on_error=False)
             except Exception as exc:  # handed to every waiting request, which reports it
                 results = [exc] * len(batch)
-            for (_, _, done), result in zip(batch, results, strict=True):
-                if not done.done():
-                    if isinstance(result, Exception):
-                        done.set_exception(result)
-                    else:
-                        done.set_result(None)
+            for (_, _, answer), result in zip(batch, results, strict=True):
+                if isinstance(result, Exception) and not answer.done():
+                    answer.set_exception(result)
+
+    async def _expire(self) -> None:
+        """Fail requests whose engine answer is overdue, every `EXPIRY_TICK_S`.
+
+        One sweeper instead of a timer per request: all requests share one timeout, so
+        their deadlines are in arrival order and the sweep stops at the first one not due.
+        A request may wait up to one tick longer than `request_timeout_s`."""
+        loop = asyncio.get_running_loop()
+        deadlines = self._deadlines
+        while True:
+            await asyncio.sleep(EXPIRY_TICK_S)
+            now = loop.time()
+            while deadlines and deadlines[0][0] <= now:
+                _, future = deadlines.popleft()
+                if not future.done():
+                    future.set_exception(TimeoutError())
 
     async def _submit(self, instrument: Instrument, command_for: Any) -> list[Event]:
-        request_id = uuid.uuid4().hex
+        self._request_count += 1
+        request_id = f"{self._request_prefix}{self._request_count:x}"
         command: Command = command_for(request_id, time.time_ns())
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[Event]] = loop.create_future()
-        journaled: asyncio.Future[None] = loop.create_future()
         self.pending[request_id] = future
+        self._deadlines.append((loop.time() + self.settings.request_timeout_s, future))
         stream = self.settings.command_stream_of(instrument.symbol)
         kind = type(command).__name__.lower()
         started = loop.time()
         try:
-            self._outbox.put_nowait((stream, encode_command(command), journaled))
-            async with asyncio.timeout(self.settings.request_timeout_s):  # one deadline for both
-                await journaled
-                events = await future
-            ROUND_TRIP.labels(kind).observe(loop.time() - started)
-            outcome = "rejected" if isinstance(events[0], Rejected) else "accepted"
-            MUTATIONS.labels(kind, outcome).inc()
+            # The journal writer fails `future` if the append fails; the engine's answer
+            # resolves it; the sweeper fails it when overdue.
+            self._outbox.put_nowait((stream, encode_command(command), future))
+            events = await future
+            ROUND_TRIP_BY_KIND[kind].observe(loop.time() - started)
+            ANSWERED_BY_KIND[kind, type(events[0]) is Rejected].inc()
             return events
         except TimeoutError:
             MUTATIONS.labels(kind, "timeout").inc()

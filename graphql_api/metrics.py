@@ -20,3 +20,11 @@ BACKLOG = Gauge(
     "Commands journaled but not yet answered by the engine (counted up to MAX_BACKLOG + 1)",
     ["symbol"],
 )
+# Bound once: `labels()` on every request costs a lock and a dict lookup on the hot path.
+KINDS = ("place", "modify", "cancel")
+ROUND_TRIP_BY_KIND = {kind: ROUND_TRIP.labels(kind) for kind in KINDS}
+ANSWERED_BY_KIND = {
+    (kind, rejected): MUTATIONS.labels(kind, "rejected" if rejected else "accepted")
+    for kind in KINDS
+    for rejected in (False, True)
+}
