@@ -36,13 +36,27 @@ def _client_key(owner: str, client_order_id: str) -> str:
     return f"{owner}\x1f{client_order_id}" if owner else client_order_id
 
 
+# Idempotency window: the newest client order ids per instrument that a retry is checked
+# against. Bounded so the book's memory is (about 130 MB at most); a retry comes within
+# seconds of its timeout, and a million places take minutes even at peak load.
+CLIENT_ORDER_ID_WINDOW = 1_000_000
+
 MARKET_BUY_LIMIT = NO_ASK - 1  # a market buy crosses every ask; a market sell uses 1 tick
 
 
 class MatchingEngine:
     """One instrument's book with price-time priority; trades print at the resting price."""
 
-    __slots__ = ("asks", "base", "bids", "client_order_ids", "next_order_id", "orders", "seq")
+    __slots__ = (
+        "asks",
+        "base",
+        "bids",
+        "client_id_window",
+        "client_order_ids",
+        "next_order_id",
+        "orders",
+        "seq",
+    )
 
     def __init__(self, base: int = 0) -> None:
         """`base` offsets order ids and sequence numbers, so that books of different
@@ -53,7 +67,9 @@ class MatchingEngine:
         self.orders: dict[int, Order] = {}  # resting (alive) orders only
         self.next_order_id = base + 1
         self.seq = base  # last sequence number handed out
+        # Client key -> order id, oldest first (ids are handed out in increasing order).
         self.client_order_ids: dict[str, int] = {}
+        self.client_id_window = CLIENT_ORDER_ID_WINDOW
 
     # -- commands ---------------------------------------------------------------------------
 
@@ -87,7 +103,7 @@ class MatchingEngine:
             if known is not None:
                 self.seq += 1
                 return [Rejected(self.seq, DUPLICATE_CLIENT_ORDER_ID, known, ts)]
-            self.client_order_ids[key] = order_id
+            self._remember(key, order_id)
         self.next_order_id = order_id + 1
         seq = self.seq = self.seq + 1
         events: list[Event] = [
@@ -137,7 +153,7 @@ class MatchingEngine:
         order_id = self.next_order_id
         self.next_order_id = order_id + 1
         if key is not None:
-            self.client_order_ids[key] = order_id
+            self._remember(key, order_id)
         self.seq += 1
         events: list[Event] = [
             Accepted(self.seq, order_id, side, price, quantity, ts, client_order_id, tif, owner)
@@ -237,6 +253,13 @@ class MatchingEngine:
         return self.bids.depth(n), self.asks.depth(n)
 
     # -- internals --------------------------------------------------------------------------
+
+    def _remember(self, key: str, order_id: int) -> None:
+        """Record a client order id, forgetting the oldest beyond the window."""
+        ids = self.client_order_ids
+        ids[key] = order_id
+        if len(ids) > self.client_id_window:
+            del ids[next(iter(ids))]
 
     def _reject(self, order_id: int, ts: int) -> list[Event]:
         # Ids are handed out in sequence, so a lower id that is not resting was filled or

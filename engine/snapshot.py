@@ -1,8 +1,9 @@
 """Canonical serialisation of the core's state: snapshot, restore and state hash.
 
 The encoding lists resting orders in priority order (bids best first, then asks best
-first, FIFO inside a level) and client order ids sorted, so equal states always encode to
-equal bytes; `state_hash` is a digest of exactly these bytes.
+first, FIFO inside a level) and client order ids by order id (which is also the order the
+idempotency window forgets them in), so equal states always encode to equal bytes;
+`state_hash` is a digest of exactly these bytes.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ def snapshot(engine: MatchingEngine) -> bytes:
             )
             for o in resting
         ],
-        client_order_ids=sorted(engine.client_order_ids.items()),
+        client_order_ids=sorted(engine.client_order_ids.items(), key=_by_order_id),
         base=engine.base,
     )
     return _encoder.encode(state)
@@ -73,7 +74,7 @@ def restore(data: bytes) -> MatchingEngine:
     engine = MatchingEngine(state.base)
     engine.seq = state.seq
     engine.next_order_id = state.next_order_id
-    engine.client_order_ids = dict(state.client_order_ids)
+    engine.client_order_ids = dict(sorted(state.client_order_ids, key=_by_order_id))
     for r in state.orders:
         order = Order(
             r.order_id, r.side, r.price, r.quantity, r.remaining, r.ts, r.client_order_id, r.owner
@@ -81,6 +82,10 @@ def restore(data: bytes) -> MatchingEngine:
         (engine.bids if r.side > 0 else engine.asks).add(order)
         engine.orders[r.order_id] = order
     return engine
+
+
+def _by_order_id(item: tuple[str, int]) -> int:
+    return item[1]
 
 
 def state_hash(engine: MatchingEngine) -> str:

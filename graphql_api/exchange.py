@@ -29,6 +29,8 @@ from shared.config import Instrument, Settings
 from shared.events import (
     DUPLICATE_CLIENT_ORDER_ID,
     NO_LIQUIDITY,
+    NOT_OWNER,
+    ORDER_NOT_ALIVE,
     UNKNOWN_ORDER,
     Accepted,
     Event,
@@ -476,11 +478,10 @@ class Exchange:
         if instrument is None:  # no instrument hands out such ids: no engine to ask
             return ChangeResult(False, UNKNOWN_ORDER)
         self._check_backlog(instrument)
-        return _outcome(
-            await self._submit(
-                instrument, lambda rid, ts: Modify(oid, ticks, rid, ts, new_quantity, owner)
-            )
+        events = await self._submit(
+            instrument, lambda rid, ts: Modify(oid, ticks, rid, ts, new_quantity, owner)
         )
+        return await self._change_outcome(events, oid, instrument, owner)
 
     async def cancel(self, *, order_id: Any, owner: str = "") -> ChangeResult:
         """Cancels bypass the backlog check: shedding risk must stay possible under load."""
@@ -491,7 +492,26 @@ class Exchange:
         instrument = self.settings.instrument_of(oid)
         if instrument is None:
             return ChangeResult(False, UNKNOWN_ORDER)
-        return _outcome(await self._submit(instrument, lambda rid, ts: Cancel(oid, rid, ts, owner)))
+        events = await self._submit(instrument, lambda rid, ts: Cancel(oid, rid, ts, owner))
+        return await self._change_outcome(events, oid, instrument, owner)
+
+    async def _change_outcome(
+        self, events: list[Event], oid: int, instrument: Instrument, owner: str
+    ) -> ChangeResult:
+        """A modify or cancel succeeded unless the engine's first event is a rejection.
+
+        The engine forgets dead orders, so it answers `order_not_alive` whoever asks; with
+        owners on, the store tells whose the order was, and another owner gets `not_owner`
+        (as for a live order) instead of learning that it was filled or cancelled."""
+        first = events[0]
+        if not isinstance(first, Rejected):
+            return ChangeResult(True)
+        if first.reason == ORDER_NOT_ALIVE and owner:
+            await self.read_barrier((instrument,))
+            record = await self.store.get_order(oid)
+            if record is not None and record.owner != owner:
+                return ChangeResult(False, NOT_OWNER)
+        return ChangeResult(False, first.reason)
 
     # -- reads ------------------------------------------------------------------------------
 
@@ -623,12 +643,6 @@ class Exchange:
             checks["store_error"] = str(exc)
         checks["ready"] = all(checks[k] for k in ("redis", "engine", "archiver", "store"))
         return checks
-
-
-def _outcome(events: list[Event]) -> ChangeResult:
-    """A modify or cancel succeeded unless the engine's first event is a rejection."""
-    first = events[0]
-    return ChangeResult(False, first.reason) if isinstance(first, Rejected) else ChangeResult(True)
 
 
 def _limit_error(limit: Any) -> list[InputError]:

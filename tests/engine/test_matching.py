@@ -586,3 +586,38 @@ def test_restore_refuses_an_unknown_version() -> None:
     data = msgspec.msgpack.encode(CoreSnapshot(99, 0, 1, [], []))
     with pytest.raises(ValueError, match="version"):
         restore(data)
+
+
+# -- the idempotency window --------------------------------------------------------------------
+
+
+def accepted_id(events: list[Event]) -> int:
+    assert isinstance(events[0], Accepted), events
+    return events[0].order_id
+
+
+def test_client_order_ids_beyond_the_window_are_forgotten_oldest_first() -> None:
+    engine = MatchingEngine()
+    engine.client_id_window = 3
+    first = [accepted_id(engine.apply(Place(BUY, 10, 1, f"c{k}"))) for k in range(1, 5)]
+    assert list(engine.client_order_ids) == ["c2", "c3", "c4"]
+    # c2 is still known: a retry answers the original order.
+    (dup,) = engine.apply(Place(BUY, 10, 1, "c2"))
+    assert isinstance(dup, Rejected) and dup.reason == DUPLICATE_CLIENT_ORDER_ID
+    assert dup.order_id == first[1]
+    # c1 was forgotten: the same id now places a new order.
+    assert accepted_id(engine.apply(Place(BUY, 10, 1, "c1"))) == first[-1] + 1
+    assert list(engine.client_order_ids) == ["c3", "c4", "c1"]
+
+
+def test_the_window_forgets_in_the_same_order_after_a_restore() -> None:
+    engine = MatchingEngine()
+    for name in ("b", "c", "a"):  # key order differs from placing order
+        engine.apply(Place(BUY, 10, 1, name))
+    copy = restore(snapshot(engine))
+    assert list(copy.client_order_ids) == ["b", "c", "a"]
+    for e in (engine, copy):
+        e.client_id_window = 3
+        e.apply(Place(BUY, 10, 1, "d"))
+    assert list(copy.client_order_ids) == list(engine.client_order_ids) == ["c", "a", "d"]
+    assert state_hash(copy) == state_hash(engine)

@@ -83,6 +83,20 @@ def test_only_the_owner_may_change_an_order(alice: httpx.Client, bob: httpx.Clie
     assert alice.delete(f"/orders/{mine}").json() == {"success": True}
 
 
+def test_another_owners_dead_order_is_not_owner_too(alice: httpx.Client, bob: httpx.Client) -> None:
+    """The engine forgets dead orders, so it cannot tell whose they were; the API asks the
+    store, or a non-owner would learn that the order was filled or cancelled."""
+    mine = place(alice, price=11, quantity=3)
+    assert alice.delete(f"/orders/{mine}").json() == {"success": True}
+    refused = {"success": False, "reason": "not_owner"}
+    assert bob.delete(f"/orders/{mine}").json() == refused
+    assert bob.put(f"/orders/{mine}", json={"price": 12}).json() == refused
+    assert alice.delete(f"/orders/{mine}").json() == {
+        "success": False,
+        "reason": "order_not_alive",
+    }
+
+
 def test_trades_between_owners_are_public(
     alice: httpx.Client, bob: httpx.Client, anon: httpx.Client
 ) -> None:
