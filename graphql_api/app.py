@@ -133,8 +133,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.include_router(build_router(exchange, keys))
 
+    limiter = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
+
     async def context() -> dict[str, Any]:
-        return {"exchange": exchange, "keys": keys}
+        return {"exchange": exchange, "keys": keys, "limiter": limiter}
 
     graphql = ExchangeGraphQLRouter(
         build_schema(production=settings.production),
@@ -168,7 +170,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     app.add_middleware(
         RateLimitMiddleware,
-        limiter=RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst),
+        limiter=limiter,
         keys=keys,
     )
 

@@ -17,6 +17,7 @@ from typing import Annotated, Any, NewType, TypeVar
 
 import strawberry
 from graphql import GraphQLError
+from starlette.websockets import WebSocket
 from strawberry.extensions import (
     DisableIntrospection,
     MaskErrors,
@@ -39,9 +40,10 @@ from .exchange import (
     Unavailable,
 )
 from .hub import Hub, SlowConsumer
-from .security import API_KEY_HEADER, ApiKeys, Unauthenticated
+from .security import API_KEY_HEADER, ApiKeys, RateLimiter, Unauthenticated, client_id
 
 T = TypeVar("T")
+RATE_LIMITED = "rate_limited"
 
 Price = strawberry.scalar(
     NewType("Price", Decimal),
@@ -74,6 +76,26 @@ def _caller(info: Info) -> str:
         return keys.owner(key)
     except Unauthenticated as exc:
         raise GraphQLError(str(exc), extensions={"code": "UNAUTHENTICATED"}) from None
+
+
+def _rate_limited(info: Info) -> bool:
+    """Whether this mutation is over the caller's rate limit; mutations pay one token each.
+
+    The HTTP middleware takes one per request, which covers the first mutation of a
+    document; every further one, and every mutation over a WebSocket (one connection, many
+    operations), takes its own. An over-limit mutation is a typed rejection
+    (`rate_limited`), not an error: an error in one non-null mutation field would null the
+    whole answer, hiding the orders the mutations before it did place."""
+    context = info.context
+    request = context["request"]
+    if not isinstance(request, WebSocket):
+        context["mutations"] = count = context.get("mutations", 0) + 1
+        if count == 1:
+            return False
+    keys: ApiKeys = context["keys"]
+    limiter: RateLimiter = context["limiter"]
+    bucket = f"key:{_caller(info)}" if keys.enabled else client_id(request.scope, keys)
+    return limiter.retry_after(bucket) > 0
 
 
 def _reader(info: Info) -> str | None:
@@ -340,6 +362,8 @@ class Query:
 class Mutation:
     @strawberry.mutation
     async def place_order(self, info: Info, input: PlaceOrderInput) -> PlaceOrderResult:
+        if _rate_limited(info):
+            return OrderRejected(reason=RATE_LIMITED, errors=[])
         try:
             result = await _ex(info).place(
                 side=input.side,
@@ -366,6 +390,8 @@ class Mutation:
         quantity: int | None = None,
     ) -> ChangeResult:
         """Change the price and/or the total quantity; lowering the quantity keeps priority."""
+        if _rate_limited(info):
+            return ChangeResult(success=False, reason=RATE_LIMITED)
         try:
             result = await _ex(info).modify(
                 order_id=str(id), price=price, quantity=quantity, owner=_caller(info)
@@ -376,6 +402,8 @@ class Mutation:
 
     @strawberry.mutation
     async def cancel_order(self, info: Info, id: strawberry.ID) -> ChangeResult:
+        if _rate_limited(info):
+            return ChangeResult(success=False, reason=RATE_LIMITED)
         try:
             result = await _ex(info).cancel(order_id=str(id), owner=_caller(info))
         except InvalidInput as exc:

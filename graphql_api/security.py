@@ -108,8 +108,7 @@ class RateLimitMiddleware:
         if scope["type"] != "http" or scope["path"].startswith("/health"):
             await self.app(scope, receive, send)
             return
-        client = self._client_id(scope)
-        wait = self.limiter.retry_after(client)
+        wait = self.limiter.retry_after(client_id(scope, self.keys))
         if not wait:
             await self.app(scope, receive, send)
             return
@@ -129,15 +128,17 @@ class RateLimitMiddleware:
         )
         await send({"type": "http.response.body", "body": body})
 
-    def _client_id(self, scope: Any) -> str:
-        """A valid API key's owner when keys are on, else the peer address. A key that is
-        merely presented never picks the bucket: random keys would each get a fresh one."""
-        if self.keys.enabled:
-            for name, value in scope.get("headers", ()):
-                if name == API_KEY_HEADER.encode():
-                    try:
-                        return "key:" + self.keys.owner(value.decode("latin-1"))
-                    except Unauthenticated:
-                        break
-        client = scope.get("client")
-        return f"addr:{client[0]}" if client else "addr:unknown"
+
+def client_id(scope: Any, keys: ApiKeys) -> str:
+    """The rate-limit bucket of a request or WebSocket: a valid API key's owner when keys
+    are on, else the peer address. A key that is merely presented never picks the bucket:
+    random keys would each get a fresh one."""
+    if keys.enabled:
+        for name, value in scope.get("headers", ()):
+            if name == API_KEY_HEADER.encode():
+                try:
+                    return "key:" + keys.owner(value.decode("latin-1"))
+                except Unauthenticated:
+                    break
+    client = scope.get("client")
+    return f"addr:{client[0]}" if client else "addr:unknown"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 
 import httpx
@@ -95,3 +96,44 @@ def test_graphql_limits_and_production_mode(http: httpx.Client) -> None:
     introspection = http.post("/graphql", json={"query": "{ __schema { types { name } } }"}).json()
     assert "errors" in introspection and "introspection" in str(introspection).lower()
     assert http.get("/graphql", headers={"Accept": "text/html"}).status_code != 200
+
+
+PLACE_ONE = (
+    'placeOrder(input: {side: 1, price: "1", quantity: 1}) '
+    "{ ... on OrderPlaced { orderId } ... on OrderRejected { reason } }"
+)
+
+
+async def test_graphql_mutations_pay_the_rate_limit_one_each(limited: Stack) -> None:
+    """The middleware charges one token per HTTP request; a document of many mutations, or
+    a WebSocket carrying many operations, must not place more than the limit allows, and
+    says which mutations were refused."""
+    await asyncio.sleep(2)  # a full bucket: 10 tokens, 5 more each second
+    many = "mutation { " + " ".join(f"p{i}: {PLACE_ONE}" for i in range(15)) + " }"
+    async with httpx.AsyncClient(base_url=limited.api_url(), timeout=10) as http:
+        body = (await http.post("/graphql", json={"query": many})).json()
+    results = list(body["data"].values())
+    placed = [r for r in results if "orderId" in r]
+    assert "errors" not in body and len(results) == 15, body
+    assert [r for r in results if "orderId" not in r] == [{"reason": "rate_limited"}] * (
+        15 - len(placed)
+    )
+    assert 1 <= len(placed) <= 11, body  # the request's token, then the burst left (+ refill)
+
+    await asyncio.sleep(2)
+    url = limited.api_url().replace("http", "ws") + "/graphql"
+    async with websockets.connect(url, subprotocols=["graphql-transport-ws"]) as ws:  # type: ignore[list-item]
+        await ws.send(json.dumps({"type": "connection_init"}))
+        assert json.loads(await ws.recv())["type"] == "connection_ack"
+        for i in range(18):  # under MAX_SUBSCRIPTIONS (20) operations in flight
+            payload = {"query": f"mutation {{ {PLACE_ONE} }}"}
+            await ws.send(json.dumps({"id": str(i), "type": "subscribe", "payload": payload}))
+        outcomes: list[str] = []
+        while len(outcomes) < 18:
+            message = json.loads(await asyncio.wait_for(ws.recv(), 10))
+            if message["type"] == "next":
+                result = message["payload"]["data"]["placeOrder"]
+                outcomes.append("placed" if "orderId" in result else result["reason"])
+    assert 1 <= outcomes.count("placed") <= 11, outcomes  # the burst (+ refill)
+    assert outcomes.count("rate_limited") == 18 - outcomes.count("placed"), outcomes
+    await asyncio.sleep(2)  # let the bucket refill for the next tests
