@@ -16,7 +16,6 @@ import time
 import uuid
 from collections import deque
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -112,10 +111,6 @@ class BookView:
     ts: int
     bids: list[tuple[int, int]]
     asks: list[tuple[int, int]]
-
-
-def iso(ts_ns: int) -> str:
-    return datetime.fromtimestamp(ts_ns / 1e9, UTC).isoformat(timespec="microseconds")
 
 
 def parse_cursor(value: Any, field: str = "after") -> int:

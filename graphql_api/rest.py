@@ -20,7 +20,7 @@ from .exchange import MAX_PAGE, Exchange, InvalidInput
 from .hub import Hub, SlowConsumer
 from .order_routes import ORDER_ID_PATTERN
 from .security import API_KEY_HEADER, ApiKeys, origin_allowed
-from .views import book_json, order_json, trade_json
+from .views import book_view, order_view, to_json, trade_view
 
 SYMBOL_HELP = "instrument (default: all for lists, the default instrument for the book)"
 
@@ -39,7 +39,8 @@ def build_router(ex: Exchange, keys: ApiKeys) -> APIRouter:
         order = await ex.order(order_id, owner=reader(request))
         if order is None:
             raise ApiError(404, "not_found", f"order {order_id} not found", field="order_id")
-        return order_json(ex, order)
+        found: dict[str, Any] = to_json(order_view(ex, order))
+        return found
 
     @router.get("/orders", summary="Orders, oldest first (cursor: the last order_id seen)")
     async def list_orders(
@@ -58,7 +59,7 @@ def build_router(ex: Exchange, keys: ApiKeys) -> APIRouter:
             owner=reader(request),
             symbol=symbol,
         )
-        return [order_json(ex, o) for o in orders]
+        return [to_json(order_view(ex, o)) for o in orders]
 
     @router.get("/trades", summary="Trades, oldest first (cursor: the last trade_id seen)")
     async def list_trades(
@@ -67,14 +68,15 @@ def build_router(ex: Exchange, keys: ApiKeys) -> APIRouter:
         symbol: Annotated[str | None, Query(description=SYMBOL_HELP)] = None,
     ) -> list[dict[str, Any]]:
         trades = await ex.trade_list(limit=limit, after=after, symbol=symbol)
-        return [trade_json(ex, t) for t in trades]
+        return [to_json(trade_view(ex, t)) for t in trades]
 
     @router.get("/orderbook", summary="Aggregated book, up to `depth` levels per side")
     async def order_book(
         depth: Annotated[int, Query(ge=1, le=50)] = 5,
         symbol: Annotated[str | None, Query(description=SYMBOL_HELP)] = None,
     ) -> dict[str, Any]:
-        return book_json(ex, await ex.book(depth, symbol), depth)
+        book: dict[str, Any] = to_json(book_view(ex, await ex.book(depth, symbol), depth))
+        return book
 
     async def stream(websocket: WebSocket, hub: Hub[Any], render: Any, keep: Any = None) -> None:
         """Send each item of `hub` that `keep` accepts, rendered as JSON, to a client from
@@ -109,7 +111,7 @@ def build_router(ex: Exchange, keys: ApiKeys) -> APIRouter:
             return
         only = instrument if "symbol" in websocket.query_params else None
         keep = (lambda t: only.owns(t.seq)) if only is not None else None
-        await stream(websocket, ex.trades, lambda t: trade_json(ex, t), keep)
+        await stream(websocket, ex.trades, lambda t: to_json(trade_view(ex, t)), keep)
 
     @router.websocket("/ws/orderbook")
     async def ws_orderbook(websocket: WebSocket) -> None:
@@ -118,7 +120,7 @@ def build_router(ex: Exchange, keys: ApiKeys) -> APIRouter:
         if instrument is None:
             await websocket.close(code=1008, reason="unknown symbol")
             return
-        await stream(websocket, ex.books[instrument.symbol], lambda b: book_json(ex, b, 5))
+        await stream(websocket, ex.books[instrument.symbol], lambda b: to_json(book_view(ex, b, 5)))
 
     return router
 

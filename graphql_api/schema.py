@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 from collections.abc import AsyncGenerator, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, NewType, TypeVar
 
@@ -27,13 +27,8 @@ from strawberry.extensions import (
 )
 from strawberry.types import Info
 
-from archiver.store import OrderRecord, TradeRecord
-from shared.events import Trade as TradeEvent
-
 from .exchange import (
     MAX_PAGE,
-    TIME_IN_FORCE_NAMES,
-    BookView,
     Exchange,
     InvalidInput,
     Rejection,
@@ -41,6 +36,14 @@ from .exchange import (
 )
 from .hub import Hub, SlowConsumer
 from .security import API_KEY_HEADER, ApiKeys, RateLimiter, Unauthenticated, client_id
+from .views import (
+    BookLevelsView,
+    OrderView,
+    TradeView,
+    book_view,
+    order_view,
+    trade_view,
+)
 
 T = TypeVar("T")
 RATE_LIMITED = "rate_limited"
@@ -52,10 +55,6 @@ Price = strawberry.scalar(
     serialize=lambda value: str(value),
     parse_value=lambda value: value,
 )
-
-
-def _dt(ts_ns: int) -> datetime:
-    return datetime.fromtimestamp(ts_ns / 1e9, UTC)
 
 
 def _ex(info: Info) -> Exchange:
@@ -133,23 +132,22 @@ class Order:
     updated_at: datetime
 
     @classmethod
-    def of(cls, ex: Exchange, o: OrderRecord) -> Order:
-        instrument = ex.instrument_of(o.order_id)
+    def of(cls, v: OrderView) -> Order:
         return cls(
-            order_id=strawberry.ID(str(o.order_id)),
-            symbol=instrument.symbol,
-            side=o.side,
-            order_type=OrderType.LIMIT if o.price else OrderType.MARKET,
-            time_in_force=TimeInForce(TIME_IN_FORCE_NAMES[o.tif]),
-            order_price=ex.price(o.price, instrument) if o.price else None,
-            order_quantity=o.quantity,
-            traded_quantity=o.traded,
-            remaining_quantity=o.remaining,
-            cancelled_quantity=o.cancelled,
-            order_alive=o.alive,
-            client_order_id=o.client_order_id,
-            created_at=_dt(o.created_ts),
-            updated_at=_dt(o.updated_ts),
+            order_id=strawberry.ID(v.order_id),
+            symbol=v.symbol,
+            side=v.side,
+            order_type=OrderType(v.order_type),
+            time_in_force=TimeInForce(v.time_in_force),
+            order_price=v.order_price,
+            order_quantity=v.order_quantity,
+            traded_quantity=v.traded_quantity,
+            remaining_quantity=v.remaining_quantity,
+            cancelled_quantity=v.cancelled_quantity,
+            order_alive=v.order_alive,
+            client_order_id=v.client_order_id,
+            created_at=v.created_at,
+            updated_at=v.updated_at,
         )
 
 
@@ -165,18 +163,16 @@ class Trade:
     timestamp: datetime
 
     @classmethod
-    def of(cls, ex: Exchange, t: TradeRecord | TradeEvent) -> Trade:
-        trade_id = t.trade_id if isinstance(t, TradeRecord) else t.seq
-        instrument = ex.instrument_of(trade_id)
+    def of(cls, v: TradeView) -> Trade:
         return cls(
-            trade_id=strawberry.ID(str(trade_id)),
-            symbol=instrument.symbol,
-            trade_price=ex.price(t.price, instrument),
-            quantity=t.quantity,
-            bid_order_id=strawberry.ID(str(t.bid_order_id)),
-            ask_order_id=strawberry.ID(str(t.ask_order_id)),
-            aggressor_side=t.taker_side,
-            timestamp=_dt(t.ts),
+            trade_id=strawberry.ID(v.trade_id),
+            symbol=v.symbol,
+            trade_price=v.trade_price,
+            quantity=v.quantity,
+            bid_order_id=strawberry.ID(v.bid_order_id),
+            ask_order_id=strawberry.ID(v.ask_order_id),
+            aggressor_side=v.aggressor_side,
+            timestamp=v.timestamp,
         )
 
 
@@ -195,14 +191,13 @@ class OrderBook:
     asks: list[Level]
 
     @classmethod
-    def of(cls, ex: Exchange, book: BookView, depth: int) -> OrderBook:
-        instrument = ex.instrument(book.symbol)
+    def of(cls, v: BookLevelsView) -> OrderBook:
         return cls(
-            symbol=book.symbol,
-            timestamp=_dt(book.ts),
-            seq=book.seq,
-            bids=[Level(price=ex.price(p, instrument), quantity=q) for p, q in book.bids[:depth]],
-            asks=[Level(price=ex.price(p, instrument), quantity=q) for p, q in book.asks[:depth]],
+            symbol=v.symbol,
+            timestamp=v.timestamp,
+            seq=v.seq,
+            bids=[Level(price=level.price, quantity=level.quantity) for level in v.bids],
+            asks=[Level(price=level.price, quantity=level.quantity) for level in v.asks],
         )
 
 
@@ -306,7 +301,7 @@ class Query:
             record = await ex.order(str(id), owner=_reader(info))
         except InvalidInput:
             return None  # an id of the wrong shape names no order
-        return Order.of(ex, record) if record else None
+        return Order.of(order_view(ex, record)) if record else None
 
     @strawberry.field
     async def orders(
@@ -329,7 +324,7 @@ class Query:
                 owner=_reader(info),
                 symbol=symbol,
             )
-        nodes = [Order.of(ex, o) for o in records]
+        nodes = [Order.of(order_view(ex, o)) for o in records]
         return OrderConnection(
             nodes=nodes,
             end_cursor=str(nodes[-1].order_id) if nodes else after,
@@ -344,7 +339,7 @@ class Query:
         limit = min(first, MAX_PAGE)
         with _argument_errors():
             records = await ex.trade_list(limit=limit, after=after, symbol=symbol)
-        nodes = [Trade.of(ex, t) for t in records]
+        nodes = [Trade.of(trade_view(ex, t)) for t in records]
         return TradeConnection(
             nodes=nodes,
             end_cursor=str(nodes[-1].trade_id) if nodes else after,
@@ -355,7 +350,7 @@ class Query:
     async def order_book(self, info: Info, depth: int = 5, symbol: str | None = None) -> OrderBook:
         ex = _ex(info)
         with _argument_errors():
-            return OrderBook.of(ex, await ex.book(depth, symbol), depth)
+            return OrderBook.of(book_view(ex, await ex.book(depth, symbol), depth))
 
 
 @strawberry.type
@@ -421,7 +416,7 @@ class Subscription:
             only = ex.instrument(symbol) if symbol is not None else None
         async for event in _feed(ex.trades):
             if only is None or only.owns(event.seq):
-                yield Trade.of(ex, event)
+                yield Trade.of(trade_view(ex, event))
 
     @strawberry.subscription
     async def order_book(
@@ -432,7 +427,7 @@ class Subscription:
             instrument = ex.instrument(symbol)
         depth = max(1, min(depth, 50))
         async for book in _feed(ex.books[instrument.symbol]):
-            yield OrderBook.of(ex, book, depth)
+            yield OrderBook.of(book_view(ex, book, depth))
 
 
 async def _feed(hub: Hub[T]) -> AsyncGenerator[T, None]:
