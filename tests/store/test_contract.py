@@ -1,17 +1,17 @@
 """The storage port's contract (`archiver.store.Store`), run against every adapter.
 
-The SQLite adapter always runs (in `tmp_path`); the MongoDB adapter runs when `MONGODB_URL`
-is set, each test in a database of its own that is dropped afterwards. Every event comes from
+The SQLite adapter runs in `tmp_path`; the MongoDB adapter runs against `MONGODB_URL` when it
+is set, else against a local MongoDB wire-protocol server (`tests/mongo_wire.py`), each test
+in a database of its own that is dropped afterwards. Every event comes from
 the real `MatchingEngine`, and expected reads are computed from those events (and from what
 the engine still has resting), never written by hand where the engine can say it.
 """
 
 from __future__ import annotations
 
-import os
 import random
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -24,8 +24,8 @@ from archiver.store import GapError, OrderRecord, Store, TradeRecord
 from engine.matching import MatchingEngine
 from shared.commands import BUY, SELL
 from shared.events import Accepted, Cancelled, Event, Modified, Rejected, Trade
+from tests.mongo_wire import wire_server
 
-MONGODB_URL = os.environ.get("MONGODB_URL", "")
 EVERYTHING = 1_000_000
 
 # -- engine driver ---------------------------------------------------------------------------
@@ -182,6 +182,12 @@ class Backend:
             await self.close(self._open[-1])
 
 
+@pytest.fixture(scope="session")
+def mongodb_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with wire_server(tmp_path_factory.mktemp("mongo")) as url:
+        yield url
+
+
 @pytest.fixture(params=["sqlite", "mongo"])
 async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
     if request.param == "sqlite":
@@ -191,19 +197,18 @@ async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
         finally:
             await b.close_all()
         return
-    if not MONGODB_URL:
-        pytest.skip("MongoDB adapter not tested: set MONGODB_URL to run it")
+    url: str = request.getfixturevalue("mongodb_url")
     from pymongo import AsyncMongoClient
 
     from archiver.mongo_store import MongoStore
 
     name = f"test_contract_{uuid.uuid4().hex[:12]}"
-    b = Backend(lambda: MongoStore(MONGODB_URL, name))
+    b = Backend(lambda: MongoStore(url, name))
     try:
         yield b
     finally:
         await b.close_all()
-        admin: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(MONGODB_URL)
+        admin: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(url)
         try:
             await admin.drop_database(name)
         finally:
