@@ -17,7 +17,7 @@ from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, UpdateOne
 from shared.config import ID_SPACE
 from shared.events import Accepted, Cancelled, Event, Modified, QuantityChanged, Trade
 
-from .store import Depth, OrderRecord, TradeRecord, id_range, instrument_number
+from .store import OrderRecord, StoredBook, TradeRecord, id_range, instrument_number
 
 _encode = msgspec.msgpack.Encoder().encode
 _decode_event = msgspec.msgpack.Decoder(Event).decode
@@ -194,7 +194,8 @@ class MongoStore:
             async for d in cursor
         ]
 
-    async def depth(self, levels: int, instrument: int = 0) -> Depth:
+    async def book(self, levels: int, instrument: int = 0) -> StoredBook:
+        seq = await self.progress(instrument)  # first: a lower bound (see Store.book)
         low, high = id_range(instrument, None)
 
         async def side(side: int, direction: int) -> list[tuple[int, int]]:
@@ -207,7 +208,7 @@ class MongoStore:
             cursor = await self.orders.aggregate(pipeline)
             return [(d["_id"], d["quantity"]) async for d in cursor]
 
-        return await side(1, DESCENDING), await side(-1, ASCENDING)
+        return StoredBook(seq, await side(1, DESCENDING), await side(-1, ASCENDING))
 
     async def events(self, after: int, limit: int) -> list[Event]:
         cursor = self.events_.find({"_id": {"$gt": after}}).sort("_id", ASCENDING).limit(limit)

@@ -18,7 +18,7 @@ import msgspec
 from shared.config import ID_SPACE
 from shared.events import Accepted, Cancelled, Event, Modified, QuantityChanged, Trade
 
-from .store import Depth, OrderRecord, TradeRecord, id_range, instrument_number
+from .store import OrderRecord, StoredBook, TradeRecord, id_range, instrument_number
 
 T = TypeVar("T")
 
@@ -212,15 +212,27 @@ class SqliteStore:
         rows = await self._run(self._query, sql, (*args, limit))
         return [TradeRecord(*r) for r in rows]
 
-    async def depth(self, levels: int, instrument: int = 0) -> Depth:
+    async def book(self, levels: int, instrument: int = 0) -> StoredBook:
+        return await self._run(self._book, levels, instrument)
+
+    def _book(self, levels: int, instrument: int) -> StoredBook:
         sql = (
             "SELECT price, SUM(remaining) FROM orders WHERE alive = 1 AND side = ? "
             "AND order_id > ? AND order_id <= ? GROUP BY price ORDER BY price {} LIMIT ?"
         )
         low, high = id_range(instrument, None)
-        bids = await self._run(self._query, sql.format("DESC"), (1, low, high, levels))
-        asks = await self._run(self._query, sql.format("ASC"), (-1, low, high, levels))
-        return [(p, q) for p, q in bids], [(p, q) for p, q in asks]
+        db = self.db
+        db.execute("BEGIN")  # one read snapshot (WAL) for the progress and both sides
+        try:
+            row = db.execute(
+                "SELECT value FROM meta WHERE key = ?", (f"progress:{instrument}",)
+            ).fetchone()
+            bids = db.execute(sql.format("DESC"), (1, low, high, levels)).fetchall()
+            asks = db.execute(sql.format("ASC"), (-1, low, high, levels)).fetchall()
+        finally:
+            db.execute("COMMIT")
+        seq = int(row[0]) if row else instrument * ID_SPACE
+        return StoredBook(seq, [(p, q) for p, q in bids], [(p, q) for p, q in asks])
 
     async def events(self, after: int, limit: int) -> list[Event]:
         rows = await self._run(

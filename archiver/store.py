@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from shared.config import ID_SPACE, Settings
 from shared.events import Event
@@ -46,6 +46,18 @@ class TradeRecord:
 
 
 Depth = tuple[list[tuple[int, int]], list[tuple[int, int]]]
+
+
+class StoredBook(NamedTuple):
+    """One instrument's aggregated book as stored, and the sequence number it reflects."""
+
+    seq: int
+    bids: list[tuple[int, int]]  # (price, quantity), best (highest) first
+    asks: list[tuple[int, int]]  # best (lowest) first
+
+    @property
+    def depth(self) -> Depth:
+        return self.bids, self.asks
 
 
 def id_range(instrument: int | None, after: int | None) -> tuple[int, int]:
@@ -100,9 +112,11 @@ class Store(Protocol):
     ) -> list[TradeRecord]:
         """Trades by ascending id (newest last), strictly after the `after` cursor."""
 
-    async def depth(self, levels: int, instrument: int = 0) -> Depth:
-        """One instrument's aggregated alive quantity per price: bids descending, asks
-        ascending."""
+    async def book(self, levels: int, instrument: int = 0) -> StoredBook:
+        """One instrument's aggregated alive quantity per price (bids descending, asks
+        ascending) with the progress it reflects. SQLite reads all three in one read
+        transaction, so a book is never half a batch (never crossed, say). MongoDB writes a
+        batch without a transaction, so there `seq` is read first and is a lower bound."""
 
     async def events(self, after: int, limit: int) -> list[Event]:
         """The stored event log, ascending seq, strictly after `after`."""

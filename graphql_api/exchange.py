@@ -612,9 +612,8 @@ class Exchange:
         if isinstance(depth, bool) or not isinstance(depth, int) or not 1 <= depth <= MAX_DEPTH:
             raise InvalidInput([InputError("depth", f"must be an integer in 1..{MAX_DEPTH}")])
         await self.read_barrier((instrument,))
-        seq = await self.store.progress(instrument.number)
-        bids, asks = await self.store.depth(depth, instrument.number)
-        return BookView(instrument.symbol, seq, time.time_ns(), bids, asks)
+        stored = await self.store.book(depth, instrument.number)
+        return BookView(instrument.symbol, stored.seq, time.time_ns(), stored.bids, stored.asks)
 
     async def ready(self) -> dict[str, Any]:
         """Readiness: Redis and the store answer; every instrument's engine heartbeat and

@@ -9,6 +9,7 @@ the engine still has resting), never written by hand where the engine can say it
 
 from __future__ import annotations
 
+import asyncio
 import random
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
@@ -127,7 +128,7 @@ async def snapshot(store: Store) -> Snapshot:
         await store.progress(),
         await store.list_orders(alive=None, side=None, limit=EVERYTHING, after=None),
         await store.list_trades(limit=EVERYTHING, after=None),
-        await store.depth(EVERYTHING),
+        (await store.book(EVERYTHING)).depth,
         await store.events(0, EVERYTHING),
     )
 
@@ -154,7 +155,7 @@ async def assert_store_matches(store: Store, feed: Feed) -> None:
         assert o.quantity == o.traded + o.cancelled + o.remaining
     assert snap.depth == engine.depth(EVERYTHING)
     for n in (1, 2, 5):
-        assert await store.depth(n) == engine.depth(n)
+        assert await store.book(n) == (snap.progress, *engine.depth(n))
 
 
 # -- the adapters ------------------------------------------------------------------------------
@@ -228,7 +229,7 @@ async def test_empty_store(store: Store) -> None:
     assert await store.get_order(1) is None
     assert await store.list_orders(alive=None, side=None, limit=10, after=None) == []
     assert await store.list_trades(limit=10, after=None) == []
-    assert await store.depth(5) == ([], [])
+    assert (await store.book(5)).depth == ([], [])
     assert await store.events(0, 10) == []
     await store.apply([])
     assert await store.progress() == 0
@@ -309,7 +310,7 @@ async def test_partial_fill_then_cancel(store: Store) -> None:
         False,
     )
     assert order.updated_ts == cancelled.ts
-    assert await store.depth(5) == ([], [])
+    assert (await store.book(5)).depth == ([], [])
     await assert_store_matches(store, feed)
 
 
@@ -330,7 +331,7 @@ async def test_modify_updates_price(store: Store) -> None:
         modified.ts,
     )
     assert order.created_ts < order.updated_ts
-    assert await store.depth(5) == ([(102, 5)], [(110, 2)])
+    assert (await store.book(5)).depth == ([(102, 5)], [(110, 2)])
 
     # a modify that crosses trades at once, in the same batch as the Modified event
     events = feed.modify(oid, 110)
@@ -466,7 +467,7 @@ async def test_depth_aggregates_alive_orders(store: Store) -> None:
     assert bids == [(100, 4), (98, 1), (96, 6)]
     assert asks == [(103, 3), (104, 2), (105, 9), (106, 3), (108, 1)]
     for n in (1, 2, 3, 4, 10):
-        assert await store.depth(n) == (bids[:n], asks[:n])
+        assert (await store.book(n)).depth == (bids[:n], asks[:n])
     await assert_store_matches(store, feed)
 
 
@@ -690,3 +691,38 @@ def test_continue_sequence_raises_on_a_hole() -> None:
         continue_sequence(0, log[1:])
     with pytest.raises(GapError):
         continue_sequence(0, [log[1], log[0]])  # out of order is not contiguous
+
+
+async def test_sqlite_book_is_one_snapshot_while_the_archiver_writes(tmp_path: Path) -> None:
+    """The API reads the book while the archiver (another connection) writes batches: each
+    book read must be exactly the engine's book at the `seq` it reports, never a mix."""
+    path = tmp_path / "store" / "exchange.sqlite3"
+    writer, reader = SqliteStore(path), SqliteStore(path)
+    await writer.open()
+    await reader.open()
+    feed, rng = Feed(), random.Random(11)
+    books: dict[int, Any] = {0: ([], [])}
+    batches: list[list[Event]] = []
+    for _ in range(400):
+        start = len(feed.log)
+        random_commands(feed, rng, 3)
+        batches.append(feed.log[start:])
+        books[feed.log[-1].seq] = feed.engine.depth(EVERYTHING)
+
+    async def archive() -> None:
+        for batch in batches:
+            await writer.apply(batch)
+
+    archiving = asyncio.create_task(archive())
+    seen: set[int] = set()
+    try:
+        while not archiving.done():
+            book = await reader.book(EVERYTHING)
+            assert book.depth == books[book.seq], book.seq
+            seen.add(book.seq)
+        await archiving
+        assert len(seen) > 10  # the reads did interleave with the writes
+        assert (await reader.book(EVERYTHING)).depth == feed.engine.depth(EVERYTHING)
+    finally:
+        await writer.close()
+        await reader.close()
