@@ -46,6 +46,8 @@ MAX_PAGE = 1000
 MAX_DEPTH = 50
 MAX_CLIENT_ORDER_ID = 64
 EXPIRY_TICK_S = 0.05
+# Entries of stream KEYS[1] after id ARGV[1] (exclusive, "(" prefix), counted up to ARGV[2].
+COUNT_AFTER = "return #redis.call('XRANGE', KEYS[1], ARGV[1], '+', 'COUNT', ARGV[2])"
 
 
 class InvalidInput(Exception):
@@ -220,19 +222,24 @@ class Exchange:
                 positions[stream] = entries[-1][0]
 
     async def _watch_backlog(self) -> None:
-        """Count (up to the threshold) the commands each engine has not answered yet."""
+        """Count (up to the threshold) the commands each engine has not answered yet.
+
+        Counted inside Redis by a script: only the number crosses the network, not the up
+        to MAX_BACKLOG + 1 entries, which would cost the most exactly when the engine is
+        behind and the machine is busiest."""
         cap = self.settings.max_backlog + 1
+        count = self.redis.register_script(COUNT_AFTER)
         while True:
             for symbol in self.backlog:
                 try:
-                    waiting: Any = await self.redis.xrange(
-                        self.settings.command_stream_of(symbol),
-                        b"(" + self.engine_position[symbol],
-                        "+",
-                        count=cap,
+                    waiting = int(
+                        await count(
+                            keys=[self.settings.command_stream_of(symbol)],
+                            args=[b"(" + self.engine_position[symbol], cap],
+                        )
                     )
-                    self.backlog[symbol] = len(waiting)
-                    BACKLOG.labels(symbol).set(len(waiting))
+                    self.backlog[symbol] = waiting
+                    BACKLOG.labels(symbol).set(waiting)
                 except (aioredis.ConnectionError, aioredis.TimeoutError) as exc:
                     self.log.warning("backlog_watch_redis_error", error=str(exc))
                 except Exception:  # logged; a frozen backlog figure would shed load forever
