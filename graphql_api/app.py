@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -156,7 +157,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if app.openapi_schema is None:
             document = generate_openapi()
             for path, operations in OPENAPI_PATHS.items():
-                document["paths"].setdefault(path, {}).update(operations)
+                document["paths"].setdefault(path, {}).update(copy.deepcopy(operations))
         return app.openapi_schema  # type: ignore[return-value]  # set by generate_openapi
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -20,7 +20,7 @@ from typing import Any
 from shared.prices import InputError
 
 from .errors import ERROR_RESPONSES, ApiError, error_response
-from .exchange import Exchange, InvalidInput
+from .exchange import Exchange, InvalidInput, parse_order_id
 from .security import API_KEY_HEADER, ApiKeys
 
 MAX_BODY_BYTES = 16 * 1024
@@ -44,23 +44,34 @@ class OrderRoutes:
         self.app = app
         self.exchange = exchange
         self.keys = keys
+        # Per path: the handler of each method served here, and the Allow header of a 405.
+        self.on_orders = ({"POST": self._place}, "GET, POST")
+        self.on_order = ({"PUT": self._modify, "DELETE": self._cancel}, "GET, PUT, DELETE")
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http":
-            method, path = scope["method"], scope["path"]
-            if path == "/orders" and method == "POST":
-                await self._serve(self._place, scope, receive, send, "")
-                return
-            if method in ("PUT", "DELETE") and path.startswith("/orders/"):
-                order_id = path[8:]
-                if order_id and "/" not in order_id:
-                    handler = self._modify if method == "PUT" else self._cancel
+            path = route_path(scope)
+            routes: tuple[dict[str, Any], str] | None = None
+            if path == "/orders":
+                routes, order_id = self.on_orders, ""
+            elif path.startswith("/orders/") and path[8:] and "/" not in path[8:]:
+                routes, order_id = self.on_order, path[8:]
+            if routes is not None:
+                method = scope["method"]
+                handler = routes[0].get(method)
+                if handler is not None:
                     await self._serve(handler, scope, receive, send, order_id)
+                    return
+                if method not in ("GET", "HEAD"):  # FastAPI serves the reads
+                    body = {"error": "method_not_allowed", "message": "Method Not Allowed"}
+                    await respond(send, 405, body, {"Allow": routes[1]})
                     return
         await self.app(scope, receive, send)
 
     async def _serve(self, handler: Any, scope: Any, receive: Any, send: Any, oid: str) -> None:
-        headers: dict[bytes, bytes] = dict(scope["headers"])
+        headers: dict[bytes, bytes] = {}
+        for name, value in scope["headers"]:
+            headers.setdefault(name, value)  # the first of repeated headers, as Starlette
         extra: dict[str, str] = {}
         try:
             status, payload = await handler(headers, receive, oid)
@@ -71,11 +82,7 @@ class OrderRoutes:
             if rendered is None:
                 raise  # a bug: Starlette's ServerErrorMiddleware answers 500 and logs it
             status, payload, extra = rendered
-        body = json.dumps(payload).encode()
-        head = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
-        head += [(k.lower().encode(), v.encode()) for k, v in extra.items()]
-        await send({"type": "http.response.start", "status": status, "headers": head})
-        await send({"type": "http.response.body", "body": body})
+        await respond(send, status, payload, extra)
 
     def _owner(self, headers: dict[bytes, bytes]) -> str:
         """ "" with auth off, else the name of the presented key (or Unauthenticated)."""
@@ -106,6 +113,7 @@ class OrderRoutes:
     async def _modify(
         self, headers: dict[bytes, bytes], receive: Any, order_id: str
     ) -> tuple[int, Any]:
+        check_order_id(order_id)  # first, as a path parameter is: before body and key
         body = await read_object(headers, receive, MODIFY_FIELDS)
         result = await self.exchange.modify(
             order_id=order_id,
@@ -118,8 +126,32 @@ class OrderRoutes:
     async def _cancel(
         self, headers: dict[bytes, bytes], receive: Any, order_id: str
     ) -> tuple[int, Any]:
+        check_order_id(order_id)
         result = await self.exchange.cancel(order_id=order_id, owner=self._owner(headers))
         return 200, change_json(result.success, result.reason)
+
+
+def route_path(scope: Any) -> str:
+    """The path the app routes on: without the `root_path` a proxy mounts it under."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    return path[len(root) :] if root and path.startswith(root) else path
+
+
+def check_order_id(order_id: str) -> None:
+    try:
+        parse_order_id(order_id)
+    except InputError as exc:
+        raise InvalidInput([exc]) from None
+
+
+async def respond(send: Any, status: int, payload: Any, extra: dict[str, str]) -> None:
+    """A JSON response, encoded as Starlette's JSONResponse encodes it."""
+    body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+    head = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    head += [(k.lower().encode(), v.encode()) for k, v in extra.items()]
+    await send({"type": "http.response.start", "status": status, "headers": head})
+    await send({"type": "http.response.body", "body": body})
 
 
 async def read_object(
@@ -242,7 +274,11 @@ _ORDER_ID = {
     "required": True,
     "schema": {"type": "string", "pattern": ORDER_ID_PATTERN, "title": "Order Id"},
 }
-_ERRORS = {str(status): response for status, response in ERROR_RESPONSES.items()}
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    return {str(status): ERROR_RESPONSES[status] for status in statuses}
+
 
 OPENAPI_PATHS: dict[str, dict[str, Any]] = {
     "/orders": {
@@ -256,7 +292,7 @@ OPENAPI_PATHS: dict[str, dict[str, Any]] = {
             "responses": {
                 "201": _json(PLACED_SCHEMA, "the order was accepted"),
                 "200": _json(PLACED_SCHEMA, "client_order_id seen before: the original order"),
-                **_ERRORS,
+                **_errors(400, 401, 409, 413, 415, 422, 429, 503),
             },
         }
     },
@@ -269,13 +305,19 @@ OPENAPI_PATHS: dict[str, dict[str, Any]] = {
                 "required": True,
                 "content": {"application/json": {"schema": MODIFY_SCHEMA}},
             },
-            "responses": {"200": _json(CHANGED_SCHEMA, "whether the engine applied it"), **_ERRORS},
+            "responses": {
+                "200": _json(CHANGED_SCHEMA, "whether the engine applied it"),
+                **_errors(400, 401, 413, 415, 422, 429, 503),
+            },
         },
         "delete": {
             "summary": "Cancel the remaining quantity",
             "operationId": "cancel_order_orders__order_id__delete",
             "parameters": [_ORDER_ID],
-            "responses": {"200": _json(CHANGED_SCHEMA, "whether the engine applied it"), **_ERRORS},
+            "responses": {
+                "200": _json(CHANGED_SCHEMA, "whether the engine applied it"),
+                **_errors(401, 422, 429, 503),
+            },
         },
     },
 }

@@ -105,7 +105,11 @@ class RateLimitMiddleware:
         self.keys = keys
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["path"].startswith("/health"):
+        path: str = scope.get("path", "")
+        root: str = scope.get("root_path", "")
+        if root and path.startswith(root):
+            path = path[len(root) :]
+        if scope["type"] != "http" or path.startswith("/health"):
             await self.app(scope, receive, send)
             return
         wait = self.limiter.retry_after(client_id(scope, self.keys))

@@ -35,11 +35,13 @@ class Connection(asyncio.Protocol):
     client's CPU per request; every figure it prints is then mostly the stack's.
     """
 
-    def __init__(self, host: str) -> None:
+    def __init__(self, host: str, prefix: str) -> None:
         self.host = host.encode()
+        self.prefix = prefix
         self.buffer = bytearray()
         self.waiter: asyncio.Future[tuple[int, bytes]] | None = None
         self.transport: asyncio.Transport | None = None
+        self.usable = True  # false once closed, or once the server said `connection: close`
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
@@ -50,54 +52,88 @@ class Connection(asyncio.Protocol):
         if head_end < 0 or self.waiter is None:
             return
         head = bytes(self.buffer[:head_end]).lower()
-        marker = head.find(b"content-length:")
-        if marker < 0:
-            raise ValueError(f"response without content-length: {head[:200]!r}")
-        line_end = head.find(b"\r\n", marker)
-        length = int(head[marker + 15 : line_end if line_end > 0 else None])
-        total = head_end + 4 + length
+        headers = dict(line.split(b":", 1) for line in head.split(b"\r\n")[1:] if b":" in line)
+        if b"content-length" not in headers:
+            self._fail(ValueError(f"response without content-length: {head[:200]!r}"))
+            return
+        total = head_end + 4 + int(headers[b"content-length"])
         if len(self.buffer) < total:
             return
         body = bytes(self.buffer[head_end + 4 : total])
         del self.buffer[:total]
+        if headers.get(b"connection", b"").strip() == b"close":
+            self.usable = False
         waiter, self.waiter = self.waiter, None
         if not waiter.done():
             waiter.set_result((int(head[9:12]), body))
 
-    def connection_lost(self, exc: Exception | None) -> None:
+    def _fail(self, exc: Exception) -> None:
+        self.usable = False
         if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_exception(ConnectionError(str(exc or "connection closed")))
+            self.waiter.set_exception(exc)
+        if self.transport is not None:
+            self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._fail(ConnectionError(str(exc or "connection closed")))
 
     def request(
         self, method: bytes, path: str, body: bytes = b""
     ) -> asyncio.Future[tuple[int, bytes]]:
-        assert self.transport is not None and self.waiter is None
+        if self.transport is None or not self.usable or self.transport.is_closing():
+            raise ConnectionError("connection closed")
         self.waiter = asyncio.get_running_loop().create_future()
-        head = b"%s %s HTTP/1.1\r\nhost: %s\r\n" % (method, path.encode(), self.host)
+        target = (self.prefix + path).encode()
+        head = b"%s %s HTTP/1.1\r\nhost: %s\r\n" % (method, target, self.host)
         if body:
             head += b"content-type: application/json\r\ncontent-length: %d\r\n" % len(body)
         self.transport.write(head + b"\r\n" + body)
         return self.waiter
 
+    def close(self) -> None:
+        self.usable = False
+        if self.transport is not None:
+            self.transport.close()
+
 
 async def connect(url: str) -> Connection:
     parsed = urlsplit(url)
+    if parsed.scheme != "http":
+        raise SystemExit(f"--url must be http:// (this client speaks no TLS): {url}")
     host, port = parsed.hostname or "127.0.0.1", parsed.port or 80
+    prefix = parsed.path.rstrip("/")
     loop = asyncio.get_running_loop()
-    _, protocol = await loop.create_connection(lambda: Connection(f"{host}:{port}"), host, port)
+    _, protocol = await loop.create_connection(
+        lambda: Connection(f"{host}:{port}", prefix), host, port
+    )
     return protocol
 
 
+REQUEST_TIMEOUT_S = 10.0
+FAILURES = (ConnectionError, OSError, RuntimeError, ValueError, TimeoutError)
+
+
 async def client_loop(urls: list[str], seconds: float, seed: int, clients: int) -> dict[str, Any]:
+    """Latencies of every request sent, its outcome counts, and this process's CPU time."""
     latencies: list[float] = []
     errors: dict[str, int] = {}
+    answered = 0
     deadline = time.monotonic() + seconds
 
     async def worker(k: int) -> None:
+        nonlocal answered
         rng = random.Random(seed * 1000 + k)
-        conn = await connect(urls[k % len(urls)])
+        conn: Connection | None = None
         mine: list[str] = []
         while time.monotonic() < deadline:
+            if conn is None or not conn.usable:
+                try:
+                    conn = await connect(urls[k % len(urls)])
+                except OSError as exc:
+                    key = f"connect: {type(exc).__name__}"
+                    errors[key] = errors.get(key, 0) + 1
+                    await asyncio.sleep(0.1)
+                    continue
             r = rng.random()
             mid = 1000 + rng.randint(-5, 5)
             t0 = time.perf_counter()
@@ -106,34 +142,41 @@ async def client_loop(urls: list[str], seconds: float, seed: int, clients: int) 
                     side = rng.choice((1, -1))
                     price = mid - side * rng.randint(-2, 10)
                     body = {"side": side, "price": price, "quantity": rng.randint(1, 50)}
-                    status, payload = await conn.request(
-                        b"POST", "/orders", json.dumps(body).encode()
-                    )
+                    sent = conn.request(b"POST", "/orders", json.dumps(body).encode())
+                    status, payload = await asyncio.wait_for(sent, REQUEST_TIMEOUT_S)
                     if status == 201:
                         mine.append(json.loads(payload)["order_id"])
                         if len(mine) > 200:
                             mine.pop(0)
                 elif r < 0.85:
                     oid = mine.pop(rng.randrange(len(mine)))
-                    status, _ = await conn.request(b"DELETE", f"/orders/{oid}")
+                    sent = conn.request(b"DELETE", f"/orders/{oid}")
+                    status, _ = await asyncio.wait_for(sent, REQUEST_TIMEOUT_S)
                 else:
                     oid = mine[rng.randrange(len(mine))]
                     body = {"price": mid + rng.randint(-8, 8)}
-                    status, _ = await conn.request(
-                        b"PUT", f"/orders/{oid}", json.dumps(body).encode()
-                    )
+                    sent = conn.request(b"PUT", f"/orders/{oid}", json.dumps(body).encode())
+                    status, _ = await asyncio.wait_for(sent, REQUEST_TIMEOUT_S)
                 ok, key = status < 300, str(status)
-            except (ConnectionError, ValueError) as exc:
+            except FAILURES as exc:
                 ok, key = False, type(exc).__name__
-                conn.transport and conn.transport.close()
-                conn = await connect(urls[k % len(urls)])
+                conn.close()
             latencies.append(time.perf_counter() - t0)
-            if not ok:
+            if ok:
+                answered += 1
+            else:
                 errors[key] = errors.get(key, 0) + 1
+        if conn is not None:
+            conn.close()
 
     cpu_before = time.process_time()
     await asyncio.gather(*(worker(k) for k in range(clients)))
-    return {"latencies": latencies, "errors": errors, "cpu": time.process_time() - cpu_before}
+    return {
+        "latencies": latencies,
+        "answered": answered,
+        "errors": errors,
+        "cpu": time.process_time() - cpu_before,
+    }
 
 
 def proc_main(urls: list[str], seconds: float, seed: int, clients: int, out: Any) -> None:
@@ -221,17 +264,20 @@ def main() -> None:
             for k, v in r["errors"].items():
                 errors[k] = errors.get(k, 0) + v
         n = len(latencies)
+        answered = sum(r["answered"] for r in results)  # 2xx only: errors are not throughput
         pct = lambda q: latencies[min(n - 1, int(n * q))] * 1000  # noqa: E731
         print(
             f"clients {args.clients * args.procs} over {len(urls)} API replica(s), "
             f"{args.seconds:.0f} s"
         )
-        print(f"mutations: {n:,} -> {n / args.seconds:,.0f}/s")
+        print(f"mutations: {answered:,} -> {answered / args.seconds:,.0f}/s")
         print(
             f"latency ms: p50 {pct(0.5):.2f}  p99 {pct(0.99):.2f}  max {latencies[-1] * 1000:.1f}"
         )
         print(f"errors: {sum(errors.values())} {errors}")
-        per = ", ".join(f"{name} {seconds / max(n, 1) * 1e6:.0f}" for name, seconds in cpu.items())
+        per = ", ".join(
+            f"{name} {seconds / max(answered, 1) * 1e6:.0f}" for name, seconds in cpu.items()
+        )
         print(f"CPU per mutation (µs): {per}")
         if rclient is not None:
             print(

@@ -26,7 +26,7 @@ HUGE_INT = "1" + "0" * 5000  # beyond Python's 4300-digit int parsing limit
 INTEGRAL_FLOAT_ACCEPTED = (
     "GraphQL Int coercion (graphql-core) accepts an integral float from JSON variables "
     "(quantity 1.0 places an order; side 1.0 is a buy), while REST refuses 1.0 with 422 "
-    "'must be an integer': the two APIs do not refuse the same values (rest.py docstring)"
+    "'must be an integer': the two APIs do not refuse the same values (order_routes.py docstring)"
 )
 
 # (raw JSON value, expected REST status). 422 names the field; 400 is invalid_json.

@@ -150,3 +150,22 @@ async def test_graphql_websocket_key_in_connection_init(auth_stack: Stack) -> No
         message = json.loads(await ws.recv())
         assert message["type"] == "next", message
         assert message["payload"]["data"]["placeOrder"]["orderId"]
+
+
+def test_a_repeated_key_header_counts_its_first_value_on_every_route(anon: httpx.Client) -> None:
+    """Reads (FastAPI), writes (the order routes) and the rate limiter all take the first
+    X-API-Key of a request, so one request cannot be one owner here and another there."""
+    body = {"side": 1, "price": 10, "quantity": 1}
+    first_valid = [("X-API-Key", ALICE), ("X-API-Key", "junk")]
+    first_junk = [("X-API-Key", "junk"), ("X-API-Key", ALICE)]
+    placed = anon.post("/orders", json=body, headers=first_valid)
+    assert placed.status_code == 201, placed.text
+    order_id = placed.json()["order_id"]
+    assert anon.get(f"/orders/{order_id}", headers=first_valid).status_code == 200
+    for response in (
+        anon.post("/orders", json=body, headers=first_junk),
+        anon.get(f"/orders/{order_id}", headers=first_junk),
+        anon.delete(f"/orders/{order_id}", headers=first_junk),
+    ):
+        assert response.status_code == 401, response.text
+    assert anon.delete(f"/orders/{order_id}", headers=first_valid).json() == {"success": True}
