@@ -18,6 +18,7 @@ import gc
 import json
 import signal
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, cast
 
 import redis
@@ -57,9 +58,12 @@ class BookService:
         self.last_command_id = "0-0"
         self.commands_since_checkpoint = 0
         self.last_checkpoint_at = time.monotonic()
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"ckpt-{self.symbol}")
+        self._writing: Future[None] | None = None
 
     def recover(self) -> None:
         started = time.monotonic()
+        self._abandon_write()
         # A checkpoint is written only after its events are published. One that is ahead of
         # the event stream means Redis lost acknowledged writes (a power loss under
         # appendfsync everysec): resume from an older one that the stream still covers.
@@ -149,12 +153,22 @@ class BookService:
         pipe.execute()
 
     def checkpoint_due(self, now: float) -> bool:
+        if self._writing is not None:
+            if not self._writing.done():
+                return False  # one write at a time
+            self.finish_checkpoint()  # a failed write raises here, on the engine thread
         return bool(self.commands_since_checkpoint) and (
             self.commands_since_checkpoint >= self.settings.snapshot_every
             or now - self.last_checkpoint_at >= self.settings.snapshot_interval_s
         )
 
     def write_checkpoint(self) -> None:
+        """Snapshot the core here, on the engine thread (the state must not move under it),
+        and persist it on the writer thread: the file write, two fsyncs, pruning and the
+        trim of the command stream would otherwise stall matching for tens of ms. Nothing
+        depends on the write having finished: recovery uses whichever checkpoint is newest
+        on disk, and the stream is trimmed only behind checkpoints already written."""
+        self.finish_checkpoint()
         started = time.monotonic()
         ckpt = checkpoint.Checkpoint(
             version=1,
@@ -162,19 +176,42 @@ class BookService:
             last_command_id=self.last_command_id,
             core=snapshot(self.engine),
         )
+        self.commands_since_checkpoint = 0
+        self.last_checkpoint_at = time.monotonic()
+        self._writing = self._writer.submit(
+            self._persist, ckpt, round(self.last_checkpoint_at - started, 4)
+        )
+
+    def finish_checkpoint(self) -> None:
+        """Wait for the checkpoint being written, if any; re-raise its failure."""
+        writing, self._writing = self._writing, None
+        if writing is not None:
+            writing.result()
+
+    def _abandon_write(self) -> None:
+        """Before recovering: let a write in flight end; its failure (Redis is down, say)
+        changes nothing, as recovery reads only what is on disk and in Redis."""
+        writing, self._writing = self._writing, None
+        if writing is not None:
+            try:
+                writing.result()
+            except Exception as exc:  # logged: recovery does not depend on that write
+                self.log.warning("checkpoint_write_failed", error=str(exc))
+
+    def _persist(self, ckpt: checkpoint.Checkpoint, snapshot_seconds: float) -> None:
+        started = time.monotonic()
         path = checkpoint.write(self.checkpoint_dir, ckpt)
         kept = checkpoint.prune(self.checkpoint_dir)
         # The command stream is the oplog: keep everything after the oldest kept checkpoint.
         trimmed = self.redis.xtrim(self.command_stream, minid=kept[-1].last_command_id)
-        self.commands_since_checkpoint = 0
-        self.last_checkpoint_at = time.monotonic()
         self.log.info(
             "checkpoint_written",
             path=path.name,
             seq=ckpt.seq,
             bytes=len(ckpt.core),
             commands_trimmed=trimmed,
-            seconds=round(self.last_checkpoint_at - started, 3),
+            snapshot_seconds=snapshot_seconds,
+            write_seconds=round(time.monotonic() - started, 3),
         )
 
 
@@ -241,6 +278,7 @@ class EngineService:
             for book in self.books.values():
                 if book.commands_since_checkpoint:
                     book.write_checkpoint()
+                book.finish_checkpoint()
                 self.redis.set(
                     self.settings.key(book.symbol, "engine:state_hash"), state_hash(book.engine)
                 )

@@ -18,22 +18,11 @@ from .matching import MatchingEngine
 FORMAT_VERSION = 1
 
 
-class RestingOrder(msgspec.Struct, array_like=True, frozen=True):
-    order_id: int
-    side: int
-    price: int
-    quantity: int
-    remaining: int
-    ts: int
-    client_order_id: str | None
-    owner: str = ""
-
-
 class CoreSnapshot(msgspec.Struct, array_like=True, frozen=True):
     version: int
     seq: int
     next_order_id: int
-    orders: list[RestingOrder]
+    orders: list[Order]  # encoded as they rest in the book, and decoded straight into it
     client_order_ids: list[tuple[str, int]]
     base: int = 0
 
@@ -43,24 +32,11 @@ _decoder = msgspec.msgpack.Decoder(CoreSnapshot)
 
 
 def snapshot(engine: MatchingEngine) -> bytes:
-    resting = engine.bids.iter_orders() + engine.asks.iter_orders()
     state = CoreSnapshot(
         version=FORMAT_VERSION,
         seq=engine.seq,
         next_order_id=engine.next_order_id,
-        orders=[
-            RestingOrder(
-                o.order_id,
-                o.side,
-                o.price,
-                o.quantity,
-                o.remaining,
-                o.ts,
-                o.client_order_id,
-                o.owner,
-            )
-            for o in resting
-        ],
+        orders=engine.bids.iter_orders() + engine.asks.iter_orders(),
         client_order_ids=sorted(engine.client_order_ids.items(), key=_by_order_id),
         base=engine.base,
     )
@@ -75,12 +51,9 @@ def restore(data: bytes) -> MatchingEngine:
     engine.seq = state.seq
     engine.next_order_id = state.next_order_id
     engine.client_order_ids = dict(sorted(state.client_order_ids, key=_by_order_id))
-    for r in state.orders:
-        order = Order(
-            r.order_id, r.side, r.price, r.quantity, r.remaining, r.ts, r.client_order_id, r.owner
-        )
-        (engine.bids if r.side > 0 else engine.asks).add(order)
-        engine.orders[r.order_id] = order
+    for order in state.orders:
+        (engine.bids if order.side > 0 else engine.asks).add(order)
+        engine.orders[order.order_id] = order
     return engine
 
 
