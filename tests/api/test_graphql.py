@@ -698,3 +698,22 @@ async def test_order_book_subscription_snapshots(
     assert following["seq"] >= snapshot["seq"]
     gap = (when(following["timestamp"]) - when(snapshot["timestamp"])).total_seconds()
     assert 0.5 <= gap <= 2.0, f"snapshots {gap:.3f} s apart"
+
+
+async def test_a_float_for_an_int_variable_is_refused_naming_its_path(
+    ahttp: httpx.AsyncClient,
+) -> None:
+    """As REST refuses `"quantity": 2.0` with a 422, GraphQL refuses it (graphql-core alone
+    would coerce it to 2 and place the order)."""
+    before = (await ahttp.get("/orders", params={"limit": 1000})).json()
+    variables = {"input": {"side": 1, "price": "10", "quantity": 2.0}}
+    body = (await ahttp.post("/graphql", json={"query": PLACE, "variables": variables})).json()
+    assert body.get("data") is None, body
+    (error,) = body["errors"]
+    assert "input.quantity" in error["message"] and "2.0" in error["message"], error
+    assert (await ahttp.get("/orders", params={"limit": 1000})).json() == before
+    variables["input"]["quantity"] = 2
+    body = (await ahttp.post("/graphql", json={"query": PLACE, "variables": variables})).json()
+    placed = body["data"]["placeOrder"]
+    assert placed["__typename"] == "OrderPlaced", body
+    assert (await ahttp.delete(f"/orders/{placed['orderId']}")).json() == {"success": True}
