@@ -34,9 +34,11 @@ PLAYGROUND = Path(__file__).resolve().parent.parent / "web_playground"
 
 
 class ExchangeGraphQLRouter(GraphQLRouter[Any, Any]):
-    """Strawberry's router, answering 400 (not 500) to every body it cannot use."""
+    """Strawberry's router, answering 400 (not 500) to every body it cannot use, and closing
+    a WebSocket with 4400 on every message that is not a protocol message."""
 
-    def decode_json(self, data: str | bytes) -> object:
+    @staticmethod
+    def _loads(data: str | bytes) -> Any:
         """Every unreadable document as a JSONDecodeError, which Strawberry turns into a 400
         over HTTP and a 4400 close over WebSockets (bad UTF-8, deep nesting and 4300-digit
         integers raise other errors that it would not catch)."""
@@ -47,9 +49,22 @@ class ExchangeGraphQLRouter(GraphQLRouter[Any, Any]):
         except (ValueError, RecursionError) as exc:
             raise json.JSONDecodeError(str(exc), "", 0) from None
 
+    def decode_json(self, data: str | bytes) -> object:
+        """A WebSocket message (HTTP bodies go through `parse_json`). Strawberry's protocol
+        handlers index the message and its payload as objects, so a message of another
+        shape would crash the connection without a close frame: refuse it as invalid."""
+        message = self._loads(data)
+        if not isinstance(message, dict):
+            raise json.JSONDecodeError("a message must be a JSON object", "", 0)
+        if message.get("type") in ("subscribe", "start"):
+            payload = message.get("payload")
+            if not isinstance(payload, dict) or not isinstance(payload.get("query"), str):
+                raise json.JSONDecodeError("payload.query must be a string", "", 0)
+        return message
+
     def parse_json(self, data: str | bytes) -> Any:
         try:
-            parsed = self.decode_json(data)
+            parsed = self._loads(data)
         except json.JSONDecodeError:
             raise HTTPException(400, "Unable to parse request body as JSON") from None
         if not isinstance(parsed, dict | list):

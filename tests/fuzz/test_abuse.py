@@ -777,11 +777,6 @@ HUGE_VARIABLE = (
     '{"type": "subscribe", "id": "1", "payload": {"query": "{ orderBook { seq } }", '
     '"variables": {"x": ' + "1" * 5000 + "}}}"
 )
-NON_OBJECT = (
-    "strawberry's graphql-transport-ws handler indexes message['type'] on a JSON value that is "
-    "not an object (TypeError), so the connection drops without a close frame instead of "
-    "4400 Invalid message"
-)
 
 
 @dataclass(frozen=True)
@@ -806,31 +801,26 @@ TRANSPORT_CASES = [
     WsCase(
         "init-payload-not-object", [json.dumps({"type": "connection_init", "payload": 5})], 4400
     ),
-    WsCase("array-message", [INIT, "[1, 2]"], 4400, NON_OBJECT),
-    WsCase("number-message", [INIT, "1"], 4400, NON_OBJECT),
-    WsCase("null-message", [INIT, "null"], 4400, NON_OBJECT),
-    WsCase("string-message", [INIT, '"subscribe"'], 4400, NON_OBJECT),
+    WsCase("array-message", [INIT, "[1, 2]"], 4400),
+    WsCase("number-message", [INIT, "1"], 4400),
+    WsCase("null-message", [INIT, "null"], 4400),
+    WsCase("string-message", [INIT, '"subscribe"'], 4400),
     WsCase(
         "payload-not-object",
         [INIT, json.dumps({"type": "subscribe", "id": "1", "payload": []})],
         4400,
-        "handle_subscribe indexes payload['query'] on a list (TypeError): dropped connection, "
-        "not 4400",
     ),
     WsCase(
         "query-not-a-string",
         [INIT, json.dumps({"type": "subscribe", "id": "1", "payload": {"query": 5}})],
         4400,
-        "payload.query = 5 is not rejected as an invalid message: the resolver path hits a "
-        "TypeError (len() of an int) and answers an 'error' message (\"Unexpected error.\" or "
-        "the TypeError text), keeping the connection open instead of closing with 4400",
     ),
     WsCase("huge-integer", [INIT, HUGE_VARIABLE], 4400),
     WsCase("deep-nesting", [INIT, "[" * 100_000 + "]" * 100_000], 4400),
 ]
 LEGACY_CASES = [
     WsCase("legacy-start-before-init", [SUBSCRIBE_BOOK.replace("subscribe", "start")], 4401),
-    WsCase("legacy-array-message", [INIT, "[1, 2]"], None, NON_OBJECT.replace("-transport", "")),
+    WsCase("legacy-array-message", [INIT, "[1, 2]"], None),
     WsCase("legacy-huge-integer", [INIT, HUGE_VARIABLE.replace("subscribe", "start")], None),
 ]
 ALL_WS_CASES = [(TRANSPORT_WS, c) for c in TRANSPORT_CASES] + [(LEGACY_WS, c) for c in LEGACY_CASES]
