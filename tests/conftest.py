@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -15,6 +16,26 @@ import redis
 from shared.config import Settings
 from shared.redis_server import free_port
 from shared.stack import Stack
+
+
+@contextmanager
+def running_stack(
+    tmp: Path, *, engine_groups: tuple[str, ...] = ("",), **env: str
+) -> Iterator[Stack]:
+    """A stack of one API replica with these settings, stopped on exit (logs in tmp/logs)."""
+    stack = Stack(
+        tmp,
+        [free_port()],
+        env={"LOG_LEVEL": "info", **env},
+        log_dir=tmp / "logs",
+        engine_groups=engine_groups,
+    )
+    try:
+        stack.start_all()
+        stack.wait_ready()
+        yield stack
+    finally:
+        stack.stop()
 
 
 @pytest.fixture(scope="session")

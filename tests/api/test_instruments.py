@@ -13,26 +13,18 @@ import pytest
 import websockets
 
 from shared.config import ID_SPACE
-from shared.redis_server import free_port
 from shared.stack import Stack
+from tests.conftest import running_stack
 
 
 @pytest.fixture(scope="module")
 def multi(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    tmp = tmp_path_factory.mktemp("instruments")
-    stack = Stack(
-        tmp,
-        [free_port()],
-        env={"INSTRUMENTS": "DEFAULT,ABC:0.05:5000"},
-        log_dir=tmp / "logs",
+    with running_stack(
+        tmp_path_factory.mktemp("instruments"),
         engine_groups=("DEFAULT", "ABC"),  # one engine process per instrument
-    )
-    try:
-        stack.start_all()
-        stack.wait_ready()
+        INSTRUMENTS="DEFAULT,ABC:0.05:5000",
+    ) as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import websockets
 
 from graphql_api.security import hash_key
 from shared.stack import Stack
-from tests.hardening.conftest import start_stack
+from tests.conftest import running_stack
 
 ALICE, BOB = "alice-secret-key", "bob-secret-key"
 
@@ -20,7 +20,10 @@ ALICE, BOB = "alice-secret-key", "bob-secret-key"
 @pytest.fixture(scope="module")
 def auth_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     keys = f"alice:{hash_key(ALICE)},bob:{hash_key(BOB)}"
-    yield from start_stack(tmp_path_factory.mktemp("auth"), AUTH_MODE="api_key", API_KEYS=keys)
+    with running_stack(
+        tmp_path_factory.mktemp("auth"), AUTH_MODE="api_key", API_KEYS=keys
+    ) as stack:
+        yield stack
 
 
 @pytest.fixture

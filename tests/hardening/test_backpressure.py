@@ -12,14 +12,15 @@ import pytest
 import redis
 
 from shared.stack import Stack
-from tests.hardening.conftest import start_stack
+from tests.conftest import running_stack
 
 
 @pytest.fixture(scope="module")
 def slow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    yield from start_stack(
+    with running_stack(
         tmp_path_factory.mktemp("backpressure"), MAX_BACKLOG="5", REQUEST_TIMEOUT_S="3"
-    )
+    ) as stack:
+        yield stack
 
 
 async def test_backlog_sheds_places_but_not_cancels(slow: Stack) -> None:

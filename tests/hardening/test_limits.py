@@ -12,20 +12,21 @@ import websockets
 from websockets.exceptions import InvalidStatus
 
 from shared.stack import Stack
-from tests.hardening.conftest import start_stack
+from tests.conftest import running_stack
 
 GOOD, EVIL = "http://good.example", "http://evil.example"
 
 
 @pytest.fixture(scope="module")
 def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    yield from start_stack(
+    with running_stack(
         tmp_path_factory.mktemp("limits"),
         RATE_LIMIT_PER_S="5",
         RATE_LIMIT_BURST="10",
         ALLOWED_ORIGINS=GOOD,
         PRODUCTION="1",
-    )
+    ) as stack:
+        yield stack
 
 
 @pytest.fixture

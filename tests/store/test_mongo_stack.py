@@ -9,23 +9,19 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from shared.redis_server import free_port
 from shared.stack import Stack
+from tests.conftest import running_stack
 from tests.mongo_wire import wire_server
 
 
 @pytest.fixture(scope="module")
 def mongo_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     data = tmp_path_factory.mktemp("mongo-stack")
-    with wire_server(data / "mongo") as url:
-        env = {"MONGODB_URL": url, "MONGODB_DB": f"stack_{uuid.uuid4().hex[:8]}"}
-        stack = Stack(data, [free_port()], env=env, log_dir=data / "logs")
-        try:
-            stack.start_all()
-            stack.wait_ready()
-            yield stack
-        finally:
-            stack.stop()
+    with (
+        wire_server(data / "mongo") as url,
+        running_stack(data, MONGODB_URL=url, MONGODB_DB=f"stack_{uuid.uuid4().hex[:8]}") as stack,
+    ):
+        yield stack
 
 
 def test_orders_trades_and_book_read_back_from_mongodb(mongo_stack: Stack) -> None:
