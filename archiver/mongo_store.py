@@ -4,6 +4,11 @@ Documents use the same idempotent, order-tolerant writes as the SQLite adapter: 
 `$setOnInsert` upserts keyed by id, updates are guarded by `last_seq < seq` and set absolute
 values, and progress only moves forward (`$max`). The orders bulk write is ordered, which
 keeps an order's insert ahead of its updates.
+
+On a replica set (what docker-compose runs, even with one node) each batch is written in
+one transaction with its progress, and the book is read in one snapshot transaction, so a
+reader sees whole batches only, as with SQLite. A standalone server has no transactions:
+there a batch lands write by write, and `book()`'s `seq` is only a lower bound.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ from typing import Any
 
 import msgspec
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, UpdateOne
+from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo.read_concern import ReadConcern
 
 from shared.config import ID_SPACE
 from shared.events import Accepted, Cancelled, Event, Modified, QuantityChanged, Trade
@@ -31,9 +38,12 @@ class MongoStore:
         self.trades = db["trades"]
         self.events_ = db["events"]
         self.meta = db["meta"]
+        self.transactions = False  # known once open: only replica sets (and mongos) have them
 
     async def open(self) -> None:
         await self._client.aconnect()
+        hello = await self._client.admin.command("hello")
+        self.transactions = "setName" in hello or hello.get("msg") == "isdbgrid"
         await self.orders.create_index(
             [("alive", ASCENDING), ("side", ASCENDING), ("price", ASCENDING)]
         )
@@ -131,13 +141,25 @@ class MongoStore:
                             },
                         )
                     )
-        await self.events_.bulk_write(log, ordered=False)
-        if orders:
-            await self.orders.bulk_write(orders, ordered=True)
-        if trades:
-            await self.trades.bulk_write(trades, ordered=False)
         key = f"progress:{instrument_number(events[-1].seq)}"
-        await self.meta.update_one({"_id": key}, {"$max": {"value": events[-1].seq}}, upsert=True)
+
+        async def write(session: AsyncClientSession | None) -> None:
+            await self.events_.bulk_write(log, ordered=False, session=session)
+            if orders:
+                await self.orders.bulk_write(orders, ordered=True, session=session)
+            if trades:
+                await self.trades.bulk_write(trades, ordered=False, session=session)
+            await self.meta.update_one(
+                {"_id": key}, {"$max": {"value": events[-1].seq}}, upsert=True, session=session
+            )
+
+        if not self.transactions:
+            await write(None)
+            return
+        async with self._client.start_session() as session:
+            # with_transaction retries on transient errors (two archivers colliding, say):
+            # every write here is idempotent, so a retry is always safe.
+            await session.with_transaction(write)
 
     async def progress(self, instrument: int = 0) -> int:
         doc = await self.meta.find_one({"_id": f"progress:{instrument}"})
@@ -195,7 +217,19 @@ class MongoStore:
         ]
 
     async def book(self, levels: int, instrument: int = 0) -> StoredBook:
-        seq = await self.progress(instrument)  # first: a lower bound (see Store.book)
+        if not self.transactions:
+            return await self._book(levels, instrument, None)  # seq first: a lower bound
+        async with (
+            self._client.start_session() as session,
+            await session.start_transaction(read_concern=ReadConcern("snapshot")),
+        ):
+            return await self._book(levels, instrument, session)
+
+    async def _book(
+        self, levels: int, instrument: int, session: AsyncClientSession | None
+    ) -> StoredBook:
+        found = await self.meta.find_one({"_id": f"progress:{instrument}"}, session=session)
+        seq = int(found["value"]) if found else instrument * ID_SPACE
         low, high = id_range(instrument, None)
 
         async def side(side: int, direction: int) -> list[tuple[int, int]]:
@@ -205,7 +239,7 @@ class MongoStore:
                 {"$sort": {"_id": direction}},
                 {"$limit": levels},
             ]
-            cursor = await self.orders.aggregate(pipeline)
+            cursor = await self.orders.aggregate(pipeline, session=session)
             return [(d["_id"], d["quantity"]) async for d in cursor]
 
         return StoredBook(seq, await side(1, DESCENDING), await side(-1, ASCENDING))

@@ -114,9 +114,9 @@ class Store(Protocol):
 
     async def book(self, levels: int, instrument: int = 0) -> StoredBook:
         """One instrument's aggregated alive quantity per price (bids descending, asks
-        ascending) with the progress it reflects. SQLite reads all three in one read
-        transaction, so a book is never half a batch (never crossed, say). MongoDB writes a
-        batch without a transaction, so there `seq` is read first and is a lower bound."""
+        ascending) with the progress it reflects, read in one snapshot: a book is never half
+        a batch (never crossed, say). Only a standalone MongoDB (no transactions) cannot:
+        there `seq` is read first and is a lower bound."""
 
     async def events(self, after: int, limit: int) -> list[Event]:
         """The stored event log, ascending seq, strictly after `after`."""
