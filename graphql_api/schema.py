@@ -37,6 +37,7 @@ from strawberry.extensions import (
     QueryDepthLimiter,
     SchemaExtension,
 )
+from strawberry.schema.config import StrawberryConfig
 from strawberry.types import Info
 
 from .exchange import (
@@ -60,8 +61,8 @@ from .views import (
 T = TypeVar("T")
 RATE_LIMITED = "rate_limited"
 
-Price = strawberry.scalar(
-    NewType("Price", Decimal),
+Price = NewType("Price", Decimal)
+PRICE_SCALAR = strawberry.scalar(
     name="Price",
     description='A price in decimal units as a string, e.g. "101.25" (numbers accepted on input)',
     serialize=lambda value: str(value),
@@ -133,7 +134,7 @@ class Order:
     side: int
     order_type: OrderType
     time_in_force: TimeInForce
-    order_price: Price | None  # type: ignore[valid-type]  # null for a market order
+    order_price: Price | None  # null for a market order
     order_quantity: int
     traded_quantity: int
     remaining_quantity: int
@@ -151,7 +152,7 @@ class Order:
             side=v.side,
             order_type=OrderType(v.order_type),
             time_in_force=TimeInForce(v.time_in_force),
-            order_price=v.order_price,
+            order_price=None if v.order_price is None else Price(v.order_price),
             order_quantity=v.order_quantity,
             traded_quantity=v.traded_quantity,
             remaining_quantity=v.remaining_quantity,
@@ -167,7 +168,7 @@ class Order:
 class Trade:
     trade_id: strawberry.ID
     symbol: str
-    trade_price: Price  # type: ignore[valid-type]
+    trade_price: Price
     quantity: int
     bid_order_id: strawberry.ID
     ask_order_id: strawberry.ID
@@ -179,7 +180,7 @@ class Trade:
         return cls(
             trade_id=strawberry.ID(v.trade_id),
             symbol=v.symbol,
-            trade_price=v.trade_price,
+            trade_price=Price(v.trade_price),
             quantity=v.quantity,
             bid_order_id=strawberry.ID(v.bid_order_id),
             ask_order_id=strawberry.ID(v.ask_order_id),
@@ -190,7 +191,7 @@ class Trade:
 
 @strawberry.type
 class Level:
-    price: Price  # type: ignore[valid-type]
+    price: Price
     quantity: int
 
 
@@ -208,8 +209,8 @@ class OrderBook:
             symbol=v.symbol,
             timestamp=v.timestamp,
             seq=v.seq,
-            bids=[Level(price=level.price, quantity=level.quantity) for level in v.bids],
-            asks=[Level(price=level.price, quantity=level.quantity) for level in v.asks],
+            bids=[Level(price=Price(level.price), quantity=level.quantity) for level in v.bids],
+            asks=[Level(price=Price(level.price), quantity=level.quantity) for level in v.asks],
         )
 
 
@@ -261,7 +262,7 @@ class ChangeResult:
 class PlaceOrderInput:
     side: int = strawberry.field(description="1 buy, -1 sell")
     quantity: int
-    price: Price | None = strawberry.field(  # type: ignore[valid-type]
+    price: Price | None = strawberry.field(
         default=None, description="required for LIMIT orders, omitted for MARKET"
     )
     client_order_id: str | None = None
@@ -393,7 +394,7 @@ class Mutation:
         self,
         info: Info,
         id: strawberry.ID,
-        price: Price | None = None,  # type: ignore[valid-type]
+        price: Price | None = None,
         quantity: int | None = None,
     ) -> ChangeResult:
         """Change the price and/or the total quantity; lowering the quantity keeps priority."""
@@ -524,17 +525,23 @@ def _floats_for_ints(value: Any, kind: GraphQLInputType, path: str) -> Iterator[
 
 def build_schema(production: bool = False) -> strawberry.Schema:
     """The schema with its abuse limits; `production` also turns introspection off."""
+    # Factories, not instances: an extension holds its request's execution context, so
+    # concurrent requests must never share one.
     extensions: list[Any] = [
-        QueryDepthLimiter(max_depth=8),
-        MaxAliasesLimiter(max_alias_count=15),
-        MaxTokensLimiter(max_token_count=2000),
-        MaskErrors(should_mask_error=_mask),
-        StrictIntVariables(),
+        lambda: QueryDepthLimiter(max_depth=8),
+        lambda: MaxAliasesLimiter(max_alias_count=15),
+        lambda: MaxTokensLimiter(max_token_count=2000),
+        lambda: MaskErrors(should_mask_error=_mask),
+        StrictIntVariables,
     ]
     if production:
-        extensions.append(DisableIntrospection())
+        extensions.append(DisableIntrospection)
     return strawberry.Schema(
-        query=Query, mutation=Mutation, subscription=Subscription, extensions=extensions
+        query=Query,
+        mutation=Mutation,
+        subscription=Subscription,
+        extensions=extensions,
+        config=StrawberryConfig(scalar_map={Price: PRICE_SCALAR}),
     )
 
 
