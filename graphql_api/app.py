@@ -18,6 +18,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from strawberry.fastapi import GraphQLRouter
 
 from archiver.store import open_store
@@ -30,6 +31,7 @@ from .rest import build_router
 from .schema import build_schema
 from .security import ApiKeys, RateLimiter, RateLimitMiddleware
 
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 PLAYGROUND = Path(__file__).resolve().parent.parent / "web_playground"
 
 
@@ -132,10 +134,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         """Unknown routes and methods answer in the same shape as every other error."""
         error = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 405:
+            # Starlette names only the first route matching the path: ask every route.
+            allowed = [
+                method
+                for method in HTTP_METHODS
+                if any(
+                    route.matches({**request.scope, "method": method})[0] == Match.FULL
+                    for route in app.routes
+                )
+            ]
+            headers["Allow"] = ", ".join(allowed)
         return JSONResponse(
             {"error": error, "message": str(exc.detail)},
             status_code=exc.status_code,
-            headers=getattr(exc, "headers", None),
+            headers=headers,
         )
 
     @app.get("/health/live", include_in_schema=False)
