@@ -1,7 +1,8 @@
 """Crash harness: steady seeded load while a chaos loop SIGKILLs random services.
 
 `python -m tests.crash.harness --kills 100 --rate 300` is the long run; the test in this
-folder runs a short one. At the end it checks, for every acknowledged mutation, that the
+folder runs a short one. `--mongodb` archives to MongoDB (`MONGODB_URL`, else the local
+wire-protocol test server of `tests/mongo_wire.py`) instead of SQLite. At the end it checks, for every acknowledged mutation, that the
 store holds it with the right outcome; that no event, order or trade is duplicated or
 missing; that every order's traded quantity is the sum of its trades; that stored sequence
 numbers are gap-free; and that the engine's state hash (and every stored event) equals what
@@ -26,13 +27,15 @@ from typing import Any
 import httpx
 import redis
 
-from archiver.sqlite_store import SqliteStore
+from archiver.store import Store, open_store
 from engine.matching import MatchingEngine
 from engine.snapshot import state_hash
 from shared.commands import Command, decode_command
+from shared.config import Settings
 from shared.events import Accepted, Cancelled, Event, Modified, Rejected, Trade
 from shared.redis_server import free_port
 from shared.stack import Stack
+from tests.mongo_wire import wire_server
 
 
 @dataclass
@@ -199,7 +202,15 @@ async def verify(stack: Stack, ledger: Ledger, tap: CommandTap, kills: list[str]
         problems.append(f"state hash {engine_hash} != reference {reference_hash}")
 
     # The archiver must reach the last event.
-    store = SqliteStore(stack.data_dir / "exchange.sqlite3")
+    # The store the stack used: MongoDB when the stack had MONGODB_URL, else SQLite.
+    env = stack.env()
+    store = open_store(
+        Settings(
+            data_dir=stack.data_dir,
+            mongodb_url=env.get("MONGODB_URL", ""),
+            mongodb_db=env.get("MONGODB_DB", "exchange"),
+        )
+    )
     await store.open()
     try:
         target = expected[-1].seq if expected else 0
@@ -273,7 +284,7 @@ def check_ledger(ledger: Ledger, stored: list[Event], problems: list[str]) -> tu
     return lost, duplicated
 
 
-async def check_orders(store: SqliteStore, stored: list[Event], problems: list[str]) -> None:
+async def check_orders(store: Store, stored: list[Event], problems: list[str]) -> None:
     trades = [e for e in stored if isinstance(e, Trade)]
     rows = await store.list_trades(limit=10**9, after=None)
     if [t.trade_id for t in rows] != [t.seq for t in trades]:
@@ -297,8 +308,18 @@ async def check_orders(store: SqliteStore, stored: list[Event], problems: list[s
         after = page[-1].order_id
 
 
-async def run(kills: int, rate: float, seed: int, data_dir: Path, interval: float = 1.5) -> Report:
+async def run(
+    kills: int,
+    rate: float,
+    seed: int,
+    data_dir: Path,
+    interval: float = 1.5,
+    mongodb_url: str = "",
+) -> Report:
+    """`mongodb_url`: archive to that MongoDB (a fresh database) instead of SQLite."""
     env = {"SNAPSHOT_EVERY": "300", "SNAPSHOT_INTERVAL_S": "2", "REQUEST_TIMEOUT_S": "10"}
+    if mongodb_url:
+        env |= {"MONGODB_URL": mongodb_url, "MONGODB_DB": f"crash_{seed}_{int(time.time())}"}
     stack = Stack(data_dir, [free_port(), free_port()], env=env, log_dir=data_dir / "logs")
     try:
         stack.start_all()
@@ -325,10 +346,16 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=300.0, help="mutations per second")
     parser.add_argument("--interval", type=float, default=1.5, help="mean seconds between kills")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--mongodb",
+        action="store_true",
+        help="archive to MongoDB: MONGODB_URL, else a local wire-protocol test server",
+    )
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="crash-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="crash-") as tmp, contextlib.ExitStack() as servers:
+        url = servers.enter_context(wire_server(Path(tmp) / "mongo")) if args.mongodb else ""
         started = time.monotonic()
-        report = asyncio.run(run(args.kills, args.rate, args.seed, Path(tmp), args.interval))
+        report = asyncio.run(run(args.kills, args.rate, args.seed, Path(tmp), args.interval, url))
         print(report.summary())
         print(f"elapsed {time.monotonic() - started:.0f} s; {'PASS' if report.ok() else 'FAIL'}")
         raise SystemExit(0 if report.ok() else 1)
