@@ -2,11 +2,12 @@
 
 `python -m tests.crash.harness --kills 100 --rate 300` is the long run; the test in this
 folder runs a short one. `--mongodb` archives to MongoDB (`MONGODB_URL`, else the local
-wire-protocol test server of `tests/mongo_wire.py`) instead of SQLite. At the end it checks, for every acknowledged mutation, that the
-store holds it with the right outcome; that no event, order or trade is duplicated or
-missing; that every order's traded quantity is the sum of its trades; that stored sequence
-numbers are gap-free; and that the engine's state hash (and every stored event) equals what
-a fresh engine produces from the same commands without crashes.
+wire-protocol test server of `tests/mongo_wire.py`) instead of SQLite. At the end it
+checks, for every acknowledged mutation, that the store holds it with the right outcome;
+that no event, order or trade is duplicated or missing; that every order's traded quantity
+is the sum of its trades; that stored sequence numbers are gap-free; and that the engine's
+state hash (and every stored event) equals what a fresh engine produces from the same
+commands without crashes.
 """
 
 from __future__ import annotations
