@@ -10,6 +10,8 @@ no checks beyond the business rules (unknown, dead or duplicate orders).
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 from shared.commands import BUY, FOK, GTC, MARKET, Cancel, Command, Modify, Place
 from shared.events import (
     DUPLICATE_CLIENT_ORDER_ID,
@@ -67,8 +69,10 @@ class MatchingEngine:
         self.orders: dict[int, Order] = {}  # resting (alive) orders only
         self.next_order_id = base + 1
         self.seq = base  # last sequence number handed out
-        # Client key -> order id, oldest first (ids are handed out in increasing order).
-        self.client_order_ids: dict[str, int] = {}
+        # Client key -> order id, oldest first (ids are handed out in increasing order). An
+        # OrderedDict: forgetting the oldest is O(1) (a dict's front deletion is not: its
+        # iteration skips the holes left by earlier deletions until the next resize).
+        self.client_order_ids: OrderedDict[str, int] = OrderedDict()
         self.client_id_window = CLIENT_ORDER_ID_WINDOW
 
     # -- commands ---------------------------------------------------------------------------
@@ -258,8 +262,8 @@ class MatchingEngine:
         """Record a client order id, forgetting the oldest beyond the window."""
         ids = self.client_order_ids
         ids[key] = order_id
-        if len(ids) > self.client_id_window:
-            del ids[next(iter(ids))]
+        while len(ids) > self.client_id_window:
+            ids.popitem(last=False)
 
     def _reject(self, order_id: int, ts: int) -> list[Event]:
         # Ids are handed out in sequence, so a lower id that is not resting was filled or

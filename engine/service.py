@@ -38,6 +38,10 @@ READ_BATCH = 1000
 Entries = list[tuple[bytes, dict[bytes, bytes]]]
 
 
+class RecoveryImpossible(RuntimeError):
+    """The durable state cannot rebuild the book exactly; serving would be wrong."""
+
+
 def _is_duplicate_id(exc: BaseException) -> bool:
     return isinstance(exc, redis.ResponseError) and "equal or smaller" in str(exc)
 
@@ -63,7 +67,7 @@ class BookService:
 
     def recover(self) -> None:
         started = time.monotonic()
-        self._abandon_write()
+        self.abandon_write()
         # A checkpoint is written only after its events are published. One that is ahead of
         # the event stream means Redis lost acknowledged writes (a power loss under
         # appendfsync everysec): resume from an older one that the stream still covers.
@@ -72,6 +76,16 @@ class BookService:
         found, skipped = checkpoint.load_newest(self.checkpoint_dir, max_seq=published)
         for reason in skipped:
             self.log.warning("checkpoint_skipped", reason=reason)
+        if found is None and skipped:
+            # Every write of a checkpoint trims the command stream behind the oldest one
+            # kept: with checkpoints on disk but none usable, a replay from the start would
+            # rebuild a book without the trimmed commands. Refuse, loudly, rather than serve
+            # a wrong book (docs/recovery.md: restore Redis or the checkpoints).
+            self.log.error("recovery_impossible", checkpoints_unusable=len(skipped))
+            raise RecoveryImpossible(
+                f"{self.symbol}: {len(skipped)} checkpoint(s) on disk, none usable, and the "
+                "command stream is trimmed behind them: restore Redis's data or a checkpoint"
+            )
         if found is None:
             self.engine = MatchingEngine(self.instrument.base)
             self.last_command_id = "0-0"
@@ -188,7 +202,7 @@ class BookService:
         if writing is not None:
             writing.result()
 
-    def _abandon_write(self) -> None:
+    def abandon_write(self) -> None:
         """Before recovering: let a write in flight end; its failure (Redis is down, say)
         changes nothing, as recovery reads only what is on disk and in Redis."""
         writing, self._writing = self._writing, None
@@ -271,21 +285,24 @@ class EngineService:
             # A checkpoint now would record commands as applied that were never published:
             # the next start recovers from the last good checkpoint instead.
             self.log.warning("stop_without_checkpoint", reason="state not known to be published")
+            for book in self.books.values():
+                book.abandon_write()
             return
         # A clean stop leaves a checkpoint, so the next start replays nothing, and
         # publishes the state hash for operators and the crash harness to compare.
-        try:
-            for book in self.books.values():
+        for book in self.books.values():
+            try:
                 if book.commands_since_checkpoint:
                     book.write_checkpoint()
                 book.finish_checkpoint()
                 self.redis.set(
                     self.settings.key(book.symbol, "engine:state_hash"), state_hash(book.engine)
                 )
-        except redis.ConnectionError as exc:
-            # Redis stopped first: what is missing (a trim, the published hash) is redone or
-            # recomputed by the next start, which replays from the last checkpoint on disk.
-            self.log.warning("stop_without_redis", error=str(exc))
+            except redis.RedisError as exc:
+                # Redis stopped first (or refused the trim): what is missing (a trim, the
+                # published hash) is redone or recomputed by the next start, which replays
+                # from the last checkpoint on disk. The other books still get theirs.
+                self.log.warning("stop_without_redis", symbol=book.symbol, error=str(exc))
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ idempotency window forgets them in), so equal states always encode to equal byte
 from __future__ import annotations
 
 import hashlib
+from collections import OrderedDict
 
 import msgspec
 
@@ -37,7 +38,7 @@ def snapshot(engine: MatchingEngine) -> bytes:
         seq=engine.seq,
         next_order_id=engine.next_order_id,
         orders=engine.bids.iter_orders() + engine.asks.iter_orders(),
-        client_order_ids=sorted(engine.client_order_ids.items(), key=_by_order_id),
+        client_order_ids=list(engine.client_order_ids.items()),  # in order-id order already
         base=engine.base,
     )
     return _encoder.encode(state)
@@ -50,7 +51,8 @@ def restore(data: bytes) -> MatchingEngine:
     engine = MatchingEngine(state.base)
     engine.seq = state.seq
     engine.next_order_id = state.next_order_id
-    engine.client_order_ids = dict(sorted(state.client_order_ids, key=_by_order_id))
+    # Sorted: checkpoints of an earlier format listed the ids by key.
+    engine.client_order_ids = OrderedDict(sorted(state.client_order_ids, key=_by_order_id))
     for order in state.orders:
         (engine.bids if order.side > 0 else engine.asks).add(order)
         engine.orders[order.order_id] = order

@@ -50,3 +50,25 @@ def test_checkpoints_trim_the_oplog_and_a_clean_stop_needs_no_replay(tmp_path: P
         assert done is not None
         assert done["commands_replayed"] == 0
         assert done["state_hash"].encode() == hash_at_stop
+
+
+def test_no_usable_checkpoint_over_a_trimmed_stream_refuses_to_serve(tmp_path: Path) -> None:
+    """Checkpoints on disk, none readable, and the stream trimmed behind them: a replay
+    from the start would build a wrong book, so the engine refuses to start."""
+    directory = tmp_path / "checkpoints" / "DEFAULT"
+    with running_stack(tmp_path, SNAPSHOT_EVERY="20", SNAPSHOT_INTERVAL_S="60") as stack:
+        with httpx.Client(base_url=stack.api_url(), timeout=10) as http:
+            for k in range(60):
+                body = {"side": 1, "price": 100 + k % 3, "quantity": 1}
+                assert http.post("/orders", json=body).status_code == 201
+        stack.kill("engine", signal.SIGTERM)
+        files = checkpoint.files(directory)
+        assert files
+        for path in files:  # corrupt: the digest no longer matches
+            data = path.read_bytes()
+            path.write_bytes(data[:-1] + bytes([data[-1] ^ 0xFF]))
+        stack.start("engine")
+        assert stack.processes["engine"].wait(timeout=30) != 0
+        log = (tmp_path / "logs" / "engine.log").read_text()
+        assert '"recovery_impossible"' in log
+        assert "none usable" in log
