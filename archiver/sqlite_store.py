@@ -150,7 +150,8 @@ class SqliteStore:
             )
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            if db.in_transaction:  # SQLite may have rolled back by itself (IOERR, FULL)
+                db.execute("ROLLBACK")
             raise
 
     # -- reads ------------------------------------------------------------------------------
@@ -229,8 +230,11 @@ class SqliteStore:
             ).fetchone()
             bids = db.execute(sql.format("DESC"), (1, low, high, levels)).fetchall()
             asks = db.execute(sql.format("ASC"), (-1, low, high, levels)).fetchall()
-        finally:
-            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:  # SQLite may have rolled back by itself (IOERR, FULL)
+                db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
         seq = int(row[0]) if row else instrument * ID_SPACE
         return StoredBook(seq, [(p, q) for p, q in bids], [(p, q) for p, q in asks])
 

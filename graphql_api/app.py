@@ -26,7 +26,7 @@ from shared.config import Settings
 
 from .errors import ANSWERED, error_response
 from .exchange import Exchange
-from .order_routes import OPENAPI_PATHS, OrderRoutes
+from .order_routes import OPENAPI_PATHS, OrderRoutes, route_path, served_methods
 from .rest import build_router
 from .schema import build_schema
 from .security import ApiKeys, RateLimiter, RateLimitMiddleware
@@ -58,7 +58,12 @@ class ExchangeGraphQLRouter(GraphQLRouter[Any, Any]):
         message = self._loads(data)
         if not isinstance(message, dict):
             raise json.JSONDecodeError("a message must be a JSON object", "", 0)
-        if message.get("type") in ("subscribe", "start"):
+        kind = message.get("type")
+        if kind in ("subscribe", "start", "complete", "stop") and not isinstance(
+            message.get("id"), str
+        ):
+            raise json.JSONDecodeError("id must be a string", "", 0)  # it keys a dict
+        if kind in ("subscribe", "start"):
             payload = message.get("payload")
             if not isinstance(payload, dict) or not isinstance(payload.get("query"), str):
                 raise json.JSONDecodeError("payload.query must be a string", "", 0)
@@ -137,15 +142,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         headers = dict(getattr(exc, "headers", None) or {})
         if exc.status_code == 405:
             # Starlette names only the first route matching the path: ask every route.
+            served = served_methods(route_path(request.scope))  # below FastAPI's router
             allowed = [
                 method
                 for method in HTTP_METHODS
-                if any(
+                if method in served
+                or any(
                     route.matches({**request.scope, "method": method})[0] == Match.FULL
                     for route in app.routes
                 )
             ]
-            headers["Allow"] = ", ".join(allowed)
+            if allowed:  # (a mounted app's own 405 keeps the Allow it set)
+                headers["Allow"] = ", ".join(allowed)
         return JSONResponse(
             {"error": error, "message": str(exc.detail)},
             status_code=exc.status_code,

@@ -46,6 +46,7 @@ MAX_PAGE = 1000
 MAX_DEPTH = 50
 MAX_CLIENT_ORDER_ID = 64
 EXPIRY_TICK_S = 0.05
+OWNER_LOOKUP_TIMEOUT_S = 1.0
 # Entries of stream KEYS[1] after id ARGV[1] (exclusive, "(" prefix), counted up to ARGV[2].
 COUNT_AFTER = "return #redis.call('XRANGE', KEYS[1], ARGV[1], '+', 'COUNT', ARGV[2])"
 
@@ -315,6 +316,10 @@ class Exchange:
             batch = [await queue.get()]
             while not queue.empty() and len(batch) < 512:
                 batch.append(queue.get_nowait())
+            # A request that already failed (timed out) must not become an order later.
+            batch = [item for item in batch if not item[2].done()]
+            if not batch:
+                continue
             try:
                 async with self.redis.pipeline(transaction=False) as pipe:
                     for stream, body, _ in batch:
@@ -509,8 +514,14 @@ class Exchange:
         if not isinstance(first, Rejected):
             return ChangeResult(True)
         if first.reason == ORDER_NOT_ALIVE and owner:
-            await self.read_barrier((instrument,))
-            record = await self.store.get_order(oid)
+            try:
+                async with asyncio.timeout(OWNER_LOOKUP_TIMEOUT_S):
+                    await self.read_barrier((instrument,))
+                    record = await self.store.get_order(oid)
+            except (TimeoutError, Unavailable) as exc:
+                # The engine's answer is definite: keep it rather than turn it into a 503.
+                self.log.warning("owner_lookup_failed", order_id=oid, error=repr(exc))
+                return ChangeResult(False, first.reason)
             if record is not None and record.owner != owner:
                 return ChangeResult(False, NOT_OWNER)
         return ChangeResult(False, first.reason)

@@ -44,27 +44,20 @@ class OrderRoutes:
         self.app = app
         self.exchange = exchange
         self.keys = keys
-        # Per path: the handler of each method served here, and the Allow header of a 405.
-        self.on_orders = ({"POST": self._place}, "GET, POST")
-        self.on_order = ({"PUT": self._modify, "DELETE": self._cancel}, "GET, PUT, DELETE")
+        self.handlers = {"POST": self._place, "PUT": self._modify, "DELETE": self._cancel}
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http":
             path = route_path(scope)
-            routes: tuple[dict[str, Any], str] | None = None
-            if path == "/orders":
-                routes, order_id = self.on_orders, ""
-            elif path.startswith("/orders/") and path[8:] and "/" not in path[8:]:
-                routes, order_id = self.on_order, path[8:]
-            if routes is not None:
+            served = served_methods(path)
+            if served:
                 method = scope["method"]
-                handler = routes[0].get(method)
-                if handler is not None:
-                    await self._serve(handler, scope, receive, send, order_id)
+                if method in served:
+                    await self._serve(self.handlers[method], scope, receive, send, path[8:])
                     return
                 if method not in ("GET", "HEAD"):  # FastAPI serves the reads
                     body = {"error": "method_not_allowed", "message": "Method Not Allowed"}
-                    await respond(send, 405, body, {"Allow": routes[1]})
+                    await respond(send, 405, body, {"Allow": ", ".join(("GET", *served))})
                     return
         await self.app(scope, receive, send)
 
@@ -129,6 +122,15 @@ class OrderRoutes:
         check_order_id(order_id)
         result = await self.exchange.cancel(order_id=order_id, owner=self._owner(headers))
         return 200, change_json(result.success, result.reason)
+
+
+def served_methods(path: str) -> tuple[str, ...]:
+    """The methods these routes serve on `path` (FastAPI serves GET on the same paths)."""
+    if path == "/orders":
+        return ("POST",)
+    if path.startswith("/orders/") and path[8:] and "/" not in path[8:]:
+        return ("PUT", "DELETE")
+    return ()
 
 
 def route_path(scope: Any) -> str:

@@ -25,7 +25,6 @@ from graphql import (
     GraphQLList,
     GraphQLSchema,
     get_nullable_type,
-    validate,
 )
 from graphql.utilities import get_operation_ast, type_from_ast
 from starlette.websockets import WebSocket
@@ -38,6 +37,7 @@ from strawberry.extensions import (
     SchemaExtension,
 )
 from strawberry.schema.config import StrawberryConfig
+from strawberry.schema.schema import validate_document  # Strawberry's rules included
 from strawberry.types import Info
 
 from .exchange import (
@@ -467,7 +467,7 @@ class StrictIntVariables(SchemaExtension):
 
     graphql-core coerces an integral float to `Int`, as graphql-js does (JavaScript has one
     number type); the GraphQL spec asks `Int` input coercion to accept integers only. This
-    runs the schema's validation itself (so Strawberry does not run it again), then checks
+    runs Strawberry's validation itself (so it does not run again), then checks
     the raw variables: a float where an `Int` goes is a request error naming the variable
     and the path inside it, and nothing executes."""
 
@@ -476,7 +476,7 @@ class StrictIntVariables(SchemaExtension):
         document = context.graphql_document
         if document is not None and context.pre_execution_errors is None:
             schema = context.schema._schema
-            errors = validate(schema, document, context.validation_rules)
+            errors = validate_document(schema, document, context.validation_rules)
             if not errors:
                 errors = _float_ints(schema, document, context.operation_name, context.variables)
             context.pre_execution_errors = errors

@@ -128,8 +128,8 @@ async def client_loop(urls: list[str], seconds: float, seed: int, clients: int) 
         while time.monotonic() < deadline:
             if conn is None or not conn.usable:
                 try:
-                    conn = await connect(urls[k % len(urls)])
-                except OSError as exc:
+                    conn = await asyncio.wait_for(connect(urls[k % len(urls)]), REQUEST_TIMEOUT_S)
+                except (OSError, TimeoutError) as exc:
                     key = f"connect: {type(exc).__name__}"
                     errors[key] = errors.get(key, 0) + 1
                     await asyncio.sleep(0.1)

@@ -55,14 +55,17 @@ def wire_server(data_dir: Path) -> Iterator[str]:
     server = ensure_server()
     port = free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
-    log = open(data_dir / "secantus.log", "ab")  # noqa: SIM115
-    process = subprocess.Popen(
-        [str(server), "--host", "127.0.0.1", "--port", str(port), "--storage-path", str(data_dir)],
-        stdin=subprocess.DEVNULL,
-        stdout=log,
-        stderr=log,
-        start_new_session=True,
-    )
+    with open(data_dir / "secantus.log", "ab") as log:  # the child keeps its own handle
+        process = subprocess.Popen(
+            [
+                *(str(server), "--host", "127.0.0.1", "--port", str(port)),
+                *("--storage-path", str(data_dir)),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
     url = f"mongodb://127.0.0.1:{port}/"
     try:
         deadline = time.monotonic() + 60
@@ -84,4 +87,3 @@ def wire_server(data_dir: Path) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-        log.close()

@@ -410,6 +410,7 @@ def test_unknown_route_or_method_answers_in_the_error_shape(
         ("OPTIONS", "/orders/1", {"GET", "PUT", "DELETE"}),
         ("PATCH", "/graphql", {"GET", "POST"}),
         ("DELETE", "/trades", {"GET"}),
+        ("HEAD", "/orders", {"GET", "POST"}),
     ],
 )
 def test_405_allow_header_names_the_real_methods(
@@ -810,6 +811,12 @@ TRANSPORT_CASES = [
         [INIT, json.dumps({"type": "subscribe", "id": "1", "payload": {"query": 5}})],
         4400,
     ),
+    WsCase(
+        "id-not-a-string",
+        [INIT, json.dumps({"type": "subscribe", "id": [1], "payload": {"query": "{ trades }"}})],
+        4400,
+    ),
+    WsCase("complete-id-not-a-string", [INIT, json.dumps({"type": "complete", "id": {}})], 4400),
     WsCase("huge-integer", [INIT, HUGE_VARIABLE], 4400),
     WsCase("deep-nesting", [INIT, "[" * 100_000 + "]" * 100_000], 4400),
 ]
