@@ -1,4 +1,4 @@
-"""Load benchmark: `python -m tests.load [--url URL] [--clients 64] [--seconds 20]`.
+"""Load benchmark: `python -m tests.load [--url URL] [--clients 24] [--seconds 20] [--rate R]`.
 
 Concurrent REST clients send a seeded crossing flow (about 60% place, 25% cancel, 15%
 modify) for a fixed time and it prints mutations/s, p50/p99 latency, errors, and the engine
@@ -113,19 +113,36 @@ REQUEST_TIMEOUT_S = 10.0
 FAILURES = (ConnectionError, OSError, RuntimeError, ValueError, TimeoutError)
 
 
-async def client_loop(urls: list[str], seconds: float, seed: int, clients: int) -> dict[str, Any]:
-    """Latencies of every request sent, its outcome counts, and this process's CPU time."""
+async def client_loop(
+    urls: list[str], seconds: float, seed: int, clients: int, rate: float = 0.0
+) -> dict[str, Any]:
+    """Latencies of every request sent, its outcome counts, and this process's CPU time.
+
+    With `rate` (requests/s for this process) the load is open-loop: each client sends on
+    a fixed schedule, and a request's latency runs from when it was due, not from when it
+    went out, so a stall shows in the percentiles instead of silently slowing the clients
+    down (coordinated omission). Without it, each client sends as soon as it is answered.
+    """
     latencies: list[float] = []
     errors: dict[str, int] = {}
     answered = 0
-    deadline = time.monotonic() + seconds
+    now = time.perf_counter  # uvloop's loop.time() moves in whole milliseconds
+    deadline = now() + seconds
+    interval = clients / rate if rate > 0 else 0.0
 
     async def worker(k: int) -> None:
         nonlocal answered
         rng = random.Random(seed * 1000 + k)
         conn: Connection | None = None
         mine: list[str] = []
-        while time.monotonic() < deadline:
+        due = now() + interval * k / clients  # staggered schedules
+        while now() < deadline:
+            if interval:
+                if due > now():
+                    await asyncio.sleep(due - now())
+                started, due = due, due + interval
+            else:
+                started = now()
             if conn is None or not conn.usable:
                 try:
                     conn = await asyncio.wait_for(connect(urls[k % len(urls)]), REQUEST_TIMEOUT_S)
@@ -136,7 +153,6 @@ async def client_loop(urls: list[str], seconds: float, seed: int, clients: int) 
                     continue
             r = rng.random()
             mid = 1000 + rng.randint(-5, 5)
-            t0 = time.perf_counter()
             try:
                 if r < 0.6 or not mine:
                     side = rng.choice((1, -1))
@@ -161,7 +177,7 @@ async def client_loop(urls: list[str], seconds: float, seed: int, clients: int) 
             except FAILURES as exc:
                 ok, key = False, type(exc).__name__
                 conn.close()
-            latencies.append(time.perf_counter() - t0)
+            latencies.append(now() - started)
             if ok:
                 answered += 1
             else:
@@ -179,8 +195,10 @@ async def client_loop(urls: list[str], seconds: float, seed: int, clients: int) 
     }
 
 
-def proc_main(urls: list[str], seconds: float, seed: int, clients: int, out: Any) -> None:
-    out.put(uvloop.run(client_loop(urls, seconds, seed, clients)))
+def proc_main(
+    urls: list[str], seconds: float, seed: int, clients: int, rate: float, out: Any
+) -> None:
+    out.put(uvloop.run(client_loop(urls, seconds, seed, clients, rate)))
 
 
 def cpu_seconds(pid: int) -> float:
@@ -216,6 +234,12 @@ def main() -> None:
     parser.add_argument("--procs", type=int, default=1)
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=0.0,
+        help="open loop: mutations/s in all, on a fixed schedule (default: closed loop)",
+    )
     args = parser.parse_args()
 
     stack = None
@@ -238,7 +262,15 @@ def main() -> None:
         queue: Any = multiprocessing.Queue()
         procs = [
             multiprocessing.Process(
-                target=proc_main, args=(urls, args.seconds, args.seed + i, args.clients, queue)
+                target=proc_main,
+                args=(
+                    urls,
+                    args.seconds,
+                    args.seed + i,
+                    args.clients,
+                    args.rate / args.procs,
+                    queue,
+                ),
             )
             for i in range(args.procs)
         ]
@@ -266,9 +298,10 @@ def main() -> None:
         n = len(latencies)
         answered = sum(r["answered"] for r in results)  # 2xx only: errors are not throughput
         pct = lambda q: latencies[min(n - 1, int(n * q))] * 1000  # noqa: E731
+        mode = f"open loop at {args.rate:,.0f}/s" if args.rate else "closed loop"
         print(
             f"clients {args.clients * args.procs} over {len(urls)} API replica(s), "
-            f"{args.seconds:.0f} s"
+            f"{args.seconds:.0f} s, {mode}"
         )
         print(f"mutations: {answered:,} -> {answered / args.seconds:,.0f}/s")
         print(
