@@ -35,6 +35,7 @@ from .snapshot import restore, snapshot, state_hash
 
 BOOK_DEPTH = 50  # levels published; subscribers slice what they asked for
 READ_BATCH = 1000
+REPLY_STREAM_LENGTH = 10_000  # answers kept per replica stream: far more than are in flight
 Entries = list[tuple[bytes, dict[bytes, bytes]]]
 
 
@@ -126,6 +127,7 @@ class BookService:
         # failed publish never leaves a later entry in the stream above a missing one. Only
         # runtime refusals of re-appended ids (the replay case) come back per entry.
         pipe = self.redis.pipeline(transaction=True)
+        is_reply: list[bool] = []
         for entry_id, fields in entries:
             try:
                 command = decode_command(fields[b"c"])
@@ -133,17 +135,35 @@ class BookService:
                 self.log.error("bad_command_entry", entry_id=entry_id.decode(), error=str(exc))
                 continue
             events = engine.apply(command)
+            body = encode_events(events)
             pipe.xadd(
                 stream,
-                {"r": command.request_id, "c": entry_id, "e": encode_events(events)},
+                {"r": command.request_id, "c": entry_id, "e": body},
                 id=f"{events[-1].seq}-0",
             )
+            is_reply.append(False)
+            replica, dash, _ = command.request_id.partition("-")
+            if dash:
+                # The answer again, on the asking replica's own stream, which only that
+                # replica creates (NOMKSTREAM: none for a replica that is gone) and reads.
+                pipe.xadd(
+                    self.settings.reply_stream_of(self.symbol, replica),
+                    {"r": command.request_id, "e": body},
+                    maxlen=REPLY_STREAM_LENGTH,
+                    approximate=True,
+                    nomkstream=True,
+                )
+                is_reply.append(True)
         duplicates = 0
-        for result in pipe.execute(raise_on_error=False):
-            if isinstance(result, Exception):
-                if not _is_duplicate_id(result):
-                    raise result
+        for result, reply in zip(pipe.execute(raise_on_error=False), is_reply, strict=True):
+            if not isinstance(result, Exception):
+                continue
+            if reply:  # the event is published; a replica missing it times out (503)
+                self.log.warning("reply_not_sent", error=str(result))
+            elif _is_duplicate_id(result):
                 duplicates += 1
+            else:
+                raise result
         self.last_command_id = entries[-1][0].decode()
         self.commands_since_checkpoint += len(entries)
         return duplicates

@@ -1,7 +1,9 @@
 """The application layer: every REST route and GraphQL resolver goes through `Exchange`.
 
 Mutations are validated here with the `shared` parsers, journaled on the command stream,
-and answered when the engine's events for that request id come back on the event stream.
+and answered when the engine's events for that request id come back on this replica's own
+reply stream (the engine appends each command's events to the instrument's event stream and
+to the asking replica's reply stream).
 Reads come from the store after a read barrier: the store must have archived everything
 the engine had published when the read arrived, which gives read-your-writes from any API
 replica (a mutation is acknowledged only after its events are on the stream).
@@ -47,8 +49,20 @@ MAX_DEPTH = 50
 MAX_CLIENT_ORDER_ID = 64
 EXPIRY_TICK_S = 0.05
 OWNER_LOOKUP_TIMEOUT_S = 1.0
-# Entries of stream KEYS[1] after id ARGV[1] (exclusive, "(" prefix), counted up to ARGV[2].
-COUNT_AFTER = "return #redis.call('XRANGE', KEYS[1], ARGV[1], '+', 'COUNT', ARGV[2])"
+# Commands (stream KEYS[1]) after the last one the engine answered (the `c` field of the
+# newest entry of its event stream KEYS[2]), counted up to ARGV[1].
+COUNT_UNANSWERED = """
+local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
+local start = '-'
+if #last > 0 then
+  local fields = last[1][2]
+  for i = 1, #fields, 2 do
+    if fields[i] == 'c' then start = '(' .. fields[i + 1] end
+  end
+end
+return #redis.call('XRANGE', KEYS[1], start, '+', 'COUNT', ARGV[1])
+"""
+REPLY_STREAM_TTL_S = 60
 
 
 class InvalidInput(Exception):
@@ -157,29 +171,31 @@ class Exchange:
         self._tasks: list[asyncio.Task[None]] = []
         # Per instrument: command stream id of the last command the engine answered, and
         # how many it has not answered yet (counted up to MAX_BACKLOG + 1).
-        self.engine_position: dict[str, bytes] = {}
         self.backlog: dict[str, int] = dict.fromkeys(self.books, 0)
         self._outbox: asyncio.Queue[tuple[str, bytes, asyncio.Future[list[Event]]]] = (
             asyncio.Queue()
         )
         self._deadlines: deque[tuple[float, asyncio.Future[list[Event]]]] = deque()
-        # Request ids: unique per process start (the prefix) and per request (the count).
-        self._request_prefix = uuid.uuid4().hex[:12] + "-"
+        # Request ids: unique per process start (the replica id) and per request (the
+        # count). The engine answers each on the stream named after the replica id.
+        self.replica = uuid.uuid4().hex[:12]
+        self._request_prefix = self.replica + "-"
         self._request_count = 0
         self._event_streams = {
             settings.event_stream_of(i.symbol): i.symbol for i in settings.instruments
         }
+        self._reply_streams = [
+            settings.reply_stream_of(i.symbol, self.replica) for i in settings.instruments
+        ]
 
     # -- lifecycle --------------------------------------------------------------------------
 
     async def start(self) -> None:
-        positions: dict[Any, Any] = {}
-        for stream, symbol in self._event_streams.items():
-            last: Any = await self.redis.xrevrange(stream, "+", "-", count=1)
-            positions[stream] = last[0][0] if last else "0-0"
-            self.engine_position[symbol] = last[0][1][b"c"] if last else b"0-0"
+        replies = {stream: await self._open_reply_stream(stream) for stream in self._reply_streams}
         self._tasks = [
-            asyncio.create_task(self._read_events(positions)),
+            asyncio.create_task(self._read_replies(replies)),
+            asyncio.create_task(self._keep_reply_streams()),
+            asyncio.create_task(self._read_trades()),
             asyncio.create_task(self._read_books()),
             asyncio.create_task(self._watch_backlog()),
             asyncio.create_task(self._journal()),
@@ -193,11 +209,60 @@ class Exchange:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    async def _read_events(self, positions: dict[Any, Any]) -> None:
-        """Answer waiting requests and feed trade subscribers from every event stream."""
+    async def _open_reply_stream(self, stream: str) -> bytes:
+        """Create this replica's reply stream (the engine never does) with a lifetime that
+        `_keep_reply_streams` extends: a replica that dies leaves nothing behind for long.
+        Returns the id to read after."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.xadd(stream, {"open": self.replica})
+            pipe.expire(stream, REPLY_STREAM_TTL_S)
+            opened, _ = await pipe.execute()
+        return opened  # type: ignore[no-any-return]
+
+    async def _keep_reply_streams(self) -> None:
+        while True:
+            await asyncio.sleep(REPLY_STREAM_TTL_S / 4)
+            try:
+                for stream in self._reply_streams:
+                    if not await self.redis.expire(stream, REPLY_STREAM_TTL_S):
+                        # Gone (Redis lost it, or it expired while Redis was away): a new
+                        # one; the reader's position stays valid, as new ids are higher.
+                        await self._open_reply_stream(stream)
+            except (aioredis.ConnectionError, aioredis.TimeoutError) as exc:
+                self.log.warning("reply_stream_keeper_redis_error", error=str(exc))
+
+    async def _read_replies(self, positions: dict[Any, Any]) -> None:
+        """Answer waiting requests from this replica's reply streams."""
         while True:
             try:
                 response: Any = await self.redis.xread(positions, count=1000, block=1000)
+            except (aioredis.ConnectionError, aioredis.TimeoutError) as exc:
+                self.log.warning("reply_reader_redis_error", error=str(exc))
+                await asyncio.sleep(0.2)
+                continue
+            except Exception:  # logged with its traceback; the reader must outlive it
+                self.log.exception("reply_reader_error")
+                await asyncio.sleep(0.2)
+                continue
+            for raw_stream, entries in response or ():
+                for _, fields in entries:
+                    request_id = fields.get(b"r")
+                    future = self.pending.pop(request_id.decode(), None) if request_id else None
+                    if future is not None and not future.done():
+                        future.set_result(decode_events(fields[b"e"]))
+                positions[raw_stream.decode()] = entries[-1][0]
+
+    async def _read_trades(self) -> None:
+        """Feed trade subscribers from every event stream, only while there are any (new
+        subscribers get the trades from when they subscribed)."""
+        positions: dict[Any, Any] = {}
+        while True:
+            if not self.trades.subscribers:
+                positions = dict.fromkeys(self._event_streams, "$")
+                await asyncio.sleep(0.05)
+                continue
+            try:
+                response: Any = await self.redis.xread(positions, count=1000, block=200)
             except (aioredis.ConnectionError, aioredis.TimeoutError) as exc:
                 self.log.warning("event_reader_redis_error", error=str(exc))
                 await asyncio.sleep(0.2)
@@ -207,20 +272,11 @@ class Exchange:
                 await asyncio.sleep(0.2)
                 continue
             for raw_stream, entries in response or ():
-                stream = raw_stream.decode()  # the key `positions` uses: never add a twin
-                symbol = self._event_streams[stream]
-                self.engine_position[symbol] = entries[-1][1][b"c"]
                 for _, fields in entries:
-                    future = self.pending.pop(fields[b"r"].decode(), None)
-                    if future is None and not self.trades.subscribers:
-                        continue
-                    events = decode_events(fields[b"e"])
-                    if future is not None and not future.done():
-                        future.set_result(events)
-                    for event in events:
+                    for event in decode_events(fields[b"e"]):
                         if type(event) is Trade:
                             self.trades.publish(event)
-                positions[stream] = entries[-1][0]
+                positions[raw_stream.decode()] = entries[-1][0]
 
     async def _watch_backlog(self) -> None:
         """Count (up to the threshold) the commands each engine has not answered yet.
@@ -229,14 +285,17 @@ class Exchange:
         to MAX_BACKLOG + 1 entries, which would cost the most exactly when the engine is
         behind and the machine is busiest."""
         cap = self.settings.max_backlog + 1
-        count = self.redis.register_script(COUNT_AFTER)
+        count = self.redis.register_script(COUNT_UNANSWERED)
         while True:
             for symbol in self.backlog:
                 try:
                     waiting = int(
                         await count(
-                            keys=[self.settings.command_stream_of(symbol)],
-                            args=[b"(" + self.engine_position[symbol], cap],
+                            keys=[
+                                self.settings.command_stream_of(symbol),
+                                self.settings.event_stream_of(symbol),
+                            ],
+                            args=[cap],
                         )
                     )
                     self.backlog[symbol] = waiting

@@ -200,6 +200,11 @@ class Settings:
     def event_stream_of(self, symbol: str) -> str:
         return self.key(symbol, "events")
 
+    def reply_stream_of(self, symbol: str, replica: str) -> str:
+        """An API replica's answers from one instrument's engine (`replica`: the prefix of
+        its request ids), so that no replica reads the others' answers."""
+        return self.key(symbol, f"replies:{replica}")
+
     def book_channel_of(self, symbol: str) -> str:
         return self.key(symbol, "book")
 
