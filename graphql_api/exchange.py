@@ -187,13 +187,17 @@ class Exchange:
         self._reply_streams = [
             settings.reply_stream_of(i.symbol, self.replica) for i in settings.instruments
         ]
+        self._reply_positions: dict[Any, Any] = {}
+        self._recheck_replies = asyncio.Event()
 
     # -- lifecycle --------------------------------------------------------------------------
 
     async def start(self) -> None:
-        replies = {stream: await self._open_reply_stream(stream) for stream in self._reply_streams}
+        self._reply_positions = {
+            stream: await self._open_reply_stream(stream) for stream in self._reply_streams
+        }
         self._tasks = [
-            asyncio.create_task(self._read_replies(replies)),
+            asyncio.create_task(self._read_replies()),
             asyncio.create_task(self._keep_reply_streams()),
             asyncio.create_task(self._read_trades()),
             asyncio.create_task(self._read_books()),
@@ -220,28 +224,40 @@ class Exchange:
         return opened  # type: ignore[no-any-return]
 
     async def _keep_reply_streams(self) -> None:
+        """Extend the reply streams' lifetime; re-create one that is gone (Redis came back
+        without it, or it expired while Redis was away), and then read it from the start:
+        a Redis restarted on a host whose clock is behind hands out lower ids. Checked at
+        once after any Redis error, as the engine cannot answer into a missing stream."""
         while True:
-            await asyncio.sleep(REPLY_STREAM_TTL_S / 4)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(REPLY_STREAM_TTL_S / 4):
+                    await self._recheck_replies.wait()
+            self._recheck_replies.clear()
             try:
                 for stream in self._reply_streams:
                     if not await self.redis.expire(stream, REPLY_STREAM_TTL_S):
-                        # Gone (Redis lost it, or it expired while Redis was away): a new
-                        # one; the reader's position stays valid, as new ids are higher.
                         await self._open_reply_stream(stream)
-            except (aioredis.ConnectionError, aioredis.TimeoutError) as exc:
-                self.log.warning("reply_stream_keeper_redis_error", error=str(exc))
+                        self._reply_positions[stream] = b"0-0"  # duplicates are harmless
+                        self.log.warning("reply_stream_recreated", stream=stream)
+            except Exception as exc:  # logged; without this task every request would time out
+                self.log.warning("reply_stream_keeper_error", error=repr(exc))
+                await asyncio.sleep(0.5)
+                self._recheck_replies.set()
 
-    async def _read_replies(self, positions: dict[Any, Any]) -> None:
+    async def _read_replies(self) -> None:
         """Answer waiting requests from this replica's reply streams."""
+        positions = self._reply_positions
         while True:
             try:
                 response: Any = await self.redis.xread(positions, count=1000, block=1000)
             except (aioredis.ConnectionError, aioredis.TimeoutError) as exc:
                 self.log.warning("reply_reader_redis_error", error=str(exc))
+                self._recheck_replies.set()
                 await asyncio.sleep(0.2)
                 continue
             except Exception:  # logged with its traceback; the reader must outlive it
                 self.log.exception("reply_reader_error")
+                self._recheck_replies.set()
                 await asyncio.sleep(0.2)
                 continue
             for raw_stream, entries in response or ():
@@ -253,15 +269,21 @@ class Exchange:
                 positions[raw_stream.decode()] = entries[-1][0]
 
     async def _read_trades(self) -> None:
-        """Feed trade subscribers from every event stream, only while there are any (new
-        subscribers get the trades from when they subscribed)."""
-        positions: dict[Any, Any] = {}
+        """Feed trade subscribers from every event stream, only while there are any. When
+        the first one arrives, reading starts at each stream's newest entry, by id (never
+        "$", which would drop what arrives between two reads)."""
+        positions: dict[Any, Any] | None = None
         while True:
-            if not self.trades.subscribers:
-                positions = dict.fromkeys(self._event_streams, "$")
-                await asyncio.sleep(0.05)
-                continue
             try:
+                if not self.trades.subscribers:
+                    positions = None
+                    await asyncio.sleep(0.02)
+                    continue
+                if positions is None:
+                    positions = {}
+                    for stream in self._event_streams:
+                        last: Any = await self.redis.xrevrange(stream, "+", "-", count=1)
+                        positions[stream] = last[0][0] if last else b"0-0"
                 response: Any = await self.redis.xread(positions, count=1000, block=200)
             except (aioredis.ConnectionError, aioredis.TimeoutError) as exc:
                 self.log.warning("event_reader_redis_error", error=str(exc))
@@ -405,6 +427,7 @@ class Exchange:
                 _, future = deadlines.popleft()
                 if not future.done():
                     future.set_exception(TimeoutError())
+                    self._recheck_replies.set()  # was the reply stream lost?
 
     async def _submit(self, instrument: Instrument, command_for: Any) -> list[Event]:
         self._request_count += 1

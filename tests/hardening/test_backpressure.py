@@ -59,3 +59,27 @@ async def test_backlog_sheds_places_but_not_cancels(slow: Stack) -> None:
             await asyncio.sleep(0.1)
         assert again.status_code == 201
     client.close()
+
+
+ORDER = {"side": 1, "price": 10, "quantity": 1}
+
+
+def test_a_lost_reply_stream_is_recreated(slow: Stack) -> None:
+    """If Redis loses a replica's reply stream (the engine never creates one), the replica
+    notices (a request times out) and creates it again; later requests are answered."""
+    client = redis.Redis.from_url(slow.redis_url)
+    with httpx.Client(base_url=slow.api_url(), timeout=15) as http:
+        assert http.post("/orders", json=ORDER).status_code == 201
+        (stream,) = client.keys("exchange:{DEFAULT}:replies:*")
+        client.delete(stream)
+        statuses = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            statuses.append(http.post("/orders", json=ORDER).status_code)
+            if statuses[-1] == 201:
+                break
+        assert statuses[-1] == 201, statuses
+        assert set(statuses) <= {201, 503}, statuses  # 503: "may still be applied"
+        assert client.exists(stream)
+    log = (slow.data_dir / "logs" / f"api-{slow.api_ports[0]}.log").read_text()
+    assert "reply_stream_recreated" in log
