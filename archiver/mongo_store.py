@@ -162,7 +162,10 @@ class MongoStore:
             await session.with_transaction(write)
 
     async def progress(self, instrument: int = 0) -> int:
-        doc = await self.meta.find_one({"_id": f"progress:{instrument}"})
+        return await self._progress(instrument, None)
+
+    async def _progress(self, instrument: int, session: AsyncClientSession | None) -> int:
+        doc = await self.meta.find_one({"_id": f"progress:{instrument}"}, session=session)
         return int(doc["value"]) if doc else instrument * ID_SPACE
 
     async def get_order(self, order_id: int) -> OrderRecord | None:
@@ -228,8 +231,7 @@ class MongoStore:
     async def _book(
         self, levels: int, instrument: int, session: AsyncClientSession | None
     ) -> StoredBook:
-        found = await self.meta.find_one({"_id": f"progress:{instrument}"}, session=session)
-        seq = int(found["value"]) if found else instrument * ID_SPACE
+        seq = await self._progress(instrument, session)
         low, high = id_range(instrument, None)
 
         async def side(side: int, direction: int) -> list[tuple[int, int]]:

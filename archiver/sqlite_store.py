@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -93,8 +94,7 @@ class SqliteStore:
 
     def _apply(self, events: Sequence[Event]) -> None:
         db = self.db
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(db, "IMMEDIATE"):
             for e in events:
                 db.execute(
                     "INSERT OR IGNORE INTO events (seq, body) VALUES (?, ?)", (e.seq, _encode(e))
@@ -148,19 +148,17 @@ class SqliteStore:
                 "ON CONFLICT (key) DO UPDATE SET value = max(value, excluded.value)",
                 (f"progress:{instrument_number(events[-1].seq)}", events[-1].seq),
             )
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:  # SQLite may have rolled back by itself (IOERR, FULL)
-                db.execute("ROLLBACK")
-            raise
 
     # -- reads ------------------------------------------------------------------------------
 
     async def progress(self, instrument: int = 0) -> int:
-        rows = await self._run(
-            self._query, "SELECT value FROM meta WHERE key = ?", (f"progress:{instrument}",)
-        )
-        return int(rows[0][0]) if rows else instrument * ID_SPACE
+        return await self._run(self._progress, instrument)
+
+    def _progress(self, instrument: int) -> int:
+        row = self.db.execute(
+            "SELECT value FROM meta WHERE key = ?", (f"progress:{instrument}",)
+        ).fetchone()
+        return int(row[0]) if row else instrument * ID_SPACE
 
     async def get_order(self, order_id: int) -> OrderRecord | None:
         rows = await self._run(
@@ -223,19 +221,10 @@ class SqliteStore:
         )
         low, high = id_range(instrument, None)
         db = self.db
-        db.execute("BEGIN")  # one read snapshot (WAL) for the progress and both sides
-        try:
-            row = db.execute(
-                "SELECT value FROM meta WHERE key = ?", (f"progress:{instrument}",)
-            ).fetchone()
+        with transaction(db):  # one read snapshot (WAL) for the progress and both sides
+            seq = self._progress(instrument)
             bids = db.execute(sql.format("DESC"), (1, low, high, levels)).fetchall()
             asks = db.execute(sql.format("ASC"), (-1, low, high, levels)).fetchall()
-        except BaseException:
-            if db.in_transaction:  # SQLite may have rolled back by itself (IOERR, FULL)
-                db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
-        seq = int(row[0]) if row else instrument * ID_SPACE
         return StoredBook(seq, [(p, q) for p, q in bids], [(p, q) for p, q in asks])
 
     async def events(self, after: int, limit: int) -> list[Event]:
@@ -248,6 +237,20 @@ class SqliteStore:
 
     def _query(self, sql: str, args: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         return self.db.execute(sql, args).fetchall()
+
+
+@contextmanager
+def transaction(db: sqlite3.Connection, mode: str = "") -> Iterator[None]:
+    """BEGIN [mode] ... COMMIT, or ROLLBACK on any error (unless SQLite already rolled
+    back by itself, as it does on IOERR or FULL: a second ROLLBACK would hide the cause)."""
+    db.execute(f"BEGIN {mode}")
+    try:
+        yield
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
 
 
 def _order(r: tuple[Any, ...]) -> OrderRecord:
