@@ -26,10 +26,10 @@ from shared.config import Settings
 
 from .errors import ANSWERED, error_response
 from .exchange import Exchange
-from .order_routes import OPENAPI_PATHS, OrderRoutes, route_path, served_methods
+from .order_routes import OPENAPI_PATHS, OrderRoutes, served_methods
 from .rest import build_router
 from .schema import build_schema
-from .security import ApiKeys, RateLimiter, RateLimitMiddleware
+from .security import ApiKeys, RateLimiter, RateLimitMiddleware, route_path
 
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 PLAYGROUND = Path(__file__).resolve().parent.parent / "web_playground"

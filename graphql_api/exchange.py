@@ -17,9 +17,10 @@ import json
 import time
 import uuid
 from collections import deque
+from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 import structlog
@@ -43,6 +44,8 @@ from shared.prices import InputError, parse_price, parse_quantity, parse_side, t
 
 from .hub import Hub
 from .metrics import ANSWERED_BY_KIND, BACKLOG, MUTATIONS, ROUND_TRIP_BY_KIND
+
+T = TypeVar("T")
 
 MAX_PAGE = 1000
 MAX_DEPTH = 50
@@ -169,8 +172,8 @@ class Exchange:
             i.symbol: Hub(maxsize=16) for i in settings.instruments
         }
         self._tasks: list[asyncio.Task[None]] = []
-        # Per instrument: command stream id of the last command the engine answered, and
-        # how many it has not answered yet (counted up to MAX_BACKLOG + 1).
+        # Per instrument: how many commands its engine has not answered yet (counted up to
+        # MAX_BACKLOG + 1).
         self.backlog: dict[str, int] = dict.fromkeys(self.books, 0)
         self._outbox: asyncio.Queue[tuple[str, bytes, asyncio.Future[list[Event]]]] = (
             asyncio.Queue()
@@ -248,18 +251,9 @@ class Exchange:
         """Answer waiting requests from this replica's reply streams."""
         positions = self._reply_positions
         while True:
-            try:
-                response: Any = await self.redis.xread(positions, count=1000, block=1000)
-            except (aioredis.ConnectionError, aioredis.TimeoutError) as exc:
-                self.log.warning("reply_reader_redis_error", error=str(exc))
-                self._recheck_replies.set()
-                await asyncio.sleep(0.2)
-                continue
-            except Exception:  # logged with its traceback; the reader must outlive it
-                self.log.exception("reply_reader_error")
-                self._recheck_replies.set()
-                await asyncio.sleep(0.2)
-                continue
+            response: Any = await self._guarded(
+                "reply_reader", self.redis.xread(positions, count=1000, block=1000)
+            )
             for raw_stream, entries in response or ():
                 for _, fields in entries:
                     request_id = fields.get(b"r")
@@ -268,31 +262,45 @@ class Exchange:
                         future.set_result(decode_events(fields[b"e"]))
                 positions[raw_stream.decode()] = entries[-1][0]
 
+    async def _guarded(self, reader: str, call: Awaitable[T]) -> T | None:
+        """`call`'s result; None after logging a failure and pausing, so that a reader
+        outlives any Redis error. An error may mean the reply streams were lost too."""
+        try:
+            return await call
+        except (aioredis.ConnectionError, aioredis.TimeoutError) as exc:
+            self.log.warning(f"{reader}_redis_error", error=str(exc))
+        except Exception:  # logged with its traceback
+            self.log.exception(f"{reader}_error")
+        self._recheck_replies.set()
+        await asyncio.sleep(0.2)
+        return None
+
+    async def _newest_ids(self, streams: Iterable[str]) -> dict[str, bytes | None]:
+        """Each stream's newest entry id (None: empty)."""
+        newest: dict[str, bytes | None] = {}
+        for stream in streams:
+            last: Any = await self.redis.xrevrange(stream, "+", "-", count=1)
+            newest[stream] = last[0][0] if last else None
+        return newest
+
     async def _read_trades(self) -> None:
         """Feed trade subscribers from every event stream, only while there are any. When
         the first one arrives, reading starts at each stream's newest entry, by id (never
         "$", which would drop what arrives between two reads)."""
-        positions: dict[Any, Any] | None = None
+        positions: dict[Any, Any] = {}
         while True:
-            try:
-                if not self.trades.subscribers:
-                    positions = None
-                    await asyncio.sleep(0.02)
+            if not self.trades.subscribers:
+                positions = {}
+                await asyncio.sleep(0.02)
+                continue
+            if not positions:
+                newest = await self._guarded("event_reader", self._newest_ids(self._event_streams))
+                if newest is None:
                     continue
-                if positions is None:
-                    positions = {}
-                    for stream in self._event_streams:
-                        last: Any = await self.redis.xrevrange(stream, "+", "-", count=1)
-                        positions[stream] = last[0][0] if last else b"0-0"
-                response: Any = await self.redis.xread(positions, count=1000, block=200)
-            except (aioredis.ConnectionError, aioredis.TimeoutError) as exc:
-                self.log.warning("event_reader_redis_error", error=str(exc))
-                await asyncio.sleep(0.2)
-                continue
-            except Exception:  # logged with its traceback; the reader must outlive it
-                self.log.exception("event_reader_error")
-                await asyncio.sleep(0.2)
-                continue
+                positions = {stream: entry_id or b"0-0" for stream, entry_id in newest.items()}
+            response: Any = await self._guarded(
+                "event_reader", self.redis.xread(positions, count=1000, block=200)
+            )
             for raw_stream, entries in response or ():
                 for _, fields in entries:
                     for event in decode_events(fields[b"e"]):
@@ -613,12 +621,15 @@ class Exchange:
     async def read_barrier(self, instruments: tuple[Instrument, ...] | None = None) -> None:
         """Wait until the store has archived every event published so far (for the given
         instruments, default all): a read after an acknowledged write sees it."""
-        targets = []
-        for instrument in instruments or self.settings.instruments:
-            stream = self.settings.event_stream_of(instrument.symbol)
-            last: Any = await self.redis.xrevrange(stream, "+", "-", count=1)
-            if last:
-                targets.append((instrument.number, _stream_seq(last[0][0])))
+        streams = {
+            self.settings.event_stream_of(i.symbol): i.number
+            for i in instruments or self.settings.instruments
+        }
+        targets = [
+            (streams[stream], _stream_seq(entry_id))
+            for stream, entry_id in (await self._newest_ids(streams)).items()
+            if entry_id is not None
+        ]
         deadline = time.monotonic() + self.settings.read_barrier_timeout_s
         for number, target in targets:
             delay = 0.001

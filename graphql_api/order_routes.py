@@ -21,7 +21,7 @@ from shared.prices import InputError
 
 from .errors import ERROR_RESPONSES, ApiError, error_response
 from .exchange import Exchange, InvalidInput, parse_order_id
-from .security import API_KEY_HEADER, ApiKeys
+from .security import API_KEY_HEADER, ApiKeys, route_path
 
 MAX_BODY_BYTES = 16 * 1024
 ORDER_ID_PATTERN = r"^[0-9]{1,18}$"
@@ -131,13 +131,6 @@ def served_methods(path: str) -> tuple[str, ...]:
     if path.startswith("/orders/") and path[8:] and "/" not in path[8:]:
         return ("PUT", "DELETE")
     return ()
-
-
-def route_path(scope: Any) -> str:
-    """The path the app routes on: without the `root_path` a proxy mounts it under."""
-    path: str = scope["path"]
-    root: str = scope.get("root_path", "")
-    return path[len(root) :] if root and path.startswith(root) else path
 
 
 def check_order_id(order_id: str) -> None:

@@ -105,11 +105,7 @@ class RateLimitMiddleware:
         self.keys = keys
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        path: str = scope.get("path", "")
-        root: str = scope.get("root_path", "")
-        if root and path.startswith(root):
-            path = path[len(root) :]
-        if scope["type"] != "http" or path.startswith("/health"):
+        if scope["type"] != "http" or route_path(scope).startswith("/health"):
             await self.app(scope, receive, send)
             return
         wait = self.limiter.retry_after(client_id(scope, self.keys))
@@ -131,6 +127,13 @@ class RateLimitMiddleware:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+
+def route_path(scope: Any) -> str:
+    """The path the app routes on: without the `root_path` a proxy mounts it under."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    return path[len(root) :] if root and path.startswith(root) else path
 
 
 def client_id(scope: Any, keys: ApiKeys) -> str:
