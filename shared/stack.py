@@ -25,6 +25,16 @@ from .redis_server import start_redis, wait_for_redis
 SERVICES = {"archiver": "archiver"}
 
 
+def stop_process(process: subprocess.Popen[bytes], timeout: float) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within `timeout` seconds."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 class Stack:
     def __init__(
         self,
@@ -150,12 +160,7 @@ class Stack:
             process = self.processes.get(name)
             if process is None or process.poll() is not None:
                 continue
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop_process(process, timeout=10)
         for log in self._logs.values():
             log.close()
         self._logs.clear()

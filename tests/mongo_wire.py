@@ -23,6 +23,7 @@ from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
 from shared.redis_server import free_port
+from shared.stack import stop_process
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV = ROOT / ".tools" / "secantus"
@@ -81,9 +82,4 @@ def wire_server(data_dir: Path) -> Iterator[str]:
                     ) from None
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, timeout=15)
