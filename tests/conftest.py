@@ -16,6 +16,7 @@ import redis
 from shared.config import Settings
 from shared.redis_server import free_port
 from shared.stack import Stack
+from tests.command_log import CommandLog
 
 
 @contextmanager
@@ -73,6 +74,11 @@ def redis_client(stack: Stack) -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(stack.redis_url)
     yield client
     client.close()
+
+
+@pytest.fixture
+def commands(redis_client: redis.Redis) -> CommandLog:
+    return CommandLog(redis_client)
 
 
 @pytest.fixture

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import httpx
 import pytest
-import redis
 
+from tests.command_log import CommandLog
 from tests.conftest import place
 
 pytestmark = pytest.mark.usefixtures("empty_book")
@@ -206,13 +206,13 @@ BAD_PLACE_BODIES = [
 
 @pytest.mark.parametrize(("body", "field"), BAD_PLACE_BODIES)
 def test_bad_place_is_422_naming_the_field_and_enqueues_nothing(
-    http: httpx.Client, redis_client: redis.Redis, body: dict[str, object], field: str
+    http: httpx.Client, commands: CommandLog, body: dict[str, object], field: str
 ) -> None:
-    before = redis_client.xlen("exchange:{DEFAULT}:commands")
+    before = commands.mark()
     response = http.post("/orders", json=body)
     assert response.status_code == 422, response.text
     assert field in [e["field"] for e in response.json()["errors"]]
-    assert redis_client.xlen("exchange:{DEFAULT}:commands") == before
+    assert commands.since(before) == 0
 
 
 RAW_BAD_BODIES = [
@@ -229,20 +229,18 @@ RAW_BAD_BODIES = [
 
 @pytest.mark.parametrize(("raw", "status", "field"), RAW_BAD_BODIES)
 def test_malformed_bodies(
-    http: httpx.Client, redis_client: redis.Redis, raw: bytes, status: int, field: str | None
+    http: httpx.Client, commands: CommandLog, raw: bytes, status: int, field: str | None
 ) -> None:
-    before = redis_client.xlen("exchange:{DEFAULT}:commands")
+    before = commands.mark()
     response = http.post("/orders", content=raw, headers={"content-type": "application/json"})
     assert response.status_code == status, response.text
     if field:
         assert response.json()["field" if field == "body" else "errors"] and field in response.text
-    assert redis_client.xlen("exchange:{DEFAULT}:commands") == before
+    assert commands.since(before) == 0
 
 
-def test_wrong_content_type_and_oversized_body(
-    http: httpx.Client, redis_client: redis.Redis
-) -> None:
-    before = redis_client.xlen("exchange:{DEFAULT}:commands")
+def test_wrong_content_type_and_oversized_body(http: httpx.Client, commands: CommandLog) -> None:
+    before = commands.mark()
     text = http.post("/orders", content=b"side=1", headers={"content-type": "text/plain"})
     assert text.status_code == 415
     big = http.post(
@@ -253,12 +251,12 @@ def test_wrong_content_type_and_oversized_body(
         headers={"content-type": "application/json"},
     )
     assert big.status_code == 413
-    assert redis_client.xlen("exchange:{DEFAULT}:commands") == before
+    assert commands.since(before) == 0
 
 
-def test_bad_modify_and_ids(http: httpx.Client, redis_client: redis.Redis) -> None:
+def test_bad_modify_and_ids(http: httpx.Client, commands: CommandLog) -> None:
     order_id = place(http, 1, 10, 1)
-    before = redis_client.xlen("exchange:{DEFAULT}:commands")
+    before = commands.mark()
     bad_price = http.put(f"/orders/{order_id}", json={"price": "ten"})
     assert bad_price.status_code == 422 and bad_price.json()["errors"][0]["field"] == "price"
     missing = http.put(f"/orders/{order_id}", json={})
@@ -269,5 +267,5 @@ def test_bad_modify_and_ids(http: httpx.Client, redis_client: redis.Redis) -> No
     params = http.get("/orders", params={"limit": 0})
     assert params.status_code == 422 and params.json()["errors"][0]["field"] == "limit"
     assert http.get("/orders", params={"side": 2}).json()["errors"][0]["field"] == "side"
-    assert redis_client.xlen("exchange:{DEFAULT}:commands") == before
+    assert commands.since(before) == 0
     assert http.get(f"/orders/{order_id}").json()["order_price"] == 10

@@ -1,5 +1,5 @@
-"""Shared helpers of the fuzz and abuse tests: the "still serving" probe, the command-stream
-length, and a terminal summary of what the schemathesis runs covered."""
+"""Shared helpers of the fuzz and abuse tests: the "still serving" probe and a terminal
+summary of what the schemathesis runs covered."""
 
 from __future__ import annotations
 
@@ -8,9 +8,11 @@ from typing import Any
 
 import httpx
 import pytest
-import redis
 
-COMMAND_STREAMS = "exchange:*commands"
+from tests.command_log import CommandLog
+
+__all__ = ["JSON", "CommandLog", "assert_still_serving"]
+
 JSON = {"content-type": "application/json"}
 
 # Lines for the terminal summary, filled by tests/fuzz/test_schemathesis.py.
@@ -47,44 +49,6 @@ def assert_still_serving(base_url: str, base_url2: str) -> None:
 @pytest.fixture
 def still_serving(base_url: str, base_url2: str) -> Callable[[], None]:
     return lambda: assert_still_serving(base_url, base_url2)
-
-
-class CommandLog:
-    """What the API journaled on the engine's command stream(s) since a mark.
-
-    The stream length is not a counter: the engine trims the stream (XTRIM) at every
-    checkpoint, so a length compared across a checkpoint can drop. Entry ids only grow, so
-    a mark is each stream's last-generated-id, and `since(mark)` counts the entries after it.
-    Every stream named like a command stream counts (`exchange:commands`, or one per
-    instrument, `exchange:{SYMBOL}:commands`).
-    """
-
-    def __init__(self, client: redis.Redis) -> None:
-        self.client = client
-
-    def _streams(self) -> list[bytes]:
-        return sorted(self.client.scan_iter(match=COMMAND_STREAMS, _type="stream"))
-
-    def mark(self) -> dict[bytes, bytes]:
-        info: Any
-        mark = {}
-        for stream in self._streams():
-            info = self.client.xinfo_stream(stream)
-            mark[stream] = info["last-generated-id"]
-        return mark
-
-    def since(self, mark: dict[bytes, bytes]) -> int:
-        entries: Any
-        count = 0
-        for stream in self._streams():
-            entries = self.client.xrange(stream, min=b"(" + mark.get(stream, b"0-0"), max="+")
-            count += len(entries)
-        return count
-
-
-@pytest.fixture
-def commands(redis_client: redis.Redis) -> CommandLog:
-    return CommandLog(redis_client)
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
