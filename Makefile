@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 
 .PHONY: chromium compose-validator
-.PHONY: install run test lint typecheck pytest fuzz bench crash loadtest overload schema clean
+.PHONY: install run test lint typecheck pytest fuzz bench crash mutate loadtest overload schema clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -53,10 +53,15 @@ bench: $(STAMP)
 	$(PY) -m engine.bench
 
 clean:
-	rm -rf $(VENV) data .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) data .mypy_cache .ruff_cache .pytest_cache .hypothesis .mutate
 
 crash: $(STAMP)
 	$(PY) -m tests.crash.harness --kills 100 --rate 300
+
+# Hand-written semantic mutations of the matching core and of request validation, each
+# applied to a scratch copy of the tree and expected to fail its guarding tests (not in `test`).
+mutate: $(STAMP)
+	$(PY) -m tests.mutate
 
 loadtest: $(STAMP)
 	$(PY) -m tests.load
