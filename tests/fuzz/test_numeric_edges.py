@@ -2,23 +2,29 @@
 PUT /orders/{id}) and GraphQL (placeOrder, modifyOrder), against the real stack.
 
 Values travel as raw JSON text, so NaN, Infinity and 1e400 reach the server exactly as a bad
-client would send them. Every case must be refused: a 4xx over REST (422 naming the field, or
-400 when the body is not JSON the server can read), a typed rejection or a GraphQL error over
-GraphQL; never a 5xx. And nothing may reach the engine: no entry is appended to the Redis
-command stream (`commands`, see conftest), and an order the request tried to modify keeps its
-price and quantity.
+client would send them. Every case must be refused in exactly the expected way: over REST a
+422 naming the field, or a 400 when the body is not JSON the server can read; over GraphQL a
+typed rejection (`invalid_input`) naming only that field, or a GraphQL error that names it (the
+variable path in the message, or the location of the literal in the query), or a 400 for an
+unreadable body. Each GraphQL query is first sent with a good value and must succeed, so a
+refusal is the value's doing, not a broken query's. And nothing may reach the engine: no
+entry is appended to the Redis command stream (`commands`), and an order the request tried to
+modify keeps its price and quantity.
 """
 
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
 
+from tests.command_log import CommandLog
 from tests.conftest import place
-from tests.fuzz.conftest import JSON, CommandLog
+from tests.fuzz.conftest import JSON
 
 pytestmark = pytest.mark.usefixtures("empty_book")
 
@@ -226,6 +232,25 @@ MODIFY = """mutation Modify($id: ID!, $price: Price, $quantity: Int) {
     success reason errors { field message }
   }
 }"""
+# The outcomes a GraphQL client can see.
+REJECTED = "typed rejection"  # the resolver ran: OrderRejected / success false, invalid_input
+ERROR = "GraphQL error"  # refused before the resolver: data null, one error naming the field
+UNREADABLE = "400"  # the body is not JSON the server can read
+
+# `Price` takes any JSON value to the shared parser, so every price is a typed rejection.
+# `Int` (quantity, side) lets only 32-bit integers through to our parser; graphql-core
+# refuses every other value itself.
+INT_REACHING_THE_PARSER = {"-0", "0", "-1", "2", "-2", "1000000001"}
+
+
+def _price_outcome(raw: str) -> str:
+    return UNREADABLE if raw == HUGE_INT else REJECTED
+
+
+def _int_outcome(raw: str) -> str:
+    if raw == HUGE_INT:
+        return UNREADABLE
+    return REJECTED if raw in INT_REACHING_THE_PARSER else ERROR
 
 
 def _graphql(http: httpx.Client, query: str, raw_variables: str | None = None) -> httpx.Response:
@@ -235,25 +260,75 @@ def _graphql(http: httpx.Client, query: str, raw_variables: str | None = None) -
     return http.post("/graphql", content=(body + "}").encode(), headers=JSON)
 
 
-def _assert_graphql_refused(response: httpx.Response, mutation: str, field: str) -> None:
-    """Refused means a typed rejection naming the field, or a GraphQL error and no result."""
-    assert response.status_code < 500, (response.status_code, response.text)
-    if response.status_code >= 400:  # refused before GraphQL ran (e.g. an unreadable body)
-        return
+def _result(response: httpx.Response, mutation: str) -> dict[str, Any]:
+    assert response.status_code == 200, (response.status_code, response.text)
     payload: dict[str, Any] = response.json()
-    result = (payload.get("data") or {}).get(mutation)
-    if result is None:
-        assert payload.get("errors"), payload
-        return
+    assert "errors" not in payload, payload
+    result: dict[str, Any] = payload["data"][mutation]
+    return result
+
+
+def _assert_accepted(response: httpx.Response, mutation: str) -> None:
+    """The good value: the query itself is valid and does what it says."""
+    result = _result(response, mutation)
     if mutation == "placeOrder":
-        assert result["__typename"] == "OrderRejected", payload
-        assert result["reason"] == "invalid_input", payload
+        assert result["__typename"] == "OrderPlaced", result
     else:
-        assert (result["success"], result["reason"]) == (False, "invalid_input"), payload
-    assert field in [e["field"] for e in result["errors"]], payload
+        assert result == {"success": True, "reason": None, "errors": []}, result
 
 
-def _graphql_cases(cases: list[tuple[str, int]], xfails: dict[str, str]) -> list[Any]:
+def _assert_graphql_refused(
+    response: httpx.Response,
+    mutation: str,
+    field: str,
+    outcome: str,
+    names_field: Callable[[dict[str, Any]], bool],
+) -> None:
+    """Refused exactly as `outcome` says, naming `field`; `names_field` judges a GraphQL
+    error (its message or its location)."""
+    if outcome == UNREADABLE:
+        assert response.status_code == 400, (response.status_code, response.text)
+        return
+    if outcome == REJECTED:
+        result = _result(response, mutation)
+        if mutation == "placeOrder":
+            assert result["__typename"] == "OrderRejected", result
+            assert result["reason"] == "invalid_input", result
+        else:
+            assert (result["success"], result["reason"]) == (False, "invalid_input"), result
+        assert [e["field"] for e in result["errors"]] == [field], result
+        assert all(e["message"] for e in result["errors"]), result
+        return
+    assert response.status_code == 200, (response.status_code, response.text)
+    payload = response.json()
+    assert payload.get("data") is None, payload
+    (error,) = payload["errors"]
+    assert error["message"] != "Unexpected error.", f"an internal error (masked): {error}"
+    assert names_field(error), f"the error does not name {field}: {error}"
+
+
+def _names_input_field(field: str) -> Callable[[dict[str, Any]], bool]:
+    """An error about `$input` that gives the path to `field` ("at 'input.quantity'" or
+    "at .quantity:")."""
+    path = re.compile(rf"\bat '?(?:input)?\.{field}\b")
+    return lambda error: "'$input'" in error["message"] and bool(path.search(error["message"]))
+
+
+def _names_variable(name: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda error: f"'${name}'" in error["message"]
+
+
+def _located_at(query: str, argument: str) -> Callable[[dict[str, Any]], bool]:
+    """An error located at `argument`'s value in the query text (GraphQL's own way of
+    naming the field a literal was written for)."""
+    index = query.index(argument) + len(argument)
+    line = query.count("\n", 0, index) + 1
+    column = index - (query.rfind("\n", 0, index) + 1) + 1
+    return lambda error: error.get("locations") == [{"line": line, "column": column}]
+
+
+def _cases(cases: list[tuple[str, int]], xfails: dict[str, str] | None = None) -> list[Any]:
+    xfails = xfails or {}
     return [
         pytest.param(raw, id=name, marks=[pytest.mark.xfail(strict=True, reason=xfails[raw])])
         if raw in xfails
@@ -262,57 +337,73 @@ def _graphql_cases(cases: list[tuple[str, int]], xfails: dict[str, str]) -> list
     ]
 
 
-@pytest.mark.parametrize("raw", _graphql_cases(PRICES, {}))
+def _place_variables(price: str = '"10"', quantity: str = "1", side: str = "1") -> str:
+    return f'{{"input": {{"side": {side}, "price": {price}, "quantity": {quantity}}}}}'
+
+
+@pytest.mark.parametrize("raw", _cases(PRICES))
 def test_graphql_place_price_variable(http: httpx.Client, commands: CommandLog, raw: str) -> None:
+    _assert_accepted(_graphql(http, PLACE, _place_variables(price='"10"')), "placeOrder")
     before = commands.mark()
-    variables = '{"input": {"side": 1, "quantity": 1, "price": ' + raw + "}}"
-    _assert_graphql_refused(_graphql(http, PLACE, variables), "placeOrder", "price")
+    response = _graphql(http, PLACE, _place_variables(price=raw))
+    outcome = _price_outcome(raw)
+    _assert_graphql_refused(response, "placeOrder", "price", outcome, _names_input_field("price"))
     assert commands.since(before) == 0
 
 
-@pytest.mark.parametrize(
-    "raw",
-    _graphql_cases(QUANTITIES, {}),
-)
+@pytest.mark.parametrize("raw", _cases(QUANTITIES))
 def test_graphql_place_quantity_variable(
     http: httpx.Client, commands: CommandLog, raw: str
 ) -> None:
+    _assert_accepted(_graphql(http, PLACE, _place_variables(quantity="1")), "placeOrder")
     before = commands.mark()
-    variables = '{"input": {"side": 1, "price": "10", "quantity": ' + raw + "}}"
-    _assert_graphql_refused(_graphql(http, PLACE, variables), "placeOrder", "quantity")
+    response = _graphql(http, PLACE, _place_variables(quantity=raw))
+    outcome = ERROR if raw == "null" else _int_outcome(raw)  # quantity is Int!
+    names = _names_input_field("quantity")
+    _assert_graphql_refused(response, "placeOrder", "quantity", outcome, names)
     assert commands.since(before) == 0
 
 
-@pytest.mark.parametrize("raw", _graphql_cases(SIDES, {}))
+@pytest.mark.parametrize("raw", _cases(SIDES))
 def test_graphql_place_side_variable(http: httpx.Client, commands: CommandLog, raw: str) -> None:
+    _assert_accepted(_graphql(http, PLACE, _place_variables(side="1")), "placeOrder")
     before = commands.mark()
-    variables = '{"input": {"price": "10", "quantity": 1, "side": ' + raw + "}}"
-    _assert_graphql_refused(_graphql(http, PLACE, variables), "placeOrder", "side")
+    response = _graphql(http, PLACE, _place_variables(side=raw))
+    outcome = ERROR if raw == "null" else _int_outcome(raw)  # side is Int!
+    _assert_graphql_refused(response, "placeOrder", "side", outcome, _names_input_field("side"))
     assert commands.since(before) == 0
 
 
-@pytest.mark.parametrize("raw", _graphql_cases(PRICES, {}))
+@pytest.mark.parametrize("raw", _cases(PRICES))
 def test_graphql_modify_price_variable(
     http: httpx.Client, commands: CommandLog, resting: str, raw: str
 ) -> None:
+    # The good value is the order's own price: a successful modify that changes nothing.
+    _assert_accepted(
+        _graphql(http, MODIFY, f'{{"id": "{resting}", "price": "500.5"}}'), "modifyOrder"
+    )
     before = commands.mark()
-    variables = f'{{"id": "{resting}", "price": {raw}}}'
-    _assert_graphql_refused(_graphql(http, MODIFY, variables), "modifyOrder", "price")
+    response = _graphql(http, MODIFY, f'{{"id": "{resting}", "price": {raw}}}')
+    # {"price": null} changes nothing, which the API reports as "price or quantity is required"
+    outcome = _price_outcome(raw)
+    _assert_graphql_refused(response, "modifyOrder", "price", outcome, _names_variable("price"))
     assert commands.since(before) == 0
     _assert_unchanged(http, resting)
 
 
-@pytest.mark.parametrize(
-    "raw",
-    _graphql_cases(QUANTITIES, {}),
-)
+@pytest.mark.parametrize("raw", _cases(QUANTITIES))
 def test_graphql_modify_quantity_variable(
     http: httpx.Client, commands: CommandLog, resting: str, raw: str
 ) -> None:
+    _assert_accepted(
+        _graphql(http, MODIFY, f'{{"id": "{resting}", "quantity": 10}}'), "modifyOrder"
+    )
     before = commands.mark()
-    variables = f'{{"id": "{resting}", "quantity": {raw}}}'
-    field = "price" if raw == "null" else "quantity"  # as REST: "price or quantity is required"
-    _assert_graphql_refused(_graphql(http, MODIFY, variables), "modifyOrder", field)
+    response = _graphql(http, MODIFY, f'{{"id": "{resting}", "quantity": {raw}}}')
+    # $quantity is optional: null reaches the resolver as "nothing to change", as over REST
+    field, outcome = ("price", REJECTED) if raw == "null" else ("quantity", _int_outcome(raw))
+    names = _names_variable("quantity")
+    _assert_graphql_refused(response, "modifyOrder", field, outcome, names)
     assert commands.since(before) == 0
     _assert_unchanged(http, resting)
 
@@ -358,54 +449,87 @@ QUANTITY_LITERALS = [
     "[1]",
     "{value: 1}",
 ]
+QUANTITY_LITERALS_REACHING_THE_PARSER = {"-0", "0", "-1"}
+# graphql-core reports these without naming the field: without a location, or as an
+# internal error (masked).
+UNLOCATED = {
+    "[1]": "graphql-core reports a list literal for an Int without a location",
+    "{value: 1}": "graphql-core reports an object literal for an Int without a location",
+    HUGE_INT: "a 5000-digit Int literal fails inside graphql-core: 'Unexpected error.'",
+}
 
 
-def _literal_ids(values: list[str]) -> list[str]:
-    return _ids([(v, 0) for v in values])
+def _literal_cases(values: list[str], xfails: dict[str, str] | None = None) -> list[Any]:
+    return _cases([(v, 0) for v in values], xfails)
 
 
-@pytest.mark.parametrize("literal", PRICE_LITERALS, ids=_literal_ids(PRICE_LITERALS))
+def _place_literal(price: str = '"10"', quantity: str = "1") -> tuple[str, str]:
+    """placeOrder with its input written in the query; returns (query, the quantity's or the
+    price's argument text up to its value)."""
+    text = f"input: {{side: 1, price: {price}, quantity: {quantity}}}"
+    return PLACE.replace("($input: PlaceOrderInput!)", "").replace("input: $input", text), text
+
+
+def _modify_literal(resting: str, argument: str) -> str:
+    return (
+        f'mutation {{ modifyOrder(id: "{resting}", {argument}) '
+        "{ success reason errors { field message } } }"
+    )
+
+
+@pytest.mark.parametrize("literal", _literal_cases(PRICE_LITERALS))
 def test_graphql_place_price_literal(
     http: httpx.Client, commands: CommandLog, literal: str
 ) -> None:
+    _assert_accepted(_graphql(http, _place_literal(price='"10"')[0]), "placeOrder")
     before = commands.mark()
-    query = PLACE.replace("($input: PlaceOrderInput!)", "").replace(
-        "input: $input", f"input: {{side: 1, quantity: 1, price: {literal}}}"
+    query, _ = _place_literal(price=literal)
+    _assert_graphql_refused(
+        _graphql(http, query), "placeOrder", "price", REJECTED, _located_at(query, "price: ")
     )
-    _assert_graphql_refused(_graphql(http, query), "placeOrder", "price")
     assert commands.since(before) == 0
 
 
-@pytest.mark.parametrize("literal", QUANTITY_LITERALS, ids=_literal_ids(QUANTITY_LITERALS))
+@pytest.mark.parametrize("literal", _literal_cases(QUANTITY_LITERALS, UNLOCATED))
 def test_graphql_place_quantity_literal(
     http: httpx.Client, commands: CommandLog, literal: str
 ) -> None:
+    _assert_accepted(_graphql(http, _place_literal(quantity="1")[0]), "placeOrder")
     before = commands.mark()
-    query = PLACE.replace("($input: PlaceOrderInput!)", "").replace(
-        "input: $input", f'input: {{side: 1, price: "10", quantity: {literal}}}'
-    )
-    _assert_graphql_refused(_graphql(http, query), "placeOrder", "quantity")
+    query, _ = _place_literal(quantity=literal)
+    outcome = REJECTED if literal in QUANTITY_LITERALS_REACHING_THE_PARSER else ERROR
+    names = _located_at(query, "quantity: ")
+    _assert_graphql_refused(_graphql(http, query), "placeOrder", "quantity", outcome, names)
     assert commands.since(before) == 0
 
 
-@pytest.mark.parametrize("literal", PRICE_LITERALS, ids=_literal_ids(PRICE_LITERALS))
+@pytest.mark.parametrize("literal", _literal_cases(PRICE_LITERALS))
 def test_graphql_modify_price_literal(
     http: httpx.Client, commands: CommandLog, resting: str, literal: str
 ) -> None:
+    _assert_accepted(_graphql(http, _modify_literal(resting, 'price: "500.5"')), "modifyOrder")
     before = commands.mark()
-    query = f'mutation {{ modifyOrder(id: "{resting}", price: {literal}) {{ success reason errors {{ field message }} }} }}'  # noqa: E501
-    _assert_graphql_refused(_graphql(http, query), "modifyOrder", "price")
+    query = _modify_literal(resting, f"price: {literal}")
+    field = "price"  # null too: "price or quantity is required" names price
+    names = _located_at(query, "price: ")
+    _assert_graphql_refused(_graphql(http, query), "modifyOrder", field, REJECTED, names)
     assert commands.since(before) == 0
     _assert_unchanged(http, resting)
 
 
-@pytest.mark.parametrize("literal", QUANTITY_LITERALS, ids=_literal_ids(QUANTITY_LITERALS))
+@pytest.mark.parametrize("literal", _literal_cases(QUANTITY_LITERALS, UNLOCATED))
 def test_graphql_modify_quantity_literal(
     http: httpx.Client, commands: CommandLog, resting: str, literal: str
 ) -> None:
+    _assert_accepted(_graphql(http, _modify_literal(resting, "quantity: 10")), "modifyOrder")
     before = commands.mark()
-    query = f'mutation {{ modifyOrder(id: "{resting}", quantity: {literal}) {{ success reason errors {{ field message }} }} }}'  # noqa: E501
-    field = "price" if literal == "null" else "quantity"
-    _assert_graphql_refused(_graphql(http, query), "modifyOrder", field)
+    query = _modify_literal(resting, f"quantity: {literal}")
+    if literal == "null":  # an optional argument: "price or quantity is required"
+        field, outcome = "price", REJECTED
+    else:
+        field = "quantity"
+        outcome = REJECTED if literal in QUANTITY_LITERALS_REACHING_THE_PARSER else ERROR
+    names = _located_at(query, "quantity: ")
+    _assert_graphql_refused(_graphql(http, query), "modifyOrder", field, outcome, names)
     assert commands.since(before) == 0
     _assert_unchanged(http, resting)
