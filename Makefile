@@ -46,6 +46,11 @@ chromium:
 
 test: lint typecheck pytest
 
+# The inner loop: unit tests and the API suite over the in-process gateway. No subprocess,
+# no Redis, no browser.
+test-fast: $(STAMP)
+	HYPOTHESIS_PROFILE=fast $(PY) -m pytest -q -m "not stack" -p no:cacheprovider
+
 fuzz: $(STAMP)
 	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -q tests/engine/test_stateful.py
 

@@ -18,8 +18,7 @@ import structlog
 from shared.config import Settings
 from shared.events import Event, decode_events
 from shared.logs import configure
-
-from .store import GapError, Store, open_store
+from store import GapError, Store, open_store
 
 READ_BATCH = 500
 # Group commit: after a short read, wait this long for more events before storing, so a

@@ -8,7 +8,7 @@ from shared.logs import configure
 settings = Settings.from_env()
 configure("api", settings.log_level)
 uvicorn.run(
-    "graphql_api.app:create_app",
+    "graphql_api.bootstrap:create_app",
     factory=True,
     host=settings.api_host,
     port=settings.api_port,

@@ -1,15 +1,14 @@
-"""The FastAPI application: REST, WebSockets, GraphQL, health, metrics and the playground."""
+"""The FastAPI application: REST, WebSockets, GraphQL, health, metrics and the playground,
+assembled around a service that `bootstrap.py` wires to its adapters."""
 
 from __future__ import annotations
 
-import copy
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import redis.asyncio as aioredis
 from cross_web import HTTPException
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -21,15 +20,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 from strawberry.fastapi import GraphQLRouter
 
-from archiver.store import open_store
-from shared.config import Settings
-
 from .errors import ANSWERED, error_response
-from .exchange import Exchange
-from .order_routes import OPENAPI_PATHS, OrderRoutes, served_methods
-from .rest import build_router
+from .requests import Requests
+from .rest import feeds, market, openapi, orders
 from .schema import build_schema
 from .security import ApiKeys, RateLimiter, RateLimitMiddleware, route_path
+from .service import ExchangeService
 
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 PLAYGROUND = Path(__file__).resolve().parent.parent / "web_playground"
@@ -79,30 +75,18 @@ class ExchangeGraphQLRouter(GraphQLRouter[Any, Any]):
         return parsed
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    settings = settings or Settings.from_env()
-    if not settings.redis_url:
-        raise RuntimeError("REDIS_URL is not set (make run and the tests set it)")
-    store = open_store(settings)
-    # Requests wait for a free connection rather than fail when a burst exceeds the pool.
-    client = aioredis.Redis(
-        connection_pool=aioredis.BlockingConnectionPool.from_url(
-            settings.redis_url, max_connections=64, timeout=settings.request_timeout_s
-        )
-    )
-    exchange = Exchange(settings, client, store)
+def build_app(service: ExchangeService) -> FastAPI:
+    settings = service.settings
+    requests = Requests(settings)
     keys = ApiKeys(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await store.open()
-        await exchange.start()
+        await service.start()
         try:
             yield
         finally:
-            await exchange.stop()
-            await client.aclose()
-            await store.close()
+            await service.stop()
 
     app = FastAPI(
         title="Order-matching exchange",
@@ -113,7 +97,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # per-request environment lookups on the hot path.
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
-    app.state.exchange = exchange
+    app.state.service = service
 
     async def answered(request: Request, exc: Exception) -> JSONResponse:
         rendered = error_response(exc)
@@ -142,7 +126,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         headers = dict(getattr(exc, "headers", None) or {})
         if exc.status_code == 405:
             # Starlette names only the first route matching the path: ask every route.
-            served = served_methods(route_path(request.scope))  # below FastAPI's router
+            served = orders.served_methods(route_path(request.scope))  # below FastAPI
             allowed = [
                 method
                 for method in HTTP_METHODS
@@ -166,15 +150,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/health/ready", include_in_schema=False)
     async def ready() -> JSONResponse:
-        checks = await exchange.ready()
+        checks = await service.ready()
         return JSONResponse(checks, status_code=200 if checks["ready"] else 503)
 
-    app.include_router(build_router(exchange, keys))
+    app.include_router(orders.reads(service, requests, keys))
+    app.include_router(market.reads(service, requests))
+    app.include_router(feeds.feeds(service, requests))
 
     limiter = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
 
-    async def context() -> dict[str, Any]:
-        return {"exchange": exchange, "keys": keys, "limiter": limiter}
+    async def context() -> dict[str, Any]:  # Any: Strawberry adds its own entries
+        return {"service": service, "requests": requests, "keys": keys, "limiter": limiter}
 
     graphql = ExchangeGraphQLRouter(
         build_schema(production=settings.production),
@@ -186,18 +172,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.include_router(graphql, prefix="/graphql")
     # Innermost of the middleware: rate limits and CORS apply to the order routes too.
-    app.add_middleware(OrderRoutes, exchange=exchange, keys=keys)
+    app.add_middleware(orders.OrderMutations, service=service, requests=requests, keys=keys)
     generate_openapi = app.openapi
 
-    def openapi() -> dict[str, Any]:
-        """FastAPI's document plus the order routes that run below it."""
+    def document() -> dict[str, Any]:  # Any: an OpenAPI document is JSON of any shape
+        """FastAPI's document plus the order mutations that run below it."""
         if app.openapi_schema is None:
-            document = generate_openapi()
-            for path, operations in OPENAPI_PATHS.items():
-                document["paths"].setdefault(path, {}).update(copy.deepcopy(operations))
-        return app.openapi_schema  # type: ignore[return-value]  # set by generate_openapi
+            app.openapi_schema = openapi.merge(generate_openapi())
+        return app.openapi_schema
 
-    app.openapi = openapi  # type: ignore[method-assign]
+    app.openapi = document  # type: ignore[method-assign]
     if settings.allowed_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -1,7 +1,7 @@
 """How the API's exceptions become HTTP error responses.
 
 One table for FastAPI's exception handlers and for the order routes that run below FastAPI
-(`order_routes.py`), so every route answers a given failure with the same status, body and
+(`rest/orders.py`), so every route answers a given failure with the same status, body and
 headers, and the OpenAPI document lists them once (`ERROR_RESPONSES`).
 """
 
@@ -9,14 +9,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from .exchange import InvalidInput, Rejection, Unavailable
+from .ports import Unavailable
+from .requests import InvalidInput
 from .security import Unauthenticated
+from .service import Rejection
 
 
 class ApiError(Exception):
     """A request the REST layer refuses before the application layer sees it."""
 
-    def __init__(self, status: int, error: str, message: str, **extra: Any) -> None:
+    def __init__(self, status: int, error: str, message: str, **extra: object) -> None:
         super().__init__(message)
         self.status, self.error, self.message, self.extra = status, error, message, extra
 

@@ -19,7 +19,7 @@ class SlowConsumer(Exception):
     """The subscriber fell too far behind and was dropped."""
 
 
-class Subscription(Generic[T]):
+class Subscriber(Generic[T]):
     def __init__(self, maxsize: int) -> None:
         self.queue: asyncio.Queue[T] = asyncio.Queue(maxsize)
         self.dropped = False
@@ -33,7 +33,7 @@ class Subscription(Generic[T]):
 class Hub(Generic[T]):
     def __init__(self, maxsize: int = 1000) -> None:
         self.maxsize = maxsize
-        self.subscribers: dict[Subscription[T], None] = {}
+        self.subscribers: dict[Subscriber[T], None] = {}
 
     def publish(self, item: T) -> None:
         for sub in list(self.subscribers):
@@ -44,8 +44,8 @@ class Hub(Generic[T]):
                 self.subscribers.pop(sub, None)
 
     @asynccontextmanager
-    async def subscribe(self) -> AsyncIterator[Subscription[T]]:
-        sub: Subscription[T] = Subscription(self.maxsize)
+    async def subscribe(self) -> AsyncIterator[Subscriber[T]]:
+        sub: Subscriber[T] = Subscriber(self.maxsize)
         self.subscribers[sub] = None
         try:
             yield sub

@@ -1,11 +1,13 @@
 """What clients see of orders, trades and books: one view model for REST, WebSockets and
 GraphQL.
 
-The views hold values in the API's units (prices as Decimals in the instrument's decimal
-units, never ticks; ids as strings; times as UTC datetimes), built in one place from store
-records and events. `to_json` renders a view for REST and the plain WebSockets (prices as
-JSON numbers, times as ISO 8601); the GraphQL types in `schema.py` are made from the same
-views, so the two APIs cannot drift apart.
+Three layers, three names: records (`store.port`: what is stored, in ticks), events
+(`shared.events`: what the engine says, in ticks) and views (here: what clients see). The
+views hold values in the API's units (prices as Decimals in the instrument's decimal units,
+never ticks; ids as strings; times as UTC datetimes), built in one place from records and
+events. `to_json` renders a view for REST and the plain WebSockets (prices as
+JSON numbers, times as ISO 8601); the GraphQL types (`schema/types.py`) are made from the
+same views, so the two APIs cannot drift apart.
 """
 
 from __future__ import annotations
@@ -13,12 +15,16 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any
 
-from archiver.store import OrderRecord, TradeRecord
+import msgspec
+
+from shared.config import Instrument, Settings
 from shared.events import Trade
+from shared.prices import ticks_to_decimal
+from store.port import BookLevels, OrderRecord, TradeRecord
 
-from .exchange import TIME_IN_FORCE_NAMES, BookView, Exchange
+from .requests import ORDER_ID_PATTERN, TIME_IN_FORCE_NAMES
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +64,7 @@ class LevelView:
 
 
 @dataclass(frozen=True, slots=True)
-class BookLevelsView:
+class BookView:
     symbol: str
     timestamp: datetime
     seq: int
@@ -70,13 +76,17 @@ def utc(ts_ns: int) -> datetime:
     return datetime.fromtimestamp(ts_ns / 1e9, UTC)
 
 
-def order_view(ex: Exchange, o: OrderRecord) -> OrderView:
-    instrument = ex.instrument_of(o.order_id)
+def _instrument_of(settings: Settings, identifier: int) -> Instrument:
+    return settings.instrument_of(identifier) or settings.default_instrument
+
+
+def order_view(settings: Settings, o: OrderRecord) -> OrderView:
+    instrument = _instrument_of(settings, o.order_id)
     return OrderView(
         order_id=str(o.order_id),
         symbol=instrument.symbol,
         side=o.side,
-        order_price=ex.price(o.price, instrument) if o.price else None,
+        order_price=ticks_to_decimal(o.price, instrument.tick_size) if o.price else None,
         order_type="limit" if o.price else "market",
         time_in_force=TIME_IN_FORCE_NAMES[o.tif],
         order_quantity=o.quantity,
@@ -90,14 +100,14 @@ def order_view(ex: Exchange, o: OrderRecord) -> OrderView:
     )
 
 
-def trade_view(ex: Exchange, t: TradeRecord | Trade) -> TradeView:
+def trade_view(settings: Settings, t: TradeRecord | Trade) -> TradeView:
     """A stored trade, or a trade event as it happens (its sequence number is its id)."""
     trade_id = t.trade_id if isinstance(t, TradeRecord) else t.seq
-    instrument = ex.instrument_of(trade_id)
+    instrument = _instrument_of(settings, trade_id)
     return TradeView(
         trade_id=str(trade_id),
         symbol=instrument.symbol,
-        trade_price=ex.price(t.price, instrument),
+        trade_price=ticks_to_decimal(t.price, instrument.tick_size),
         quantity=t.quantity,
         bid_order_id=str(t.bid_order_id),
         ask_order_id=str(t.ask_order_id),
@@ -106,20 +116,20 @@ def trade_view(ex: Exchange, t: TradeRecord | Trade) -> TradeView:
     )
 
 
-def book_view(ex: Exchange, book: BookView, depth: int) -> BookLevelsView:
-    instrument = ex.instrument(book.symbol)
+def book_view(instrument: Instrument, book: BookLevels, depth: int) -> BookView:
+    tick = instrument.tick_size
 
     def levels(side: list[tuple[int, int]]) -> list[LevelView]:
-        return [LevelView(ex.price(p, instrument), q) for p, q in side[:depth]]
+        return [LevelView(ticks_to_decimal(p, tick), q) for p, q in side[:depth]]
 
-    return BookLevelsView(book.symbol, utc(book.ts), book.seq, levels(book.bids), levels(book.asks))
+    return BookView(instrument.symbol, utc(book.ts), book.seq, levels(book.bids), levels(book.asks))
 
 
 # REST names that differ from the view's (GraphQL's) names.
 JSON_NAMES = {"order_type": "type"}
 
 
-def to_json(view: Any) -> Any:
+def to_json(view: Any) -> Any:  # Any: a view, or any JSON value inside one
     """A view as JSON: Decimals as numbers, datetimes as ISO 8601 with microseconds."""
     if isinstance(view, Decimal):
         return int(view) if view == view.to_integral_value() else float(view)
@@ -132,3 +142,23 @@ def to_json(view: Any) -> Any:
             JSON_NAMES.get(f.name, f.name): to_json(getattr(view, f.name)) for f in fields(view)
         }
     return view
+
+
+# The answers to the order mutations: encoded by msgspec on the hot path, and the source of
+# their OpenAPI schemas (`rest/openapi.py`).
+OrderId = Annotated[str, msgspec.Meta(pattern=ORDER_ID_PATTERN)]
+
+
+class PlacedView(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=True):
+    order_id: OrderId
+    duplicate: Annotated[
+        bool, msgspec.Meta(description="present (true) on 200 only: client_order_id seen before")
+    ] = False
+
+
+class ChangedView(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=True):
+    success: bool
+    reason: Annotated[
+        str | None,
+        msgspec.Meta(description="why not, when success is false (e.g. unknown_order)"),
+    ] = None

@@ -39,6 +39,10 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "RATE_LIMIT_BURST": ("2000", "requests a client may send at once before the rate applies"),
     "MAX_BACKLOG": ("10000", "engine backlog (commands) above which places/modifies get a 503"),
     "MAX_SUBSCRIPTIONS": ("20", "GraphQL subscriptions per WebSocket connection"),
+    "ENGINE_GATEWAY": (
+        "redis",
+        "redis: engines behind REDIS_URL; inprocess: the engine inside the API (tests, demos)",
+    ),
     "PRODUCTION": ("0", "1 turns GraphQL introspection and GraphiQL off"),
     "INSTRUMENTS": (
         "DEFAULT",
@@ -124,6 +128,7 @@ class Settings:
     max_backlog: int = 10_000
     max_subscriptions: int = 20
     production: bool = False
+    engine_gateway: str = "redis"
     instruments_spec: str = "DEFAULT"
     engine_symbols: tuple[str, ...] = ()
 
@@ -157,6 +162,7 @@ class Settings:
             max_backlog=int(_env("MAX_BACKLOG")),
             max_subscriptions=int(_env("MAX_SUBSCRIPTIONS")),
             production=_env("PRODUCTION") in ("1", "true", "yes"),
+            engine_gateway=_env("ENGINE_GATEWAY"),
             instruments_spec=_env("INSTRUMENTS"),
             engine_symbols=tuple(s.strip() for s in _env("ENGINE_SYMBOLS").split(",") if s.strip()),
         )

@@ -105,3 +105,32 @@ def place(http: httpx.Client, side: int, price: float | str, quantity: int, **ex
     assert response.status_code in (200, 201), response.text
     order_id: str = response.json()["order_id"]
     return order_id
+
+
+# Modules whose tests start no process and need no Redis (`make test-fast`), beside the API
+# suite's in-process half; every other test is marked `stack`.
+FAST_MODULES = {
+    "tests/engine/test_matching.py",
+    "tests/engine/test_order_types.py",
+    "tests/engine/test_stateful.py",
+    "tests/engine/test_checkpoint.py",
+    "tests/engine/test_replay.py",
+    "tests/shared/test_prices.py",
+    "tests/shared/test_wire.py",
+    "tests/store/test_contract.py",
+    "tests/api/test_rest.py",
+    "tests/api/test_graphql.py",
+    "tests/api/test_websockets.py",
+    "tests/api/test_order_types.py",
+}
+SLOW_PARAMS = {"redis", "mongo"}  # the parameters of fixtures that start a server
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    root = Path(str(config.rootpath))
+    for item in items:
+        module = Path(str(item.path)).relative_to(root).as_posix()
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        slow_param = any(isinstance(v, str) and v in SLOW_PARAMS for v in params.values())
+        if module not in FAST_MODULES or slow_param or "stack" in item.fixturenames:
+            item.add_marker(pytest.mark.stack)

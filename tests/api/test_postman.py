@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from shared.stack import Stack
+
 ROOT = Path(__file__).resolve().parents[2]
 COLLECTION = ROOT / "postman" / "order-matching.postman_collection.json"
 ENVIRONMENT = ROOT / "postman" / "order-matching.postman_environment.json"
@@ -71,7 +73,8 @@ def _ensure_newman() -> Path:
 
 
 @pytest.mark.timeout(600)  # the first run installs newman
-def test_postman_collection_passes(base_url: str) -> None:
+def test_postman_collection_passes(stack: Stack) -> None:
+    base_url = stack.api_url(stack.api_ports[0])
     node = _node()
     newman = _ensure_newman()
     result = _run(

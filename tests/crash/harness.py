@@ -28,7 +28,6 @@ from typing import Any
 import httpx
 import redis
 
-from archiver.store import Store, open_store
 from engine.matching import MatchingEngine
 from engine.snapshot import state_hash
 from shared.commands import Command, decode_command
@@ -36,6 +35,7 @@ from shared.config import Settings
 from shared.events import Accepted, Cancelled, Event, Modified, Rejected, Trade
 from shared.redis_server import free_port
 from shared.stack import Stack
+from store import Store, open_store
 from tests.mongo_wire import wire_server
 
 

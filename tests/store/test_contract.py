@@ -1,4 +1,4 @@
-"""The storage port's contract (`archiver.store.Store`), run against every adapter.
+"""The storage port's contract (`store.port.Store`), run against every adapter.
 
 The SQLite adapter runs in `tmp_path`; the MongoDB adapter runs against `MONGODB_URL` when it
 is set, else against a local MongoDB wire-protocol server (`tests/mongo_wire.py`), each test
@@ -20,11 +20,11 @@ from typing import Any
 import pytest
 
 from archiver.service import continue_sequence
-from archiver.sqlite_store import SqliteStore
-from archiver.store import GapError, OrderRecord, Store, TradeRecord
 from engine.matching import MatchingEngine
 from shared.commands import BUY, SELL
 from shared.events import Accepted, Cancelled, Event, Modified, Rejected, Trade
+from store.port import BookLevels, GapError, OrderRecord, Store, TradeRecord
+from store.sqlite import SqliteStore
 from tests.mongo_wire import wire_server
 
 EVERYTHING = 1_000_000
@@ -123,12 +123,16 @@ class Snapshot:
     events: list[Event]
 
 
+def sides(book: BookLevels) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    return book.bids, book.asks
+
+
 async def snapshot(store: Store) -> Snapshot:
     return Snapshot(
         await store.progress(),
         await store.list_orders(alive=None, side=None, limit=EVERYTHING, after=None),
         await store.list_trades(limit=EVERYTHING, after=None),
-        (await store.book(EVERYTHING)).depth,
+        sides(await store.book(EVERYTHING)),
         await store.events(0, EVERYTHING),
     )
 
@@ -155,7 +159,8 @@ async def assert_store_matches(store: Store, feed: Feed) -> None:
         assert o.quantity == o.traded + o.cancelled + o.remaining
     assert snap.depth == engine.depth(EVERYTHING)
     for n in (1, 2, 5):
-        assert await store.book(n) == (snap.progress, *engine.depth(n))
+        book = await store.book(n)
+        assert (book.seq, *sides(book)) == (snap.progress, *engine.depth(n))
 
 
 # -- the adapters ------------------------------------------------------------------------------
@@ -201,7 +206,7 @@ async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
     url: str = request.getfixturevalue("mongodb_url")
     from pymongo import AsyncMongoClient
 
-    from archiver.mongo_store import MongoStore
+    from store.mongo import MongoStore
 
     name = f"test_contract_{uuid.uuid4().hex[:12]}"
     b = Backend(lambda: MongoStore(url, name))
@@ -229,7 +234,7 @@ async def test_empty_store(store: Store) -> None:
     assert await store.get_order(1) is None
     assert await store.list_orders(alive=None, side=None, limit=10, after=None) == []
     assert await store.list_trades(limit=10, after=None) == []
-    assert (await store.book(5)).depth == ([], [])
+    assert sides(await store.book(5)) == ([], [])
     assert await store.events(0, 10) == []
     await store.apply([])
     assert await store.progress() == 0
@@ -310,7 +315,7 @@ async def test_partial_fill_then_cancel(store: Store) -> None:
         False,
     )
     assert order.updated_ts == cancelled.ts
-    assert (await store.book(5)).depth == ([], [])
+    assert sides(await store.book(5)) == ([], [])
     await assert_store_matches(store, feed)
 
 
@@ -331,7 +336,7 @@ async def test_modify_updates_price(store: Store) -> None:
         modified.ts,
     )
     assert order.created_ts < order.updated_ts
-    assert (await store.book(5)).depth == ([(102, 5)], [(110, 2)])
+    assert sides(await store.book(5)) == ([(102, 5)], [(110, 2)])
 
     # a modify that crosses trades at once, in the same batch as the Modified event
     events = feed.modify(oid, 110)
@@ -467,7 +472,7 @@ async def test_depth_aggregates_alive_orders(store: Store) -> None:
     assert bids == [(100, 4), (98, 1), (96, 6)]
     assert asks == [(103, 3), (104, 2), (105, 9), (106, 3), (108, 1)]
     for n in (1, 2, 3, 4, 10):
-        assert (await store.book(n)).depth == (bids[:n], asks[:n])
+        assert sides(await store.book(n)) == (bids[:n], asks[:n])
     await assert_store_matches(store, feed)
 
 
@@ -717,8 +722,8 @@ async def test_book_is_one_snapshot_while_the_archiver_writes(backend: Backend) 
     seen: set[int] = set()
     while not archiving.done():
         book = await reader.book(EVERYTHING)
-        assert book.depth == books[book.seq], book.seq
+        assert sides(book) == books[book.seq], book.seq
         seen.add(book.seq)
     await archiving
     assert len(seen) > 10  # the reads did interleave with the writes
-    assert (await reader.book(EVERYTHING)).depth == feed.engine.depth(EVERYTHING)
+    assert sides(await reader.book(EVERYTHING)) == feed.engine.depth(EVERYTHING)

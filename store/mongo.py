@@ -24,7 +24,7 @@ from pymongo.read_concern import ReadConcern
 from shared.config import ID_SPACE
 from shared.events import Accepted, Cancelled, Event, Modified, QuantityChanged, Trade
 
-from .store import OrderRecord, StoredBook, TradeRecord, id_range, instrument_number
+from .port import BookLevels, OrderRecord, TradeRecord, id_range, instrument_number
 
 _encode = msgspec.msgpack.Encoder().encode
 _decode_event = msgspec.msgpack.Decoder(Event).decode
@@ -219,7 +219,7 @@ class MongoStore:
             async for d in cursor
         ]
 
-    async def book(self, levels: int, instrument: int = 0) -> StoredBook:
+    async def book(self, levels: int, instrument: int = 0) -> BookLevels:
         if not self.transactions:
             return await self._book(levels, instrument, None)  # seq first: a lower bound
         async with (
@@ -230,7 +230,7 @@ class MongoStore:
 
     async def _book(
         self, levels: int, instrument: int, session: AsyncClientSession | None
-    ) -> StoredBook:
+    ) -> BookLevels:
         seq = await self._progress(instrument, session)
         low, high = id_range(instrument, None)
 
@@ -244,7 +244,7 @@ class MongoStore:
             cursor = await self.orders.aggregate(pipeline, session=session)
             return [(d["_id"], d["quantity"]) async for d in cursor]
 
-        return StoredBook(seq, await side(1, DESCENDING), await side(-1, ASCENDING))
+        return BookLevels(seq, await side(1, DESCENDING), await side(-1, ASCENDING))
 
     async def events(self, after: int, limit: int) -> list[Event]:
         cursor = self.events_.find({"_id": {"$gt": after}}).sort("_id", ASCENDING).limit(limit)

@@ -19,7 +19,7 @@ import msgspec
 from shared.config import ID_SPACE
 from shared.events import Accepted, Cancelled, Event, Modified, QuantityChanged, Trade
 
-from .store import OrderRecord, StoredBook, TradeRecord, id_range, instrument_number
+from .port import BookLevels, OrderRecord, TradeRecord, id_range, instrument_number
 
 T = TypeVar("T")
 
@@ -211,10 +211,10 @@ class SqliteStore:
         rows = await self._run(self._query, sql, (*args, limit))
         return [TradeRecord(*r) for r in rows]
 
-    async def book(self, levels: int, instrument: int = 0) -> StoredBook:
+    async def book(self, levels: int, instrument: int = 0) -> BookLevels:
         return await self._run(self._book, levels, instrument)
 
-    def _book(self, levels: int, instrument: int) -> StoredBook:
+    def _book(self, levels: int, instrument: int) -> BookLevels:
         sql = (
             "SELECT price, SUM(remaining) FROM orders WHERE alive = 1 AND side = ? "
             "AND order_id > ? AND order_id <= ? GROUP BY price ORDER BY price {} LIMIT ?"
@@ -225,7 +225,7 @@ class SqliteStore:
             seq = self._progress(instrument)
             bids = db.execute(sql.format("DESC"), (1, low, high, levels)).fetchall()
             asks = db.execute(sql.format("ASC"), (-1, low, high, levels)).fetchall()
-        return StoredBook(seq, [(p, q) for p, q in bids], [(p, q) for p, q in asks])
+        return BookLevels(seq, [(p, q) for p, q in bids], [(p, q) for p, q in asks])
 
     async def events(self, after: int, limit: int) -> list[Event]:
         rows = await self._run(

@@ -1,10 +1,11 @@
 """The storage port: what the archiver writes and the API reads.
 
-Two adapters implement it (`sqlite_store` embedded, `mongo_store` for MongoDB) and pass one
-contract suite (`tests/store/test_contract.py`). Writes are idempotent and order-tolerant:
-every order document remembers the sequence number of the last event applied to it and
-ignores older ones, and every event sets absolute values (a trade carries the remaining
-quantity of both orders), so re-applying a batch, or two archivers racing, changes nothing.
+Two adapters implement it (`store.sqlite` embedded, `store.mongo` for MongoDB) and pass one
+contract suite (`tests/store/test_contract.py`); this module imports neither. Writes are
+idempotent and order-tolerant: every order document remembers the sequence number of the
+last event applied to it and ignores older ones, and every event sets absolute values (a
+trade carries the remaining quantity of both orders), so re-applying a batch, or two
+archivers racing, changes nothing.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
-from shared.config import ID_SPACE, Settings
+from shared.config import ID_SPACE
 from shared.events import Event
 
 
@@ -45,19 +46,14 @@ class TradeRecord:
     ts: int
 
 
-Depth = tuple[list[tuple[int, int]], list[tuple[int, int]]]
-
-
-class StoredBook(NamedTuple):
-    """One instrument's aggregated book as stored, and the sequence number it reflects."""
+class BookLevels(NamedTuple):
+    """One instrument's aggregated book in ticks, and the sequence number it reflects: what
+    the store reads and what the engine broadcasts (`ts`: when the engine sent it)."""
 
     seq: int
     bids: list[tuple[int, int]]  # (price, quantity), best (highest) first
     asks: list[tuple[int, int]]  # best (lowest) first
-
-    @property
-    def depth(self) -> Depth:
-        return self.bids, self.asks
+    ts: int = 0
 
 
 def id_range(instrument: int | None, after: int | None) -> tuple[int, int]:
@@ -112,7 +108,7 @@ class Store(Protocol):
     ) -> list[TradeRecord]:
         """Trades by ascending id (newest last), strictly after the `after` cursor."""
 
-    async def book(self, levels: int, instrument: int = 0) -> StoredBook:
+    async def book(self, levels: int, instrument: int = 0) -> BookLevels:
         """One instrument's aggregated alive quantity per price (bids descending, asks
         ascending) with the progress it reflects, read in one snapshot: a book is never half
         a batch (never crossed, say). Only a standalone MongoDB (no transactions) cannot:
@@ -120,15 +116,3 @@ class Store(Protocol):
 
     async def events(self, after: int, limit: int) -> list[Event]:
         """The stored event log, ascending seq, strictly after `after`."""
-
-
-def open_store(settings: Settings) -> Store:
-    """MongoDB when `MONGODB_URL` is set, else the embedded SQLite store in `DATA_DIR`."""
-    if settings.mongodb_url:
-        from .mongo_store import MongoStore
-
-        mongo: Store = MongoStore(settings.mongodb_url, settings.mongodb_db)
-        return mongo
-    from .sqlite_store import SqliteStore
-
-    return SqliteStore(settings.data_dir / "exchange.sqlite3")

@@ -1,0 +1,1 @@
+"""Adapters of the `EngineGateway` port (`graphql_api.ports`)."""

@@ -1,0 +1,140 @@
+"""What a replica reads from Redis besides its answers: live trades from the event streams,
+the engines' book broadcasts, and each engine's backlog."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterable
+from typing import Any
+
+import redis.asyncio as aioredis
+import structlog
+
+from shared.config import Settings
+from shared.events import Trade, decode_events
+from store.port import BookLevels
+
+from ..hub import Hub
+from ..metrics import BACKLOG
+from .redis_journal import Journal
+
+# Commands (stream KEYS[1]) after the last one the engine answered (the `c` field of the
+# newest entry of its event stream KEYS[2]), counted up to ARGV[1].
+COUNT_UNANSWERED = """
+local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
+local start = '-'
+if #last > 0 then
+  local fields = last[1][2]
+  for i = 1, #fields, 2 do
+    if fields[i] == 'c' then start = '(' .. fields[i + 1] end
+  end
+end
+return #redis.call('XRANGE', KEYS[1], start, '+', 'COUNT', ARGV[1])
+"""
+
+
+async def newest_ids(client: aioredis.Redis, streams: Iterable[str]) -> dict[str, bytes | None]:
+    """Each stream's newest entry id (None: empty)."""
+    newest: dict[str, bytes | None] = {}
+    for stream in streams:
+        last: Any = await client.xrevrange(stream, "+", "-", count=1)
+        newest[stream] = last[0][0] if last else None
+    return newest
+
+
+class Feeds:
+    def __init__(self, settings: Settings, client: aioredis.Redis, journal: Journal) -> None:
+        self.settings = settings
+        self.redis = client
+        self.journal = journal  # for its guarded reads
+        self.log: Any = structlog.get_logger(service="api")  # structlog's own type is Any
+        self.trades: Hub[Trade] = Hub()
+        self.books: dict[str, Hub[BookLevels]] = {
+            i.symbol: Hub(maxsize=16) for i in settings.instruments
+        }
+        # Per symbol: how many commands its engine has not answered yet (counted up to
+        # MAX_BACKLOG + 1).
+        self.backlog: dict[str, int] = dict.fromkeys(self.books, 0)
+        self._event_streams = [settings.event_stream_of(i.symbol) for i in settings.instruments]
+
+    def tasks(self) -> list[asyncio.Task[None]]:
+        return [
+            asyncio.create_task(self._read_trades()),
+            asyncio.create_task(self._read_books()),
+            asyncio.create_task(self._watch_backlog()),
+        ]
+
+    async def _read_trades(self) -> None:
+        """Feed trade subscribers from every event stream, only while there are any. When
+        the first one arrives, reading starts at each stream's newest entry, by id (never
+        "$", which would drop what arrives between two reads)."""
+        positions: dict[Any, Any] = {}  # redis-py's loose typing of stream positions
+        guarded = self.journal.guarded
+        while True:
+            if not self.trades.subscribers:
+                positions = {}
+                await asyncio.sleep(0.02)
+                continue
+            if not positions:
+                newest = await guarded("event_reader", newest_ids(self.redis, self._event_streams))
+                if newest is None:
+                    continue
+                positions = {stream: entry_id or b"0-0" for stream, entry_id in newest.items()}
+            response: Any = await guarded(
+                "event_reader", self.redis.xread(positions, count=1000, block=200)
+            )
+            for raw_stream, entries in response or ():
+                for _, fields in entries:
+                    for event in decode_events(fields[b"e"]):
+                        if type(event) is Trade:
+                            self.trades.publish(event)
+                positions[raw_stream.decode()] = entries[-1][0]
+
+    async def _watch_backlog(self) -> None:
+        """Count (up to the threshold) the commands each engine has not answered yet.
+
+        Counted inside Redis by a script: only the number crosses the network, not the up
+        to MAX_BACKLOG + 1 entries, which would cost the most exactly when the engine is
+        behind and the machine is busiest."""
+        cap = self.settings.max_backlog + 1
+        count = self.redis.register_script(COUNT_UNANSWERED)
+        while True:
+            for symbol in self.backlog:
+                keys = [
+                    self.settings.command_stream_of(symbol),
+                    self.settings.event_stream_of(symbol),
+                ]
+                try:
+                    waiting = int(await count(keys=keys, args=[cap]))
+                    self.backlog[symbol] = waiting
+                    BACKLOG.labels(symbol).set(waiting)
+                except (aioredis.ConnectionError, aioredis.TimeoutError) as exc:
+                    self.log.warning("backlog_watch_redis_error", error=str(exc))
+                except Exception:  # logged; a frozen backlog figure would shed load forever
+                    self.log.exception("backlog_watch_error")
+            await asyncio.sleep(0.1)
+
+    async def _read_books(self) -> None:
+        channels = [self.settings.book_channel_of(symbol) for symbol in self.books]
+        while True:
+            try:
+                async with self.redis.pubsub() as pubsub:
+                    await pubsub.subscribe(*channels)
+                    async for message in pubsub.listen():
+                        if message["type"] != "message":
+                            continue
+                        data = json.loads(message["data"])
+                        book = BookLevels(
+                            data["seq"],
+                            [(p, q) for p, q in data["bids"]],
+                            [(p, q) for p, q in data["asks"]],
+                            data["ts"],
+                        )
+                        self.books[data["symbol"]].publish(book)
+            except (aioredis.ConnectionError, aioredis.TimeoutError) as exc:
+                self.log.warning("book_reader_redis_error", error=str(exc))
+                await asyncio.sleep(0.2)
+            except Exception:  # logged; subscribers must keep getting books
+                self.log.exception("book_reader_error")
+                await asyncio.sleep(0.2)

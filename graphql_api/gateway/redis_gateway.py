@@ -1,0 +1,95 @@
+"""The engine gateway of the deployed system: engines behind Redis streams."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Mapping
+
+import redis.asyncio as aioredis
+
+from shared.commands import Command
+from shared.config import Instrument, Settings
+from shared.events import Event, Trade
+from store.port import BookLevels
+
+from ..hub import Hub
+from ..ports import EngineTimeout, Unavailable
+from .redis_feeds import Feeds, newest_ids
+from .redis_journal import Journal
+
+
+def connect(settings: Settings) -> aioredis.Redis:
+    """Requests wait for a free connection rather than fail when a burst exceeds the pool."""
+    if not settings.redis_url:
+        raise RuntimeError("REDIS_URL is not set (make run and the tests set it)")
+    return aioredis.Redis(
+        connection_pool=aioredis.BlockingConnectionPool.from_url(
+            settings.redis_url, max_connections=64, timeout=settings.request_timeout_s
+        )
+    )
+
+
+class RedisGateway:
+    def __init__(self, settings: Settings, client: aioredis.Redis) -> None:
+        self.settings = settings
+        self.redis = client
+        self.journal = Journal(settings, client)
+        self.feeds = Feeds(settings, client, self.journal)
+        self.trades: Hub[Trade] = self.feeds.trades
+        self.books: Mapping[str, Hub[BookLevels]] = self.feeds.books
+        self._command_streams = {
+            i.symbol: settings.command_stream_of(i.symbol) for i in settings.instruments
+        }
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        self._tasks = await self.journal.open() + self.feeds.tasks()
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.redis.aclose()
+
+    async def submit(self, instrument: Instrument, command: Command) -> list[Event]:
+        try:
+            return await self.journal.request(self._command_streams[instrument.symbol], command)
+        except TimeoutError:
+            raise EngineTimeout(
+                "the engine did not answer in time; the command may still be applied: "
+                "retry with the same client_order_id, or read the order back"
+            ) from None
+        except (aioredis.ConnectionError, aioredis.TimeoutError, aioredis.ResponseError) as exc:
+            raise Unavailable(
+                f"the command stream is unavailable ({exc}); the command may still be applied: "
+                "retry with the same client_order_id, or read the order back"
+            ) from None
+
+    def backlog(self, instrument: Instrument) -> int:
+        return self.feeds.backlog[instrument.symbol]
+
+    async def published(self, instruments: tuple[Instrument, ...]) -> dict[int, int]:
+        """An event's stream id is `<seq>-0`: the newest id gives the newest seq."""
+        streams = {self.settings.event_stream_of(i.symbol): i.number for i in instruments}
+        return {
+            streams[stream]: int(entry_id.split(b"-", 1)[0])
+            for stream, entry_id in (await newest_ids(self.redis, streams)).items()
+            if entry_id is not None
+        }
+
+    async def health(self) -> dict[str, bool]:
+        """Redis answers; every instrument's engine broadcast and the archiver's heartbeat
+        are fresh (both expire)."""
+        try:
+            redis_up = bool(await self.redis.ping())
+            engines = [
+                bool(await self.redis.exists(self.settings.key(symbol, "engine:book")))
+                for symbol in self.books
+            ]
+            archiver = bool(await self.redis.exists(self.settings.archiver_heartbeat))
+        except (aioredis.ConnectionError, aioredis.TimeoutError):
+            return {"redis": False, "engine": False, "archiver": False}
+        return {"redis": redis_up, "engine": all(engines), "archiver": archiver}

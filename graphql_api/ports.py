@@ -1,0 +1,56 @@
+"""The ports the service runs over: the engine gateway here, the store in `store.port`.
+
+Two gateways implement `EngineGateway`: `gateway.redis.RedisGateway` (the command and event
+streams of the deployed system) and `gateway.inprocess.InProcessGateway` (the real matching
+engine called in the API process, for tests and demos). One behaviour suite runs over both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Protocol
+
+from shared.commands import Command
+from shared.config import Instrument
+from shared.events import Event, Trade
+from store.port import BookLevels
+
+from .hub import Hub
+
+
+class Unavailable(Exception):
+    """The engine or the store did not answer in time. A mutation may still be applied:
+    retry places with the same client_order_id, or read the order back."""
+
+
+class EngineTimeout(Unavailable):
+    """The command was handed over but its answer did not come back in time."""
+
+
+class EngineGateway(Protocol):
+    @property
+    def trades(self) -> Hub[Trade]:
+        """Every trade of every instrument, live."""
+
+    @property
+    def books(self) -> Mapping[str, Hub[BookLevels]]:
+        """Per symbol: the engine's periodic book."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def submit(self, instrument: Instrument, command: Command) -> list[Event]:
+        """Journal `command` for `instrument`'s engine and return its events (the first one
+        answers it). Raises `Unavailable` when that cannot be known in time."""
+
+    def backlog(self, instrument: Instrument) -> int:
+        """Commands the instrument's engine has not answered yet (a recent count)."""
+
+    async def published(self, instruments: tuple[Instrument, ...]) -> dict[int, int]:
+        """Per instrument number: the sequence number of the newest published event (absent:
+        none yet). A read that waits for the store to reach it sees every acknowledged
+        write."""
+
+    async def health(self) -> dict[str, bool]:
+        """Whether the transport, every engine and the archiver are up."""

@@ -1,0 +1,385 @@
+"""The edge: raw client input (REST JSON, query strings, GraphQL arguments) becomes a frozen,
+typed request, or an `InvalidInput` naming every bad field at once.
+
+REST and GraphQL build the same requests with the same parsers (`shared.prices`), so both
+accept and refuse exactly the same values; GraphQL hands over its typed values (ints, enum
+codes, the Price scalar's value) without turning them back into strings. Field names are
+REST's; the GraphQL layer renames them in its errors (`limit` is `first` there, say).
+
+`PlaceOrderBody` and `ModifyOrderBody` declare the REST bodies' shape once: the OpenAPI
+document is generated from them (`rest/openapi.py`), and `read_body` refuses the fields
+they do not declare.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Annotated, Literal, TypeVar
+
+import msgspec
+
+from shared.commands import FOK, GTC, IOC, MARKET
+from shared.config import Instrument, Settings
+from shared.prices import InputError, parse_price, parse_quantity, parse_side
+
+T = TypeVar("T")
+
+MAX_PAGE = 1000
+MAX_DEPTH = 50
+MAX_CLIENT_ORDER_ID = 64
+MAX_ORDER_ID_DIGITS = 18
+ORDER_ID_PATTERN = r"^[0-9]{1,18}$"
+TIME_IN_FORCE = {"GTC": GTC, "IOC": IOC, "FOK": FOK}
+TIME_IN_FORCE_NAMES = {code: name for name, code in TIME_IN_FORCE.items()}
+
+
+class InvalidInput(Exception):
+    """Bad input; `errors` names each bad field (REST's names)."""
+
+    def __init__(self, errors: list[InputError]) -> None:
+        super().__init__("; ".join(str(e) for e in errors))
+        self.errors = errors
+
+
+# -- typed requests -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PlaceOrder:
+    instrument: Instrument
+    side: int
+    price: int  # ticks; MARKET (0) for a market order
+    quantity: int
+    tif: int
+    client_order_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ModifyOrder:
+    order_id: int
+    instrument: Instrument | None  # None: no instrument hands out such ids
+    price: int = 0  # ticks; 0 leaves the price
+    quantity: int = 0  # new total; 0 leaves the quantity
+
+
+@dataclass(frozen=True, slots=True)
+class CancelOrder:
+    order_id: int
+    instrument: Instrument | None
+
+
+@dataclass(frozen=True, slots=True)
+class GetOrder:
+    order_id: int
+    instrument: Instrument | None
+
+
+@dataclass(frozen=True, slots=True)
+class ListOrders:
+    limit: int
+    after: int | None = None
+    alive: bool | None = None
+    side: int | None = None
+    instrument: Instrument | None = None  # None: every instrument
+
+
+@dataclass(frozen=True, slots=True)
+class ListTrades:
+    limit: int
+    after: int | None = None
+    instrument: Instrument | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BookQuery:
+    instrument: Instrument
+    depth: int
+
+
+# -- REST bodies (their shape, for the OpenAPI document) ------------------------------------
+
+PositivePrice = Annotated[float, msgspec.Meta(gt=0)]
+PriceText = Annotated[
+    str, msgspec.Meta(pattern=r"^\s*[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]{1,4})?\s*$")
+]
+Unset = msgspec.UnsetType
+UNSET = msgspec.UNSET
+
+
+class PlaceOrderBody(msgspec.Struct, forbid_unknown_fields=True):
+    """`POST /orders`."""
+
+    side: Annotated[Literal[1, -1], msgspec.Meta(description="1 buy, -1 sell")]
+    quantity: Annotated[int, msgspec.Meta(ge=1)]
+    price: Annotated[
+        PositivePrice | PriceText | Unset,
+        msgspec.Meta(
+            description="decimal units on the tick; required for limit, absent for market"
+        ),
+    ] = UNSET
+    client_order_id: (
+        Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_CLIENT_ORDER_ID)] | Unset
+    ) = UNSET
+    symbol: Annotated[
+        str | Unset, msgspec.Meta(description="instrument; default: the first configured")
+    ] = UNSET
+    type: Literal["limit", "market"] = "limit"
+    time_in_force: Annotated[
+        Literal["GTC", "IOC", "FOK"] | Unset,
+        msgspec.Meta(description="default GTC for limit orders, IOC for market orders"),
+    ] = UNSET
+
+
+class ModifyOrderBody(msgspec.Struct, forbid_unknown_fields=True):
+    """`PUT /orders/{order_id}`: at least one of the two."""
+
+    price: Annotated[
+        PositivePrice | PriceText | Unset, msgspec.Meta(description="new price, on the tick")
+    ] = UNSET
+    quantity: Annotated[
+        Annotated[int, msgspec.Meta(ge=1)] | Unset,
+        msgspec.Meta(description="new total quantity; lowering it keeps time priority"),
+    ] = UNSET
+
+
+PLACE_FIELDS = frozenset(PlaceOrderBody.__struct_fields__)
+MODIFY_FIELDS = frozenset(ModifyOrderBody.__struct_fields__)
+
+
+# -- parsing --------------------------------------------------------------------------------
+
+
+class _Errors:
+    """Collects every bad field of one request before refusing it."""
+
+    def __init__(self) -> None:
+        self.found: list[InputError] = []
+
+    def take(self, parse: Callable[[], T], default: T) -> T:
+        try:
+            return parse()
+        except InputError as exc:
+            self.found.append(exc)
+            return default
+
+    def add(self, field: str, message: str) -> None:
+        self.found.append(InputError(field, message))
+
+    def check(self) -> None:
+        if self.found:
+            raise InvalidInput(self.found)
+
+
+def parse_order_id(value: object, field: str = "order_id") -> int:
+    """Order ids are positive integers, sent as strings (or ints)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif (
+        isinstance(value, str)
+        and value.isascii()
+        and value.isdigit()
+        and len(value) <= MAX_ORDER_ID_DIGITS
+    ):
+        number = int(value)
+    else:
+        raise InputError(field, "must be an order id such as '42'")
+    if number < 1:
+        raise InputError(field, "must be an order id such as '42'")
+    return number
+
+
+def parse_cursor(value: object, field: str = "after") -> int:
+    """A page cursor: the last id seen, or 0 for the start."""
+    if value in (0, "0"):
+        return 0
+    return parse_order_id(value, field)
+
+
+def parse_order_type(value: object, field: str = "type") -> bool:
+    """Whether the order is a market order ("limit" is the default)."""
+    if value is None:
+        return False
+    if value not in ("limit", "market"):
+        raise InputError(field, "must be 'limit' or 'market'")
+    return value == "market"
+
+
+def parse_time_in_force(value: object, field: str = "time_in_force") -> int | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or value not in TIME_IN_FORCE:
+        raise InputError(field, "must be 'GTC', 'IOC' or 'FOK'")
+    return TIME_IN_FORCE[value]
+
+
+class Requests:
+    """Builds typed requests for one deployment's instruments and limits."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def instrument(self, symbol: object, field: str = "symbol") -> Instrument:
+        """The instrument a client named (None: the default)."""
+        if symbol is not None and not isinstance(symbol, str):
+            raise InvalidInput([InputError(field, "must be a string")])
+        try:
+            return self.settings.instrument(symbol)
+        except KeyError:
+            known = ", ".join(i.symbol for i in self.settings.instruments)
+            raise InvalidInput([InputError(field, f"unknown symbol; known: {known}")]) from None
+
+    def _instrument(self, symbol: object, errors: _Errors) -> Instrument | None:
+        try:
+            return self.instrument(symbol)
+        except InvalidInput as exc:
+            errors.found.extend(exc.errors)
+            return None
+
+    def place(
+        self,
+        *,
+        side: object,
+        quantity: object,
+        price: object = None,
+        client_order_id: object = None,
+        market: bool = False,
+        tif: int | None = None,
+        symbol: object = None,
+        errors: _Errors | None = None,
+        instrument: Instrument | None = None,
+    ) -> PlaceOrder:
+        """A place from typed values (GraphQL), or from `place_json`'s first pass (which
+        passes the instrument it resolved and the errors it found)."""
+        if errors is None:
+            errors = _Errors()
+            instrument = self._instrument(symbol, errors)
+        instrument = instrument or self.settings.default_instrument
+        if tif is None:
+            tif = IOC if market else GTC
+        elif market and tif == GTC:
+            errors.add("time_in_force", "a market order cannot rest: use 'IOC' or 'FOK'")
+        side_value = errors.take(lambda: parse_side(side), 0)
+        ticks = MARKET
+        if market:
+            if price is not None:
+                errors.add("price", "must be omitted for a market order")
+        elif price is None:
+            errors.add("price", "is required for a limit order")
+        else:
+            ticks = errors.take(
+                lambda: parse_price(price, instrument.tick_size, instrument.max_price), 0
+            )
+        size = errors.take(lambda: parse_quantity(quantity, self.settings.max_quantity), 0)
+        if client_order_id is not None and (
+            not isinstance(client_order_id, str)
+            or not 1 <= len(client_order_id) <= MAX_CLIENT_ORDER_ID
+            or not client_order_id.isprintable()
+        ):
+            errors.add(
+                "client_order_id", f"must be a string of 1..{MAX_CLIENT_ORDER_ID} characters"
+            )
+            client_order_id = None
+        errors.check()
+        return PlaceOrder(instrument, side_value, ticks, size, tif, client_order_id)
+
+    def place_json(self, body: Mapping[str, object]) -> PlaceOrder:
+        """`POST /orders`'s body (already known to hold only declared fields)."""
+        errors = _Errors()
+        for name in ("side", "quantity"):
+            if name not in body:
+                errors.add(name, "is required")
+        errors.check()
+        instrument = self._instrument(body.get("symbol"), errors)
+        market = errors.take(lambda: parse_order_type(body.get("type")), False)
+        tif = errors.take(lambda: parse_time_in_force(body.get("time_in_force")), None)
+        return self.place(
+            side=body.get("side"),
+            quantity=body.get("quantity"),
+            price=body.get("price"),
+            client_order_id=body.get("client_order_id"),
+            market=market,
+            tif=tif,
+            errors=errors,
+            instrument=instrument,
+        )
+
+    def modify(
+        self, order_id: object, price: object = None, quantity: object = None
+    ) -> ModifyOrder:
+        """Change the price and/or the total quantity (at least one)."""
+        errors = _Errors()
+        oid = errors.take(lambda: parse_order_id(order_id), 0)
+        instrument = self.settings.instrument_of(oid)
+        if price is None and quantity is None:
+            errors.add("price", "price or quantity is required")
+        ticks = new_quantity = 0
+        if price is not None:
+            grid = instrument or self.settings.default_instrument
+            ticks = errors.take(lambda: parse_price(price, grid.tick_size, grid.max_price), 0)
+        if quantity is not None:
+            new_quantity = errors.take(
+                lambda: parse_quantity(quantity, self.settings.max_quantity), 0
+            )
+        errors.check()
+        return ModifyOrder(oid, instrument, ticks, new_quantity)
+
+    def cancel(self, order_id: object) -> CancelOrder:
+        oid = self._order_id(order_id)
+        return CancelOrder(oid, self.settings.instrument_of(oid))
+
+    def get_order(self, order_id: object) -> GetOrder:
+        oid = self._order_id(order_id)
+        return GetOrder(oid, self.settings.instrument_of(oid))
+
+    @staticmethod
+    def _order_id(order_id: object) -> int:
+        try:
+            return parse_order_id(order_id)
+        except InputError as exc:
+            raise InvalidInput([exc]) from None
+
+    def list_orders(
+        self,
+        *,
+        limit: object = 100,
+        after: object = None,
+        alive: bool | None = None,
+        side: object = None,
+        symbol: object = None,
+    ) -> ListOrders:
+        errors = _Errors()
+        side_value = None if side is None else errors.take(lambda: parse_side(side), None)
+        cursor = None if after is None else errors.take(lambda: parse_cursor(after), None)
+        page = errors.take(lambda: _limit(limit), 1)
+        instrument = None if symbol is None else self._instrument(symbol, errors)
+        errors.check()
+        return ListOrders(page, cursor, alive, side_value, instrument)
+
+    def list_trades(
+        self, *, limit: object = 100, after: object = None, symbol: object = None
+    ) -> ListTrades:
+        errors = _Errors()
+        cursor = None if after is None else errors.take(lambda: parse_cursor(after), None)
+        page = errors.take(lambda: _limit(limit), 1)
+        instrument = None if symbol is None else self._instrument(symbol, errors)
+        errors.check()
+        return ListTrades(page, cursor, instrument)
+
+    def book(self, depth: object = 5, symbol: object = None) -> BookQuery:
+        errors = _Errors()
+        instrument = self._instrument(symbol, errors)
+        levels = 0
+        if isinstance(depth, int) and not isinstance(depth, bool) and 1 <= depth <= MAX_DEPTH:
+            levels = depth
+        else:
+            errors.add("depth", f"must be an integer in 1..{MAX_DEPTH}")
+        errors.check()
+        assert instrument is not None  # an unknown symbol was refused above
+        return BookQuery(instrument, levels)
+
+
+def _limit(limit: object) -> int:
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
+        raise InputError("limit", f"must be an integer in 1..{MAX_PAGE}")
+    return limit

@@ -1,0 +1,175 @@
+"""The orders resource: `POST /orders`, `PUT` and `DELETE /orders/{id}` (the mutations), and
+`GET /orders`, `GET /orders/{id}` (the reads).
+
+Why the mutations run below FastAPI: they are what every trading client calls on every
+order, and profiling an API replica under `python -m tests.load` (py-spy) showed FastAPI's
+router, dependency solving, exception wrappers and response classes taking about half of the
+CPU a mutation costs there. They need nothing from the framework: bodies are read as raw
+JSON and turned into typed requests (`requests.py`, as GraphQL's arguments are), errors are
+rendered by `errors.error_response` (as FastAPI's handlers do), and the app sits inside the
+rate-limit and CORS middleware, which still apply. Their OpenAPI operations are generated
+from the same body and answer types (`openapi.py`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
+
+import msgspec
+from fastapi import APIRouter, Path, Query, Request
+
+from shared.prices import InputError
+
+from ..errors import ERROR_RESPONSES, ApiError, error_response
+from ..requests import (
+    MAX_PAGE,
+    MODIFY_FIELDS,
+    ORDER_ID_PATTERN,
+    PLACE_FIELDS,
+    InvalidInput,
+    Requests,
+    parse_order_id,
+)
+from ..security import API_KEY_HEADER, ApiKeys, route_path
+from ..service import ChangeOutcome, ExchangeService
+from ..views import ChangedView, PlacedView, order_view, to_json
+from .http import ASGIApp, ClientGone, Receive, Scope, Send, json_bytes, read_object, respond
+
+Headers = dict[bytes, bytes]
+Handler = Callable[[Headers, Receive, str], Awaitable[tuple[int, bytes]]]
+_encode = msgspec.json.encode
+
+
+class OrderMutations:
+    """ASGI middleware: serves the order mutations, passes every other request on."""
+
+    def __init__(
+        self, app: ASGIApp, service: ExchangeService, requests: Requests, keys: ApiKeys
+    ) -> None:
+        self.app = app
+        self.service = service
+        self.requests = requests
+        self.keys = keys
+        self.handlers: dict[str, Handler] = {
+            "POST": self._place,
+            "PUT": self._modify,
+            "DELETE": self._cancel,
+        }
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path = route_path(scope)
+            served = served_methods(path)
+            if served:
+                method = scope["method"]
+                if method in served:
+                    await self._serve(self.handlers[method], scope, receive, send, path[8:])
+                    return
+                if method not in ("GET", "HEAD"):  # FastAPI serves the reads
+                    body = {"error": "method_not_allowed", "message": "Method Not Allowed"}
+                    allow = {"Allow": ", ".join(("GET", *served))}
+                    await respond(send, 405, json_bytes(body), allow)
+                    return
+        await self.app(scope, receive, send)
+
+    async def _serve(
+        self, handler: Handler, scope: Scope, receive: Receive, send: Send, oid: str
+    ) -> None:
+        headers: Headers = {}
+        for name, value in scope["headers"]:
+            headers.setdefault(name, value)  # the first of repeated headers, as Starlette
+        extra: dict[str, str] = {}
+        try:
+            status, body = await handler(headers, receive, oid)
+        except ClientGone:
+            return
+        except Exception as exc:
+            rendered = error_response(exc)
+            if rendered is None:
+                raise  # a bug: Starlette's ServerErrorMiddleware answers 500 and logs it
+            status, payload, extra = rendered
+            body = json_bytes(payload)
+        await respond(send, status, body, extra)
+
+    def _owner(self, headers: Headers) -> str:
+        """ "" with auth off, else the name of the presented key (or Unauthenticated)."""
+        if not self.keys.enabled:
+            return ""
+        key = headers.get(API_KEY_HEADER.encode())
+        return self.keys.owner(key.decode("latin-1") if key is not None else None)
+
+    async def _place(self, headers: Headers, receive: Receive, _: str) -> tuple[int, bytes]:
+        request = self.requests.place_json(await read_object(headers, receive, PLACE_FIELDS))
+        outcome = await self.service.place(request, self._owner(headers))
+        view = PlacedView(str(outcome.order_id), outcome.duplicate)
+        return (200 if outcome.duplicate else 201), _encode(view)
+
+    async def _modify(self, headers: Headers, receive: Receive, oid: str) -> tuple[int, bytes]:
+        check_order_id(oid)  # first, as a path parameter is: before body and key
+        body = await read_object(headers, receive, MODIFY_FIELDS)
+        request = self.requests.modify(oid, body.get("price"), body.get("quantity"))
+        return 200, _changed(await self.service.modify(request, self._owner(headers)))
+
+    async def _cancel(self, headers: Headers, receive: Receive, oid: str) -> tuple[int, bytes]:
+        request = self.requests.cancel(oid)
+        return 200, _changed(await self.service.cancel(request, self._owner(headers)))
+
+
+def _changed(outcome: ChangeOutcome) -> bytes:
+    return _encode(ChangedView(outcome.success, outcome.reason))
+
+
+def served_methods(path: str) -> tuple[str, ...]:
+    """The methods the mutations serve on `path` (FastAPI serves GET on the same paths)."""
+    if path == "/orders":
+        return ("POST",)
+    if path.startswith("/orders/") and path[8:] and "/" not in path[8:]:
+        return ("PUT", "DELETE")
+    return ()
+
+
+def check_order_id(order_id: str) -> None:
+    try:
+        parse_order_id(order_id)
+    except InputError as exc:
+        raise InvalidInput([exc]) from None
+
+
+def reads(service: ExchangeService, requests: Requests, keys: ApiKeys) -> APIRouter:
+    router = APIRouter(responses=ERROR_RESPONSES)
+    settings = service.settings
+
+    def reader(request: Request) -> str | None:
+        """Whose orders a read may see: everyone's with auth off, else the caller's own."""
+        return keys.owner(request.headers.get(API_KEY_HEADER)) if keys.enabled else None
+
+    @router.get("/orders/{order_id}", summary="One order")
+    async def get_order(
+        request: Request, order_id: Annotated[str, Path(pattern=ORDER_ID_PATTERN)]
+    ) -> dict[str, Any]:  # Any: a JSON object
+        order = await service.order(requests.get_order(order_id), owner=reader(request))
+        if order is None:
+            raise ApiError(404, "not_found", f"order {order_id} not found", field="order_id")
+        found: dict[str, Any] = to_json(order_view(settings, order))
+        return found
+
+    @router.get("/orders", summary="Orders, oldest first (cursor: the last order_id seen)")
+    async def list_orders(
+        request: Request,
+        alive: bool | None = None,
+        side: Annotated[int | None, Query(description="1 buy, -1 sell")] = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+        after: Annotated[str | None, Query(pattern=ORDER_ID_PATTERN)] = None,
+        symbol: Annotated[str | None, Query(description=SYMBOL_HELP)] = None,
+    ) -> list[dict[str, Any]]:  # Any: JSON objects
+        query = requests.list_orders(
+            limit=limit, after=after, alive=alive, side=side, symbol=symbol
+        )
+        orders = await service.orders(query, owner=reader(request))
+        return [to_json(order_view(settings, o)) for o in orders]
+
+    return router
+
+
+SYMBOL_HELP = "instrument (default: all for lists, the default instrument for the book)"

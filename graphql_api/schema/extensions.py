@@ -1,0 +1,116 @@
+"""Schema extensions: GraphQL's abuse limits, error masking, and integers kept strict."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from graphql import (
+    DocumentNode,
+    GraphQLError,
+    GraphQLInputObjectType,
+    GraphQLInputType,
+    GraphQLInt,
+    GraphQLList,
+    GraphQLSchema,
+    get_nullable_type,
+)
+from graphql.utilities import get_operation_ast, type_from_ast
+from strawberry.extensions import (
+    DisableIntrospection,
+    MaskErrors,
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    QueryDepthLimiter,
+    SchemaExtension,
+)
+from strawberry.schema.schema import validate_document  # Strawberry's rules included
+
+from ..ports import Unavailable
+from ..security import Unauthenticated
+
+
+def _mask(error: GraphQLError) -> bool:
+    """Hide internal errors; keep what a client can act on (bad arguments, auth, retry)."""
+    original = error.original_error
+    return original is not None and not isinstance(
+        original, GraphQLError | Unavailable | Unauthenticated
+    )
+
+
+class StrictIntVariables(SchemaExtension):
+    """Refuse a JSON float (`1.0`, `1e3`) sent for an `Int` variable, or for an `Int` field
+    of an input object variable, as REST refuses it with a 422.
+
+    graphql-core coerces an integral float to `Int`, as graphql-js does (JavaScript has one
+    number type); the GraphQL spec asks `Int` input coercion to accept integers only. This
+    runs Strawberry's validation itself (so it does not run again), then checks
+    the raw variables: a float where an `Int` goes is a request error naming the variable
+    and the path inside it, and nothing executes."""
+
+    def on_validate(self) -> Iterator[None]:
+        context = self.execution_context
+        document = context.graphql_document
+        if document is not None and context.pre_execution_errors is None:
+            schema = context.schema._schema
+            errors = validate_document(schema, document, context.validation_rules)
+            if not errors:
+                errors = _float_ints(schema, document, context.operation_name, context.variables)
+            context.pre_execution_errors = errors
+        yield
+
+
+def _float_ints(
+    schema: GraphQLSchema,
+    document: DocumentNode,
+    operation_name: str | None,
+    variables: dict[str, object] | None,
+) -> list[GraphQLError]:
+    operation = get_operation_ast(document, operation_name)
+    if operation is None or not variables:
+        return []
+    errors = []
+    for definition in operation.variable_definitions or ():
+        name = definition.variable.name.value
+        kind = type_from_ast(schema, definition.type)
+        if name not in variables or kind is None:
+            continue
+        for path, value in _floats_for_ints(variables[name], kind, name):  # type: ignore[arg-type]
+            errors.append(
+                GraphQLError(
+                    f"Variable '${name}' got invalid value {value!r} at '{path}'; "
+                    f"Int cannot represent a non-integer value: {value!r}",
+                    definition,
+                )
+            )
+    return errors
+
+
+def _floats_for_ints(
+    value: object, kind: GraphQLInputType, path: str
+) -> Iterator[tuple[str, object]]:
+    """(path, value) of each float in `value` where `kind` expects an Int."""
+    kind = get_nullable_type(kind)  # type: ignore[assignment]
+    if isinstance(kind, GraphQLList):
+        for i, item in enumerate(value if isinstance(value, list) else [value]):
+            yield from _floats_for_ints(item, kind.of_type, f"{path}[{i}]")
+    elif isinstance(kind, GraphQLInputObjectType) and isinstance(value, dict):
+        for field_name, field in kind.fields.items():
+            if field_name in value:
+                yield from _floats_for_ints(value[field_name], field.type, f"{path}.{field_name}")
+    elif kind is GraphQLInt and isinstance(value, float):
+        yield path, value
+
+
+def extensions(production: bool) -> list[Callable[[], SchemaExtension] | type[SchemaExtension]]:
+    """Factories, not instances: an extension holds its request's execution context, so
+    concurrent requests must never share one."""
+    found: list[Callable[[], SchemaExtension] | type[SchemaExtension]] = [
+        lambda: QueryDepthLimiter(max_depth=8),
+        lambda: MaxAliasesLimiter(max_alias_count=15),
+        lambda: MaxTokensLimiter(max_token_count=2000),
+        lambda: MaskErrors(should_mask_error=_mask),
+        StrictIntVariables,
+    ]
+    if production:
+        found.append(DisableIntrospection)
+    return found

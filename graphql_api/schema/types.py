@@ -1,0 +1,187 @@
+"""The GraphQL types: rendered from the views (`views.py`), so GraphQL and REST show the same
+values. The Python classes are named for their role (`OrderNode`); the schema keeps its
+public names (`Order`)."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, NewType
+
+import strawberry
+
+from shared.commands import FOK, GTC, IOC
+
+from ..views import BookView, OrderView, TradeView
+
+Price = NewType("Price", Decimal)
+PRICE_SCALAR = strawberry.scalar(
+    name="Price",
+    description='A price in decimal units as a string, e.g. "101.25" (numbers accepted on input)',
+    serialize=lambda value: str(value),
+    parse_value=lambda value: value,
+)
+
+
+@strawberry.enum(name="TimeInForce")
+class TimeInForce(enum.Enum):
+    """Values are the engine's codes: GraphQL hands them over as they are."""
+
+    GTC = GTC
+    IOC = IOC
+    FOK = FOK
+
+
+@strawberry.enum(name="OrderType")
+class OrderType(enum.Enum):
+    LIMIT = "limit"
+    MARKET = "market"
+
+
+@strawberry.type(name="Order")
+class OrderNode:
+    order_id: strawberry.ID
+    symbol: str
+    side: int
+    order_type: OrderType
+    time_in_force: TimeInForce
+    order_price: Price | None  # null for a market order
+    order_quantity: int
+    traded_quantity: int
+    remaining_quantity: int
+    cancelled_quantity: int
+    order_alive: bool
+    client_order_id: str | None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, v: OrderView) -> OrderNode:
+        return cls(
+            order_id=strawberry.ID(v.order_id),
+            symbol=v.symbol,
+            side=v.side,
+            order_type=OrderType(v.order_type),
+            time_in_force=TimeInForce[v.time_in_force],
+            order_price=None if v.order_price is None else Price(v.order_price),
+            order_quantity=v.order_quantity,
+            traded_quantity=v.traded_quantity,
+            remaining_quantity=v.remaining_quantity,
+            cancelled_quantity=v.cancelled_quantity,
+            order_alive=v.order_alive,
+            client_order_id=v.client_order_id,
+            created_at=v.created_at,
+            updated_at=v.updated_at,
+        )
+
+
+@strawberry.type(name="Trade")
+class TradeNode:
+    trade_id: strawberry.ID
+    symbol: str
+    trade_price: Price
+    quantity: int
+    bid_order_id: strawberry.ID
+    ask_order_id: strawberry.ID
+    aggressor_side: int
+    timestamp: datetime
+
+    @classmethod
+    def of(cls, v: TradeView) -> TradeNode:
+        return cls(
+            trade_id=strawberry.ID(v.trade_id),
+            symbol=v.symbol,
+            trade_price=Price(v.trade_price),
+            quantity=v.quantity,
+            bid_order_id=strawberry.ID(v.bid_order_id),
+            ask_order_id=strawberry.ID(v.ask_order_id),
+            aggressor_side=v.aggressor_side,
+            timestamp=v.timestamp,
+        )
+
+
+@strawberry.type(name="Level")
+class LevelNode:
+    price: Price
+    quantity: int
+
+
+@strawberry.type(name="OrderBook")
+class OrderBookNode:
+    symbol: str
+    timestamp: datetime
+    seq: int
+    bids: list[LevelNode]
+    asks: list[LevelNode]
+
+    @classmethod
+    def of(cls, v: BookView) -> OrderBookNode:
+        return cls(
+            symbol=v.symbol,
+            timestamp=v.timestamp,
+            seq=v.seq,
+            bids=[LevelNode(price=Price(level.price), quantity=level.quantity) for level in v.bids],
+            asks=[LevelNode(price=Price(level.price), quantity=level.quantity) for level in v.asks],
+        )
+
+
+@strawberry.type
+class OrderConnection:
+    nodes: list[OrderNode]
+    end_cursor: str | None
+    has_next_page: bool
+
+
+@strawberry.type
+class TradeConnection:
+    nodes: list[TradeNode]
+    end_cursor: str | None
+    has_next_page: bool
+
+
+@strawberry.type
+class FieldError:
+    field: str
+    message: str
+
+
+@strawberry.type
+class OrderPlaced:
+    order_id: strawberry.ID
+    duplicate: bool = strawberry.field(
+        description="true when client_order_id was used before: this is the original order"
+    )
+
+
+@strawberry.type
+class OrderRejected:
+    reason: str
+    errors: list[FieldError]
+
+
+PlaceOrderResult = Annotated[OrderPlaced | OrderRejected, strawberry.union("PlaceOrderResult")]
+
+
+@strawberry.type
+class ChangeResult:
+    success: bool
+    reason: str | None = None
+    errors: list[FieldError] = strawberry.field(default_factory=list)
+
+
+@strawberry.input
+class PlaceOrderInput:
+    side: int = strawberry.field(description="1 buy, -1 sell")
+    quantity: int
+    price: Price | None = strawberry.field(
+        default=None, description="required for LIMIT orders, omitted for MARKET"
+    )
+    client_order_id: str | None = None
+    type: OrderType = OrderType.LIMIT
+    time_in_force: TimeInForce | None = strawberry.field(
+        default=None, description="default GTC for LIMIT, IOC for MARKET"
+    )
+    symbol: str | None = strawberry.field(
+        default=None, description="instrument; default: the first configured"
+    )

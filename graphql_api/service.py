@@ -1,0 +1,252 @@
+"""The service layer: every use case of the API, over two ports (the engine gateway and the
+store), for REST, GraphQL and the WebSockets alike.
+
+Mutations become commands and are answered by the engine's first event. Reads come from
+the store after a read barrier: the store must have archived everything the engine had
+published when the read arrived, which gives read-your-writes from any API replica (a
+mutation is acknowledged only after its events are published). No transport lives here:
+the gateway hides whether the engine is behind Redis or in this process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from shared.commands import Cancel, Command, Modify, Place
+from shared.config import Instrument, Settings
+from shared.events import (
+    DUPLICATE_CLIENT_ORDER_ID,
+    NO_LIQUIDITY,
+    NOT_OWNER,
+    ORDER_NOT_ALIVE,
+    UNKNOWN_ORDER,
+    Accepted,
+    Event,
+    Rejected,
+    Trade,
+)
+from store.port import BookLevels, OrderRecord, Store, TradeRecord
+
+from .hub import Hub
+from .metrics import ANSWERED_BY_KIND, MUTATIONS, ROUND_TRIP_BY_KIND
+from .ports import EngineGateway, EngineTimeout, Unavailable
+from .requests import (
+    BookQuery,
+    CancelOrder,
+    GetOrder,
+    ListOrders,
+    ListTrades,
+    ModifyOrder,
+    PlaceOrder,
+)
+
+OWNER_LOOKUP_TIMEOUT_S = 1.0
+REJECTION_MESSAGES = {
+    NO_LIQUIDITY: "a market order needs resting orders on the other side",
+}
+
+
+class Rejection(Exception):
+    """The engine refused the order for a business reason (e.g. `no_liquidity`)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(REJECTION_MESSAGES.get(reason, reason))
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class PlaceOutcome:
+    order_id: int
+    duplicate: bool  # the client_order_id was seen before: this is the original order
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeOutcome:
+    success: bool
+    reason: str | None = None
+
+
+CHANGED = ChangeOutcome(True)
+
+
+class ExchangeService:
+    def __init__(self, settings: Settings, gateway: EngineGateway, store: Store) -> None:
+        self.settings = settings
+        self.gateway = gateway
+        self.store = store
+        self.log: Any = structlog.get_logger(service="api")  # structlog's own type is Any
+
+    async def start(self) -> None:
+        await self.store.open()
+        await self.gateway.start()
+
+    async def stop(self) -> None:
+        await self.gateway.stop()
+        await self.store.close()
+
+    # -- mutations --------------------------------------------------------------------------
+
+    async def place(self, request: PlaceOrder, owner: str = "") -> PlaceOutcome:
+        self._check_backlog(request.instrument)
+        command = Place(
+            request.side,
+            request.price,
+            request.quantity,
+            request.client_order_id,
+            "",
+            time.time_ns(),
+            request.tif,
+            owner,
+        )
+        first = (await self._submit(request.instrument, command, "place"))[0]
+        if type(first) is Accepted:
+            return PlaceOutcome(first.order_id, duplicate=False)
+        assert isinstance(first, Rejected), first
+        if first.reason == DUPLICATE_CLIENT_ORDER_ID:
+            return PlaceOutcome(first.order_id, duplicate=True)
+        raise Rejection(first.reason)
+
+    async def modify(self, request: ModifyOrder, owner: str = "") -> ChangeOutcome:
+        instrument = request.instrument
+        if instrument is None:  # no instrument hands out such ids: no engine to ask
+            return ChangeOutcome(False, UNKNOWN_ORDER)
+        self._check_backlog(instrument)
+        command = Modify(
+            request.order_id, request.price, "", time.time_ns(), request.quantity, owner
+        )
+        events = await self._submit(instrument, command, "modify")
+        return await self._change_outcome(events, request.order_id, instrument, owner)
+
+    async def cancel(self, request: CancelOrder, owner: str = "") -> ChangeOutcome:
+        """Cancels bypass the backlog check: shedding risk must stay possible under load."""
+        instrument = request.instrument
+        if instrument is None:
+            return ChangeOutcome(False, UNKNOWN_ORDER)
+        command = Cancel(request.order_id, "", time.time_ns(), owner)
+        events = await self._submit(instrument, command, "cancel")
+        return await self._change_outcome(events, request.order_id, instrument, owner)
+
+    def _check_backlog(self, instrument: Instrument) -> None:
+        behind = self.gateway.backlog(instrument)
+        if behind > self.settings.max_backlog:
+            raise Unavailable(
+                f"the {instrument.symbol} engine is {behind}+ commands behind; retry shortly "
+                "(cancels are still accepted)"
+            )
+
+    async def _submit(self, instrument: Instrument, command: Command, kind: str) -> list[Event]:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            events = await self.gateway.submit(instrument, command)
+        except EngineTimeout:
+            MUTATIONS.labels(kind, "timeout").inc()
+            raise
+        except Unavailable:
+            MUTATIONS.labels(kind, "unavailable").inc()
+            raise
+        ROUND_TRIP_BY_KIND[kind].observe(loop.time() - started)
+        ANSWERED_BY_KIND[kind, type(events[0]) is Rejected].inc()
+        return events
+
+    async def _change_outcome(
+        self, events: list[Event], oid: int, instrument: Instrument, owner: str
+    ) -> ChangeOutcome:
+        """A modify or cancel succeeded unless the engine's first event is a rejection.
+
+        The engine forgets dead orders, so it answers `order_not_alive` whoever asks; with
+        owners on, the store tells whose the order was, and another owner gets `not_owner`
+        (as for a live order) instead of learning that it was filled or cancelled."""
+        first = events[0]
+        if type(first) is not Rejected:
+            return CHANGED
+        if first.reason == ORDER_NOT_ALIVE and owner:
+            try:
+                async with asyncio.timeout(OWNER_LOOKUP_TIMEOUT_S):
+                    await self.read_barrier((instrument,))
+                    record = await self.store.get_order(oid)
+            except (TimeoutError, Unavailable) as exc:
+                # The engine's answer is definite: keep it rather than turn it into a 503.
+                self.log.warning("owner_lookup_failed", order_id=oid, error=repr(exc))
+                return ChangeOutcome(False, first.reason)
+            if record is not None and record.owner != owner:
+                return ChangeOutcome(False, NOT_OWNER)
+        return ChangeOutcome(False, first.reason)
+
+    # -- feeds ------------------------------------------------------------------------------
+
+    @property
+    def trade_feed(self) -> Hub[Trade]:
+        return self.gateway.trades
+
+    def book_feed(self, instrument: Instrument) -> Hub[BookLevels]:
+        return self.gateway.books[instrument.symbol]
+
+    # -- reads ------------------------------------------------------------------------------
+
+    async def read_barrier(self, instruments: tuple[Instrument, ...] | None = None) -> None:
+        """Wait until the store has archived every event published so far (for the given
+        instruments, default all): a read after an acknowledged write sees it."""
+        targets = await self.gateway.published(instruments or self.settings.instruments)
+        deadline = time.monotonic() + self.settings.read_barrier_timeout_s
+        for number, target in targets.items():
+            delay = 0.001
+            while await self.store.progress(number) < target:
+                if time.monotonic() > deadline:
+                    raise Unavailable("the store is behind the engine; retry shortly")
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.02)
+
+    async def order(self, request: GetOrder, owner: str | None = None) -> OrderRecord | None:
+        """One order; with `owner` set, another owner's order is reported as not found."""
+        if request.instrument is None:
+            return None
+        await self.read_barrier((request.instrument,))
+        record = await self.store.get_order(request.order_id)
+        if record is None or (owner is not None and record.owner != owner):
+            return None
+        return record
+
+    async def orders(self, request: ListOrders, owner: str | None = None) -> list[OrderRecord]:
+        scope = (request.instrument,) if request.instrument else None
+        await self.read_barrier(scope)
+        return await self.store.list_orders(
+            alive=request.alive,
+            side=request.side,
+            limit=request.limit,
+            after=request.after,
+            owner=owner,
+            instrument=request.instrument.number if request.instrument else None,
+        )
+
+    async def trades(self, request: ListTrades) -> list[TradeRecord]:
+        scope = (request.instrument,) if request.instrument else None
+        await self.read_barrier(scope)
+        return await self.store.list_trades(
+            limit=request.limit,
+            after=request.after,
+            instrument=request.instrument.number if request.instrument else None,
+        )
+
+    async def book(self, request: BookQuery) -> BookLevels:
+        await self.read_barrier((request.instrument,))
+        stored = await self.store.book(request.depth, request.instrument.number)
+        return stored._replace(ts=time.time_ns())
+
+    async def ready(self) -> dict[str, Any]:
+        """Readiness: the gateway's dependencies are up and the store answers."""
+        health = await self.gateway.health()
+        checks: dict[str, Any] = dict(health)
+        try:
+            checks["store_progress"] = await self.store.progress()
+            checks["store"] = True
+        except Exception as exc:  # report, don't raise: this is a health endpoint
+            checks["store"] = False
+            checks["store_error"] = str(exc)
+        checks["ready"] = all(health.values()) and checks["store"]
+        return checks
