@@ -14,6 +14,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 import structlog
+from structlog.typing import FilteringBoundLogger
 
 from shared.config import Settings
 from shared.events import Event, decode_events
@@ -46,7 +47,7 @@ class ArchiverService:
         self.settings = settings
         self.redis = client
         self.store = store
-        self.log: Any = structlog.get_logger(service="archiver")
+        self.log: FilteringBoundLogger = structlog.get_logger(service="archiver")
         self.stopping = asyncio.Event()
 
     async def run(self) -> None:

@@ -23,7 +23,7 @@ class ApiError(Exception):
         self.status, self.error, self.message, self.extra = status, error, message, extra
 
 
-Rendered = tuple[int, dict[str, Any], dict[str, str]]
+Rendered = tuple[int, dict[str, object], dict[str, str]]
 
 
 def error_response(exc: Exception) -> Rendered | None:
@@ -36,7 +36,7 @@ def error_response(exc: Exception) -> Rendered | None:
     if isinstance(exc, Rejection):
         return 409, {"error": "rejected", "reason": exc.reason, "message": str(exc)}, {}
     if isinstance(exc, Unauthenticated):
-        body = {"error": "unauthenticated", "message": str(exc)}
+        body: dict[str, object] = {"error": "unauthenticated", "message": str(exc)}
         return 401, body, {"WWW-Authenticate": "ApiKey"}
     if isinstance(exc, Unavailable):
         return 503, {"error": "unavailable", "message": str(exc)}, {"Retry-After": "1"}
@@ -63,6 +63,7 @@ ERROR_BODY = {
         },
     },
 }
+# Any: OpenAPI response objects are JSON of any shape.
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"description": text, "content": {"application/json": {"schema": ERROR_BODY}}}
     for status, text in {

@@ -16,11 +16,12 @@ import json
 import math
 import time
 from collections.abc import Mapping
-from typing import Any
 
 from strawberry.http.websocket_origin import is_same_origin, normalize_origin
 
 from shared.config import Settings
+
+from .asgi import ASGIApp, Receive, Scope, Send
 
 API_KEY_HEADER = "x-api-key"
 
@@ -99,12 +100,12 @@ class RateLimitMiddleware:
     """Pure ASGI middleware (no per-request task overhead): 429 + Retry-After when a
     client's bucket is empty. Health checks are exempt so orchestrators never get a 429."""
 
-    def __init__(self, app: Any, limiter: RateLimiter, keys: ApiKeys) -> None:
+    def __init__(self, app: ASGIApp, limiter: RateLimiter, keys: ApiKeys) -> None:
         self.app = app
         self.limiter = limiter
         self.keys = keys
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or route_path(scope).startswith("/health"):
             await self.app(scope, receive, send)
             return
@@ -129,14 +130,14 @@ class RateLimitMiddleware:
         await send({"type": "http.response.body", "body": body})
 
 
-def route_path(scope: Any) -> str:
+def route_path(scope: Scope) -> str:
     """The path the app routes on: without the `root_path` a proxy mounts it under."""
     path: str = scope["path"]
     root: str = scope.get("root_path", "")
     return path[len(root) :] if root and path.startswith(root) else path
 
 
-def client_id(scope: Any, keys: ApiKeys) -> str:
+def client_id(scope: Scope, keys: ApiKeys) -> str:
     """The rate-limit bucket of a request or WebSocket: a valid API key's owner when keys
     are on, else the peer address. A key that is merely presented never picks the bucket:
     random keys would each get a fresh one."""

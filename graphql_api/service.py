@@ -13,9 +13,9 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
-from typing import Any
 
 import structlog
+from structlog.typing import FilteringBoundLogger
 
 from shared.commands import Cancel, Command, Modify, Place
 from shared.config import Instrument, Settings
@@ -79,7 +79,7 @@ class ExchangeService:
         self.settings = settings
         self.gateway = gateway
         self.store = store
-        self.log: Any = structlog.get_logger(service="api")  # structlog's own type is Any
+        self.log: FilteringBoundLogger = structlog.get_logger(service="api")
 
     async def start(self) -> None:
         await self.store.open()
@@ -238,10 +238,10 @@ class ExchangeService:
         stored = await self.store.book(request.depth, request.instrument.number)
         return stored._replace(ts=time.time_ns())
 
-    async def ready(self) -> dict[str, Any]:
+    async def ready(self) -> dict[str, object]:
         """Readiness: the gateway's dependencies are up and the store answers."""
         health = await self.gateway.health()
-        checks: dict[str, Any] = dict(health)
+        checks: dict[str, object] = dict(health)
         try:
             checks["store_progress"] = await self.store.progress()
             checks["store"] = True

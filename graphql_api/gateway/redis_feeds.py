@@ -10,6 +10,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 import structlog
+from structlog.typing import FilteringBoundLogger
 
 from shared.config import Settings
 from shared.events import Trade, decode_events
@@ -48,7 +49,7 @@ class Feeds:
         self.settings = settings
         self.redis = client
         self.journal = journal  # for its guarded reads
-        self.log: Any = structlog.get_logger(service="api")  # structlog's own type is Any
+        self.log: FilteringBoundLogger = structlog.get_logger(service="api")
         self.trades: Hub[Trade] = Hub()
         self.books: dict[str, Hub[BookLevels]] = {
             i.symbol: Hub(maxsize=16) for i in settings.instruments

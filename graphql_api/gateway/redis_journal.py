@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 import msgspec
 import redis.asyncio as aioredis
 import structlog
+from structlog.typing import FilteringBoundLogger
 
 from shared.commands import Command, encode_command
 from shared.config import Settings
@@ -38,7 +39,7 @@ class Journal:
     def __init__(self, settings: Settings, client: aioredis.Redis) -> None:
         self.settings = settings
         self.redis = client
-        self.log: Any = structlog.get_logger(service="api")  # structlog's own type is Any
+        self.log: FilteringBoundLogger = structlog.get_logger(service="api")
         self.pending: dict[str, asyncio.Future[list[Event]]] = {}
         self._outbox: asyncio.Queue[tuple[str, bytes, asyncio.Future[list[Event]]]] = (
             asyncio.Queue()

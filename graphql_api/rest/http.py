@@ -4,19 +4,11 @@ JSON. Shaped as Starlette's own, so a client cannot tell the two kinds of route 
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
 
+from ..asgi import Receive, Send
 from ..errors import ApiError
 
 MAX_BODY_BYTES = 16 * 1024
-
-# ASGI's own types are dicts of anything: this is the one place they are spelled out.
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 class ClientGone(Exception):

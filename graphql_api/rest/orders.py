@@ -21,6 +21,7 @@ from fastapi import APIRouter, Path, Query, Request
 
 from shared.prices import InputError
 
+from ..asgi import ASGIApp, Receive, Scope, Send
 from ..errors import ERROR_RESPONSES, ApiError, error_response
 from ..requests import (
     MAX_PAGE,
@@ -34,7 +35,7 @@ from ..requests import (
 from ..security import API_KEY_HEADER, ApiKeys, route_path
 from ..service import ChangeOutcome, ExchangeService
 from ..views import ChangedView, PlacedView, order_view, to_json
-from .http import ASGIApp, ClientGone, Receive, Scope, Send, json_bytes, read_object, respond
+from .http import ClientGone, json_bytes, read_object, respond
 
 Headers = dict[bytes, bytes]
 Handler = Callable[[Headers, Receive, str], Awaitable[tuple[int, bytes]]]
