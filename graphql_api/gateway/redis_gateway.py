@@ -74,9 +74,13 @@ class RedisGateway:
     async def published(self, instruments: tuple[Instrument, ...]) -> dict[int, int]:
         """An event's stream id is `<seq>-0`: the newest id gives the newest seq."""
         streams = {self.settings.event_stream_of(i.symbol): i.number for i in instruments}
+        try:
+            newest = await newest_ids(self.redis, streams)
+        except (aioredis.ConnectionError, aioredis.TimeoutError) as exc:
+            raise Unavailable(f"the event streams are unavailable ({exc}); retry shortly") from None
         return {
             streams[stream]: int(entry_id.split(b"-", 1)[0])
-            for stream, entry_id in (await newest_ids(self.redis, streams)).items()
+            for stream, entry_id in newest.items()
             if entry_id is not None
         }
 

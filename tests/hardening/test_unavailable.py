@@ -198,11 +198,6 @@ def test_redis_down_ready_503_live_200_mutations_503(
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="reads answer 500 (GraphQL: 'Unexpected error.') while Redis is down: the read "
-    "barrier's Redis error is not reported as unavailable",
-)
 def test_redis_down_reads_503(http: httpx.Client, down: Callable[[str], None]) -> None:
     down("redis")
     for path in READS:
