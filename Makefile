@@ -7,6 +7,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: chromium compose-validator
 .PHONY: install run test lint typecheck pytest fuzz bench crash mutate loadtest overload schema clean
+.PHONY: cluster-test
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,7 +28,7 @@ typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
 pytest: $(STAMP) chromium compose-validator
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --ignore=tests/cluster
 
 # `docker compose config` needs no Docker engine; where the v2 plugin is missing, Debian's
 # docker-compose validates the file instead (tests/test_deploy.py uses whichever is there).
@@ -59,6 +60,11 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) data .mypy_cache .ruff_cache .pytest_cache .hypothesis .mutate
+
+# A real Redis Cluster (3 masters, 3 replicas) on this machine: the stack on it, and
+# failovers under load; several minutes, so not part of `make test`.
+cluster-test: $(STAMP)
+	$(PY) -m pytest -q tests/cluster
 
 crash: $(STAMP)
 	$(PY) -m tests.crash.harness --kills 100 --rate 300

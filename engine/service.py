@@ -222,11 +222,14 @@ class BookService:
                 "asks": asks,
             }
         )
-        pipe = self.redis.pipeline(transaction=False)
+        heartbeat = self.settings.key(self.symbol, "engine:book")
+        # One round trip to the node holding the instrument's keys (a cluster pipeline
+        # refuses PUBLISH; a cluster node forwards it to every node's subscribers).
+        pipe = node_client(self.redis, heartbeat).pipeline(transaction=False)
         pipe.publish(self.settings.book_channel_of(self.symbol), message)
         # Doubles as the engine's heartbeat: readiness checks want it fresh.
         expiry = max(5, int(3 * self.settings.book_interval_s) + 1)
-        pipe.set(self.settings.key(self.symbol, "engine:book"), message, ex=expiry)
+        pipe.set(heartbeat, message, ex=expiry)
         pipe.execute()
 
     def checkpoint_due(self, now: float) -> bool:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import signal
+import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -29,6 +30,21 @@ from .redis_server import free_port, redis_server_binary
 from .stack import stop_process
 
 HEALTH_TIMEOUT_S = 60.0
+
+
+def cluster_port() -> int:
+    """A free port whose cluster bus port (10,000 higher) is free too, as Redis requires."""
+    for _ in range(1000):
+        port = free_port()
+        if port > 55535:
+            continue
+        with socket.socket() as bus:
+            try:
+                bus.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free port pair for a cluster node")
 
 
 def redis_cli_binary() -> str:
@@ -69,7 +85,7 @@ class LocalCluster:
     def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         for _ in range(self.masters * (1 + self.replicas)):
-            port = free_port()
+            port = cluster_port()
             self.nodes.append(Node(port, self.data_dir / f"node-{port}"))
         for node in self.nodes:
             self.start_node(node)

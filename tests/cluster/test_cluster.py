@@ -1,0 +1,103 @@
+"""The cluster itself, and the engine and archiver on it, driven through the streams."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from shared.commands import Place, encode_command
+from shared.config import Settings
+from shared.events import Accepted, Trade, decode_events
+from shared.redis_client import connect
+from shared.redis_cluster import LocalCluster
+from tests.cluster.conftest import INSTRUMENTS, cluster_stack
+
+
+def test_three_masters_each_with_a_replica_in_sync_and_aof_on(cluster: LocalCluster) -> None:
+    assert cluster.is_healthy()
+    shards = cluster.shards()
+    assert len(shards) == 3
+    assert all(len(replicas) == 1 for replicas in shards.values())
+    for node in cluster.nodes:
+        with node.client() as client:
+            assert client.config_get("appendonly") == {"appendonly": "yes"}
+            assert client.info("cluster")["cluster_enabled"] == 1
+    masters = {cluster.master_of(f"x:{{{symbol}}}:commands") for symbol in INSTRUMENTS.split(",")}
+    assert masters == set(shards), "the test instruments cover every shard"
+
+
+def until(condition: Any, what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def test_engines_and_archiver_serve_every_shard(tmp_path: Path, cluster: LocalCluster) -> None:
+    """Two engines owning two instruments each on different shards answer every command
+    (published only once a replica has it), and the archiver stores every instrument."""
+    with cluster_stack(tmp_path, cluster, api_replicas=0) as stack:
+        settings = Settings(
+            instruments_spec=INSTRUMENTS, stream_prefix=stack.env()["STREAM_PREFIX"]
+        )
+        client = connect(stack.redis_url)
+        symbols = [i.symbol for i in settings.instruments]
+        until(
+            lambda: all(client.exists(settings.key(s, "engine:book")) for s in symbols),
+            "every engine's heartbeat",
+        )
+        replies = {s: settings.reply_stream_of(s, "t") for s in symbols}
+        positions: dict[Any, Any] = {}
+        for stream in replies.values():
+            positions[stream] = client.xadd(stream, {"open": "t"})
+        for n, symbol in enumerate(symbols * 10):
+            side = 1 if (n // len(symbols)) % 2 else -1
+            command = Place(side=side, price=100, quantity=1, request_id=f"t-{n}")
+            client.xadd(settings.command_stream_of(symbol), {"c": encode_command(command)})
+        answered: dict[str, list[Any]] = {s: [] for s in symbols}
+
+        def read_replies() -> bool:
+            for stream, symbol in ((replies[s], s) for s in symbols):
+                response: Any = client.xread({stream: positions[stream]}, count=100)
+                for _, entries in response or ():
+                    for entry_id, fields in entries:
+                        answered[symbol].extend(decode_events(fields[b"e"]))
+                        positions[stream] = entry_id
+            return all(len([e for e in a if type(e) is Accepted]) == 10 for a in answered.values())
+
+        until(read_replies, "every command's answer")
+        for instrument in settings.instruments:
+            events = answered[instrument.symbol]
+            assert len([e for e in events if type(e) is Trade]) == 5
+            assert all(instrument.owns(e.seq) for e in events)
+            # Published with a replica in sync: the engine took the path that WAITs.
+            published = client.get(settings.key(instrument.symbol, "engine:published"))
+            last = max(e.seq for e in events)
+            assert int(published or 0) == last
+            progress = settings.key(instrument.symbol, "archiver:progress")
+            until(
+                lambda key=progress, last=last: int(client.get(key) or 0) == last,
+                f"the archiver storing {instrument.symbol}",
+            )
+        assert all(p.poll() is None for p in stack.processes.values())
+        client.close()
+
+
+def test_a_restarted_node_rejoins_as_the_replica_of_its_successor(cluster: LocalCluster) -> None:
+    master = cluster.master_of("x:{AAA}:commands")
+    replica = cluster.shards()[master][0]
+    cluster.kill(master)
+    until(lambda: _master_or_none(cluster, "x:{AAA}:commands") == replica, "the failover")
+    cluster.restart(master)
+    cluster.wait_healthy()
+    assert cluster.shards()[replica] == [master]
+
+
+def _master_or_none(cluster: LocalCluster, key: str) -> int | None:
+    try:
+        return cluster.master_of(key)
+    except (RuntimeError, redis.RedisError):
+        return None
