@@ -13,7 +13,7 @@ from shared.config import Settings
 from shared.events import Accepted, Trade, decode_events
 from shared.redis_client import connect
 from shared.redis_cluster import LocalCluster
-from tests.cluster.conftest import INSTRUMENTS, cluster_stack
+from tests.cluster.stack import INSTRUMENTS, cluster_stack
 
 
 def test_three_masters_each_with_a_replica_in_sync_and_aof_on(cluster: LocalCluster) -> None:

@@ -26,13 +26,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import redis
 
 from engine.matching import MatchingEngine
 from engine.snapshot import state_hash
 from shared.commands import Command, decode_command
 from shared.config import Settings
 from shared.events import Accepted, Cancelled, Event, Modified, Rejected, Trade
+from shared.redis_client import TRANSIENT_ERRORS, connect
 from shared.redis_server import free_port
 from shared.stack import Stack
 from store import Store, open_store
@@ -54,32 +54,61 @@ class Ledger:
 
 
 class CommandTap:
-    """Copies every command entry from the stream as it appears (the engine trims it)."""
+    """Copies every command entry from the stream as it appears (the engine trims it).
+
+    After a Redis outage it drops the tail that the stream no longer holds: a failover loses
+    the writes its replica had not received, and those commands never happened."""
 
     def __init__(self, url: str, stream: str) -> None:
         self.url, self.stream = url, stream
         self.entries: list[tuple[bytes, bytes]] = []
+        self.dropped = 0
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
-        last = "0-0"
-        client = redis.Redis.from_url(self.url)
+        last: bytes | str = "0-0"
+        client = connect(self.url)
+        outage = False
         while not self.stop.is_set():
             try:
+                if outage:
+                    last = self._resync(client)
+                    outage = False
                 response: Any = client.xread({self.stream: last}, count=1000, block=200)
-            except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError):
+            except TRANSIENT_ERRORS:
+                outage = True
                 time.sleep(0.1)
                 continue
             for entry_id, fields in response[0][1] if response else []:
                 self.entries.append((entry_id, fields[b"c"]))
                 last = entry_id
 
+    def _resync(self, client: Any) -> bytes | str:
+        """Forget tapped entries the stream lost (always its newest: a replica holds a
+        prefix of its master's writes); returns the id to read after."""
+        while self.entries:
+            newest = self.entries[-1][0]
+            if client.xrange(self.stream, newest, newest):
+                return newest
+            self.entries.pop()
+            self.dropped += 1
+        return "0-0"
+
     def commands(self) -> list[Command]:
         return [decode_command(body) for _, body in self.entries]
 
 
-async def load(stack: Stack, ledger: Ledger, rate: float, until: asyncio.Event, seed: int) -> None:
+async def load(
+    stack: Stack,
+    ledger: Ledger,
+    rate: float,
+    until: asyncio.Event,
+    seed: int,
+    symbols: tuple[str, ...] = (),
+) -> None:
+    """Seeded places, cancels and modifies at `rate`/s over the API replicas in turn; places
+    spread over `symbols` (none: the default instrument)."""
     rng = random.Random(seed)
     clients = [httpx.AsyncClient(base_url=stack.api_url(p), timeout=15) for p in stack.api_ports]
     pending: set[asyncio.Task[None]] = set()
@@ -120,6 +149,8 @@ async def load(stack: Stack, ledger: Ledger, rate: float, until: asyncio.Event, 
                 "quantity": rng.randint(1, 20),
                 "client_order_id": f"c{seed}-{n}",
             }
+            if symbols:
+                payload["symbol"] = rng.choice(symbols)
             task = asyncio.create_task(one("place", client, payload, ""))
         elif r < 0.85:
             task = asyncio.create_task(one("cancel", client, {}, rng.choice(known)))
@@ -178,65 +209,96 @@ class Report:
         )
 
 
-async def verify(stack: Stack, ledger: Ledger, tap: CommandTap, kills: list[str]) -> Report:
-    problems: list[str] = []
-    client = redis.Redis.from_url(stack.redis_url)
-    # Let the engine drain the stream, then stop it cleanly so it publishes its hash.
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        last: Any = client.xrevrange("exchange:{DEFAULT}:commands", "+", "-", count=1)
-        if not last or (tap.entries and tap.entries[-1][0] == last[0][0]):
-            break
-        await asyncio.sleep(0.2)
-    await asyncio.sleep(1.0)
-    stack.kill("engine", signal.SIGTERM)
-    engine_hash = (client.get("exchange:{DEFAULT}:engine:state_hash") or b"").decode()
-    tap.stop.set()
-    tap.thread.join()
-
-    reference = MatchingEngine()
-    expected: list[Event] = []
-    for command in tap.commands():
-        expected.extend(reference.apply(command))
-    reference_hash = state_hash(reference)
-    if engine_hash != reference_hash:
-        problems.append(f"state hash {engine_hash} != reference {reference_hash}")
-
-    # The archiver must reach the last event.
-    # The store the stack used: MongoDB when the stack had MONGODB_URL, else SQLite.
+def stack_settings(stack: Stack) -> Settings:
+    """The settings the stack's services run with (instruments, prefix, store)."""
     env = stack.env()
-    store = open_store(
-        Settings(
-            data_dir=stack.data_dir,
-            mongodb_url=env.get("MONGODB_URL", ""),
-            mongodb_db=env.get("MONGODB_DB", "exchange"),
-        )
+    return Settings(
+        redis_url=stack.redis_url,
+        data_dir=stack.data_dir,
+        mongodb_url=env.get("MONGODB_URL", ""),
+        mongodb_db=env.get("MONGODB_DB", "exchange"),
+        instruments_spec=env.get("INSTRUMENTS", "DEFAULT"),
+        stream_prefix=env.get("STREAM_PREFIX", "exchange"),
     )
+
+
+async def verify(
+    stack: Stack, ledger: Ledger, taps: dict[str, CommandTap], kills: list[str]
+) -> Report:
+    """`taps`: symbol -> the tap of its command stream, for every instrument traded."""
+    problems: list[str] = []
+    settings = stack_settings(stack)
+    instruments = [settings.instrument(symbol) for symbol in taps]
+    client = connect(stack.redis_url)
+    # Let the engines drain their streams, then stop them cleanly so they publish their hash.
+    for instrument in instruments:
+        stream, tap = settings.command_stream_of(instrument.symbol), taps[instrument.symbol]
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            last: Any = client.xrevrange(stream, "+", "-", count=1)
+            if not last or (tap.entries and tap.entries[-1][0] == last[0][0]):
+                break
+            await asyncio.sleep(0.2)
+    await asyncio.sleep(1.0)
+    for name in [n for n in stack.processes if n.startswith("engine")]:
+        stack.kill(name, signal.SIGTERM)
+    engine_hashes, reference_hashes = [], []
+    expected: dict[str, list[Event]] = {}
+    for instrument in instruments:
+        tap = taps[instrument.symbol]
+        tap.stop.set()
+        tap.thread.join()
+        key = settings.key(instrument.symbol, "engine:state_hash")
+        engine_hashes.append((client.get(key) or b"").decode())
+        reference = MatchingEngine(instrument.base)
+        events = expected[instrument.symbol] = []
+        for command in tap.commands():
+            events.extend(reference.apply(command))
+        reference_hashes.append(state_hash(reference))
+        if engine_hashes[-1] != reference_hashes[-1]:
+            problems.append(
+                f"{instrument.symbol}: state hash {engine_hashes[-1]} != "
+                f"reference {reference_hashes[-1]}"
+            )
+
+    # The archiver must reach every instrument's last event.
+    store = open_store(settings)
     await store.open()
     try:
-        target = expected[-1].seq if expected else 0
-        deadline = time.monotonic() + 60
-        while await store.progress() < target and time.monotonic() < deadline:
-            await asyncio.sleep(0.2)
-        stored = await store.events(0, 10**9)
-        if [e.seq for e in stored] != list(range(1, len(stored) + 1)):
-            problems.append("stored sequence numbers are not gap-free from 1")
-        if stored != expected:
-            first = next(
-                (i for i, (a, b) in enumerate(zip(stored, expected, strict=False)) if a != b), None
-            )
-            problems.append(
-                f"stored events differ from a crash-free replay: {len(stored)} vs {len(expected)}, "
-                f"first difference at index {first}"
-            )
-        lost, duplicated = check_ledger(ledger, stored, problems)
-        await check_orders(store, stored, problems)
+        everything: list[Event] = []
+        for instrument in instruments:
+            events = expected[instrument.symbol]
+            target = events[-1].seq if events else instrument.base
+            deadline = time.monotonic() + 60
+            while await store.progress(instrument.number) < target:
+                if time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.2)
+            stored = [
+                e for e in await store.events(instrument.base, 10**9) if instrument.owns(e.seq)
+            ]
+            everything += stored
+            first = instrument.base + 1
+            if [e.seq for e in stored] != list(range(first, first + len(stored))):
+                problems.append(f"{instrument.symbol}: stored sequence numbers are not gap-free")
+            if stored != events:
+                index = next(
+                    (i for i, (a, b) in enumerate(zip(stored, events, strict=False)) if a != b),
+                    None,
+                )
+                problems.append(
+                    f"{instrument.symbol}: stored events differ from a crash-free replay: "
+                    f"{len(stored)} vs {len(events)}, first difference at index {index}"
+                )
+            await check_orders(store, stored, problems, instrument.number)
+        lost, duplicated = check_ledger(ledger, everything, problems)
     finally:
         await store.close()
         client.close()
     return Report(
         ledger.sent, ledger.acknowledged, lost, duplicated, problems, Counter(kills),
-        len(tap.entries), len(expected), engine_hash, reference_hash, ledger.failed,
+        sum(len(t.entries) for t in taps.values()), sum(len(e) for e in expected.values()),
+        " ".join(engine_hashes), " ".join(reference_hashes), ledger.failed,
     )  # fmt: skip
 
 
@@ -285,9 +347,11 @@ def check_ledger(ledger: Ledger, stored: list[Event], problems: list[str]) -> tu
     return lost, duplicated
 
 
-async def check_orders(store: Store, stored: list[Event], problems: list[str]) -> None:
+async def check_orders(
+    store: Store, stored: list[Event], problems: list[str], instrument: int = 0
+) -> None:
     trades = [e for e in stored if isinstance(e, Trade)]
-    rows = await store.list_trades(limit=10**9, after=None)
+    rows = await store.list_trades(limit=10**9, after=None, instrument=instrument)
     if [t.trade_id for t in rows] != [t.seq for t in trades]:
         problems.append(f"trades table ({len(rows)}) != trade events ({len(trades)})")
     traded: Counter[int] = Counter()
@@ -296,7 +360,9 @@ async def check_orders(store: Store, stored: list[Event], problems: list[str]) -
         traded[t.ask_order_id] += t.quantity
     after = None
     while True:
-        page = await store.list_orders(alive=None, side=None, limit=5000, after=after)
+        page = await store.list_orders(
+            alive=None, side=None, limit=5000, after=after, instrument=instrument
+        )
         if not page:
             break
         for o in page:
@@ -336,7 +402,7 @@ async def run(
         await load_task
         with contextlib.suppress(TimeoutError):
             await asyncio.to_thread(stack.wait_ready, 30)
-        return await verify(stack, ledger, tap, killed)
+        return await verify(stack, ledger, {"DEFAULT": tap}, killed)
     finally:
         stack.stop()
 
