@@ -120,21 +120,42 @@ def async_node_client(client: AsyncClient, key: str) -> aioredis.Redis:
     return found
 
 
-def online_replicas(replication: dict[str, Any]) -> int:
-    """Replicas in sync with a master, from its INFO replication (a syncing one can't ack)."""
+def replicas_of(cluster_nodes: str | bytes) -> int:
+    """Replicas that a cluster node's CLUSTER NODES lists for it and does not hold failed,
+    connected or not: a replica whose link just broke still counts, so a write is not
+    acknowledged unreplicated merely because the link is down at that moment."""
+    text = cluster_nodes.decode() if isinstance(cluster_nodes, bytes) else cluster_nodes
+    rows = [line.split() for line in text.splitlines() if line.strip()]
+    me = next((row[0] for row in rows if "myself" in row[2].split(",")), None)
     return sum(
         1
-        for name, value in replication.items()
-        if name.startswith("slave") and isinstance(value, dict) and value.get("state") == "online"
+        for row in rows
+        if row[3] == me and "slave" in row[2].split(",") and "fail" not in row[2].split(",")
     )
+
+
+def _replicas(node: redis.Redis) -> int:
+    try:
+        return replicas_of(node.execute_command("CLUSTER", "NODES"))  # type: ignore[no-untyped-call]
+    except redis.ResponseError:  # not a cluster: the replicas connected now
+        return int(node.info("replication").get("connected_slaves", 0))
+
+
+async def _replicas_async(node: aioredis.Redis) -> int:
+    try:
+        return replicas_of(await node.execute_command("CLUSTER", "NODES"))  # type: ignore[no-untyped-call]
+    except redis.ResponseError:
+        return int((await node.info("replication")).get("connected_slaves", 0))
 
 
 class ReplicaAcks:
     """How many replicas a write must reach before it is acknowledged, per node.
 
-    `mode` "auto": one, when the node has a replica in sync (a master with none has nobody
-    to wait for, and a single server never pays for the wait); "off": never wait. What a
-    node has is asked again at most once a second, and at once after a wait fell short."""
+    `mode` "auto": one, when the node has a replica (a master with none has nobody to wait
+    for, and a single server never pays for the wait); "off": never wait. A cluster node's
+    replicas are those the cluster knows and does not hold failed; a single server's, those
+    connected. What a node has is asked again at most once a second, and at once after a
+    wait fell short."""
 
     REFRESH_S = 1.0
 
@@ -162,13 +183,13 @@ class ReplicaAcks:
         cached = self._cached(node)
         if cached is not None:
             return cached
-        return self._store(node, online_replicas(node.info("replication")))
+        return self._store(node, _replicas(node))
 
     async def wanted_async(self, node: aioredis.Redis) -> int:
         cached = self._cached(node)
         if cached is not None:
             return cached
-        return self._store(node, online_replicas(await node.info("replication")))
+        return self._store(node, await _replicas_async(node))
 
     def check(self, node: redis.Redis, wanted: int, acked: int) -> None:
         """Raise NotReplicated unless `acked` replicas confirmed, or none is left to."""

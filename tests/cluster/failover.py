@@ -5,10 +5,10 @@ the master holding an instrument's streams is SIGKILLed and its replica promoted
 `tests/cluster/test_failover.py` runs a short one. `--replica-ack off` runs it without the
 acknowledgement wait, to show what that loses.
 
-Before each kill the replica is frozen (SIGSTOP) for `--stall-ms`: the writes of that window
-reach the master only, as they would behind a slow or briefly partitioned replica. Without
-the wait they are acknowledged and then lost with the master; with it, none of them is
-acknowledged. Nothing is restarted but the killed node, which rejoins as a replica: the
+Before each kill the replica is frozen (SIGSTOP) and its replication link cut for
+`--stall-ms`: the writes of that window reach the master only, as they would behind a
+briefly partitioned replica. Without the wait they are acknowledged and then lost with the
+master; with it, none of them is acknowledged. Nothing is restarted but the killed node, which rejoins as a replica: the
 engines, the archiver and both API replicas must follow the new masters on their own.
 
 The checks are the crash harness's (tests/crash/harness.py), per instrument: every
@@ -81,7 +81,11 @@ async def fail_over(
         master = await asyncio.to_thread(cluster.master_of, keys[symbol])
         replica = (await asyncio.to_thread(cluster.shards))[master][0]
         if stall_s:
+            # Frozen, and its link cut: what the master writes from here on reaches no
+            # replica (a frozen replica alone would still get it from its socket buffer).
             cluster.kill(replica, signal.SIGSTOP)
+            with cluster.node(master).client() as client:
+                client.client_kill_filter(_type="replica")
             await asyncio.sleep(stall_s)
         started = time.monotonic()
         cluster.kill(master, signal.SIGKILL)
