@@ -83,15 +83,49 @@ def connect(url: str, **options: Any) -> Client:
     return RedisCluster(startup_nodes=nodes, **credentials, **options)
 
 
-def connect_async(url: str, **options: Any) -> AsyncClient:
+class _Connection(aioredis.Connection):
+    """Reports a write on a connection the peer closed as the ConnectionError it is. Under
+    uvloop that write raises RuntimeError ("the handler is closed"), which no retry or
+    recovery path expects (redis-py issue 4287); a failover makes it common."""
+
+    async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        try:
+            await super().send_packed_command(command, check_health)
+        except RuntimeError as exc:
+            raise redis.ConnectionError(f"write on a closed connection: {exc}") from exc
+
+
+def connect_async(
+    url: str, max_connections: int | None = None, pool_wait_s: float = 5.0, **options: Any
+) -> AsyncClient:
+    """An asyncio client for `url`. `max_connections`: per server (per node on a cluster).
+    On a single server a request beyond it waits up to `pool_wait_s` for a free one; a
+    cluster client has no waiting pool, and fails it (MaxConnectionsError)."""
     if not is_cluster(url):
-        return aioredis.Redis.from_url(url, **options)
+        if max_connections is None:
+            return aioredis.Redis.from_url(url, connection_class=_Connection, **options)
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url,
+            max_connections=max_connections,
+            timeout=pool_wait_s,
+            connection_class=_Connection,
+            **options,
+        )
+        return aioredis.Redis(connection_pool=pool)
     seeds, credentials = _seeds(url)
-    return AsyncRedisCluster(
+    if max_connections is not None:
+        options["max_connections"] = max_connections
+    client = AsyncRedisCluster(
         startup_nodes=[AsyncClusterNode(host, port) for host, port in seeds],
         **credentials,
         **options,
     )
+    # The cluster client takes no connection class: set it on the seeds and on the
+    # settings (shared with its node manager) that every node found later is built from.
+    client.connection_kwargs["connection_class"] = _Connection
+    for node in client.startup_nodes:
+        node.connection_class = _Connection
+    return client
 
 
 def node_client(client: Client, key: str) -> redis.Redis:

@@ -4,6 +4,10 @@ Concurrent REST clients send a seeded crossing flow (about 60% place, 25% cancel
 modify) for a fixed time and it prints mutations/s, p50/p99 latency, errors, and the engine
 and archiver lag. Without --url it starts its own stack (as `make run` does) with
 --replicas API processes. The client runs in --procs processes so it is not the bottleneck.
+
+`--instruments 8 --engines 2` spreads the places over 8 instruments owned by 2 engine
+processes and prints each engine's share; `--cluster` runs the stack on a local Redis
+Cluster of 3 masters and 3 replicas (shared/redis_cluster.py) instead of one server.
 """
 
 from __future__ import annotations
@@ -20,11 +24,18 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import redis
 import uvloop
 
+from shared.config import Settings
+from shared.redis_client import Client
+from shared.redis_client import connect as redis_connect
+from shared.redis_cluster import LocalCluster
 from shared.redis_server import free_port
 from shared.stack import Stack
+
+# Instruments of --instruments, in this order: on a fresh 3-master cluster their hash tags
+# fall on shards 1, 0, 2, 1, 0, 1, 2, 0.
+SYMBOLS = ("DEFAULT", "AAA", "BBB", "CCC", "DDD", "EEE", "GGG", "BTC")
 
 
 class Connection(asyncio.Protocol):
@@ -114,7 +125,12 @@ FAILURES = (ConnectionError, OSError, RuntimeError, ValueError, TimeoutError)
 
 
 async def client_loop(
-    urls: list[str], seconds: float, seed: int, clients: int, rate: float = 0.0
+    urls: list[str],
+    seconds: float,
+    seed: int,
+    clients: int,
+    rate: float = 0.0,
+    symbols: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Latencies of every request sent, its outcome counts, and this process's CPU time.
 
@@ -126,6 +142,7 @@ async def client_loop(
     latencies: list[float] = []
     errors: dict[str, int] = {}
     answered = 0
+    by_instrument: dict[int, int] = {}  # answered mutations per instrument number
     now = time.perf_counter  # uvloop's loop.time() moves in whole milliseconds
     deadline = now() + seconds
     interval = clients / rate if rate > 0 else 0.0
@@ -158,10 +175,13 @@ async def client_loop(
                     side = rng.choice((1, -1))
                     price = mid - side * rng.randint(-2, 10)
                     body = {"side": side, "price": price, "quantity": rng.randint(1, 50)}
+                    if symbols:
+                        body["symbol"] = symbols[rng.randrange(len(symbols))]
                     sent = conn.request(b"POST", "/orders", json.dumps(body).encode())
                     status, payload = await asyncio.wait_for(sent, REQUEST_TIMEOUT_S)
+                    oid = json.loads(payload)["order_id"] if status == 201 else "0"
                     if status == 201:
-                        mine.append(json.loads(payload)["order_id"])
+                        mine.append(oid)
                         if len(mine) > 200:
                             mine.pop(0)
                 elif r < 0.85:
@@ -174,6 +194,9 @@ async def client_loop(
                     sent = conn.request(b"PUT", f"/orders/{oid}", json.dumps(body).encode())
                     status, _ = await asyncio.wait_for(sent, REQUEST_TIMEOUT_S)
                 ok, key = status < 300, str(status)
+                if ok:
+                    number = (int(oid) - 1) >> 40
+                    by_instrument[number] = by_instrument.get(number, 0) + 1
             except FAILURES as exc:
                 ok, key = False, type(exc).__name__
                 conn.close()
@@ -190,15 +213,22 @@ async def client_loop(
     return {
         "latencies": latencies,
         "answered": answered,
+        "by_instrument": by_instrument,
         "errors": errors,
         "cpu": time.process_time() - cpu_before,
     }
 
 
 def proc_main(
-    urls: list[str], seconds: float, seed: int, clients: int, rate: float, out: Any
+    urls: list[str],
+    seconds: float,
+    seed: int,
+    clients: int,
+    rate: float,
+    symbols: tuple[str, ...],
+    out: Any,
 ) -> None:
-    out.put(uvloop.run(client_loop(urls, seconds, seed, clients, rate)))
+    out.put(uvloop.run(client_loop(urls, seconds, seed, clients, rate, symbols)))
 
 
 def cpu_seconds(pid: int) -> float:
@@ -210,19 +240,23 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def lag(client: redis.Redis) -> tuple[int, int]:
-    """(commands not yet answered by the engine, events not yet archived)."""
-    last_cmd: Any = client.xrevrange("exchange:{DEFAULT}:commands", "+", "-", count=1)
-    last_evt: Any = client.xrevrange("exchange:{DEFAULT}:events", "+", "-", count=1)
-    engine_lag = 0
-    if last_cmd and last_evt:
-        answered = last_evt[0][1][b"c"]
-        engine_lag = len(
-            client.xrange("exchange:{DEFAULT}:commands", b"(" + answered, "+", count=100000)
+def lag(client: Client, settings: Settings) -> tuple[int, int]:
+    """(commands not yet answered by the engines, events not yet archived), over every
+    instrument."""
+    engine_lag = archiver_lag = 0
+    for instrument in settings.instruments:
+        commands = settings.command_stream_of(instrument.symbol)
+        last_cmd: Any = client.xrevrange(commands, "+", "-", count=1)
+        last_evt: Any = client.xrevrange(
+            settings.event_stream_of(instrument.symbol), "+", "-", count=1
         )
-    top = int(last_evt[0][0].split(b"-")[0]) if last_evt else 0
-    archived = int(client.get("exchange:{DEFAULT}:archiver:progress") or 0)
-    return engine_lag, top - archived
+        if last_cmd and last_evt:
+            answered = last_evt[0][1][b"c"]
+            engine_lag += len(client.xrange(commands, b"(" + answered, "+", count=100000))
+        top = int(last_evt[0][0].split(b"-")[0]) if last_evt else instrument.base
+        progress = client.get(settings.key(instrument.symbol, "archiver:progress"))
+        archiver_lag += top - int(progress or instrument.base)
+    return engine_lag, archiver_lag
 
 
 def main() -> None:
@@ -240,25 +274,38 @@ def main() -> None:
         default=0.0,
         help="open loop: mutations/s in all, on a fixed schedule (default: closed loop)",
     )
+    parser.add_argument(
+        "--instruments", type=int, default=1, help=f"places spread over up to {len(SYMBOLS)}"
+    )
+    parser.add_argument("--engines", type=int, default=1, help="engine processes (own stack)")
+    parser.add_argument("--cluster", action="store_true", help="on a local 3+3 Redis Cluster")
     args = parser.parse_args()
 
-    stack = None
+    stack = cluster = None
     tmp = tempfile.TemporaryDirectory(prefix="load-")
+    symbols = SYMBOLS[: args.instruments]
+    groups = tuple(",".join(symbols[k :: args.engines]) for k in range(args.engines))
+    settings = Settings(instruments_spec=",".join(symbols))
     if args.url:
         urls, redis_url = args.url, args.redis_url
     else:
+        if args.cluster:
+            cluster = LocalCluster(Path(tmp.name) / "cluster")
+            cluster.start()
         stack = Stack(
             Path(tmp.name),
             [free_port() for _ in range(args.replicas)],
+            redis_url=cluster.url if cluster else "",
             # One load generator is one client address: the per-client limit would cap it.
-            env={"RATE_LIMIT_PER_S": "0"},
+            env={"RATE_LIMIT_PER_S": "0", "INSTRUMENTS": settings.instruments_spec},
             log_dir=Path(tmp.name) / "logs",
+            engine_groups=groups if args.engines > 1 else ("",),
         )
         stack.start_all()
         stack.wait_ready()
         urls, redis_url = [stack.api_url(p) for p in stack.api_ports], stack.redis_url
     try:
-        rclient = redis.Redis.from_url(redis_url) if redis_url else None
+        rclient = redis_connect(redis_url) if redis_url else None
         queue: Any = multiprocessing.Queue()
         procs = [
             multiprocessing.Process(
@@ -269,12 +316,16 @@ def main() -> None:
                     args.seed + i,
                     args.clients,
                     args.rate / args.procs,
+                    symbols if args.instruments > 1 else (),
                     queue,
                 ),
             )
             for i in range(args.procs)
         ]
-        services = stack.processes if stack is not None else {}
+        services = dict(stack.processes) if stack is not None else {}
+        for node in cluster.nodes if cluster else ():
+            if node.process is not None:
+                services[f"redis-{node.port}"] = node.process
         cpu_before = {name: cpu_seconds(proc.pid) for name, proc in services.items()}
         started = time.monotonic()
         for p in procs:
@@ -283,7 +334,7 @@ def main() -> None:
         while any(p.is_alive() for p in procs) and time.monotonic() - started < args.seconds + 30:
             time.sleep(0.5)
             if rclient is not None:
-                now = lag(rclient)
+                now = lag(rclient, settings)
                 max_lag = (max(max_lag[0], now[0]), max(max_lag[1], now[1]))
         results = [queue.get(timeout=30) for _ in procs]
         cpu = {name: cpu_seconds(proc.pid) - cpu_before[name] for name, proc in services.items()}
@@ -316,10 +367,25 @@ def main() -> None:
             print(
                 f"lag (max during run): engine {max_lag[0]} commands, archiver {max_lag[1]} events"
             )
-            print(f"lag (at end): engine {lag(rclient)[0]}, archiver {lag(rclient)[1]}")
+            end = lag(rclient, settings)
+            print(f"lag (at end): engine {end[0]}, archiver {end[1]}")
+        if args.instruments > 1:
+            by: dict[int, int] = {}
+            for r in results:
+                for number, count in r["by_instrument"].items():
+                    by[number] = by.get(number, 0) + count
+            for k, group in enumerate(groups):
+                numbers = [settings.instrument(symbol).number for symbol in group.split(",")]
+                mine = sum(by.get(n, 0) for n in numbers)
+                print(
+                    f"engine {k} ({group}): {mine:,} mutations, {mine / args.seconds:,.0f}/s, "
+                    f"{mine / max(answered, 1):.0%}"
+                )
     finally:
         if stack is not None:
             stack.stop()
+        if cluster is not None:
+            cluster.stop()
         tmp.cleanup()
 
 
