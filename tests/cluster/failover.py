@@ -8,8 +8,9 @@ acknowledgement wait, to show what that loses.
 Before each kill the replica is frozen (SIGSTOP) and its replication link cut for
 `--stall-ms`: the writes of that window reach the master only, as they would behind a
 briefly partitioned replica. Without the wait they are acknowledged and then lost with the
-master; with it, none of them is acknowledged. Nothing is restarted but the killed node, which rejoins as a replica: the
-engines, the archiver and both API replicas must follow the new masters on their own.
+master; with it, none of them is acknowledged. Nothing is restarted but the killed node,
+which rejoins as a replica: the engines, the archiver and both API replicas must follow
+the new masters on their own.
 
 The checks are the crash harness's (tests/crash/harness.py), per instrument: every
 acknowledged mutation stored with its outcome, nothing duplicated, stored events equal to a
