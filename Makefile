@@ -3,19 +3,37 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# requirements.lock: what the services need (the Docker image); requirements-dev.lock: that plus the
+# test and lint tools (the venv). Both include the build backend, so nothing unpinned is fetched.
+LOCK := requirements.lock
+DEV_LOCK := requirements-dev.lock
+# Linux x86_64, Python 3.11: this machine, CI and the Docker image.
+UV_COMPILE = $(VENV)/bin/uv pip compile --quiet --generate-hashes --python-version 3.11 \
+	--python-platform x86_64-manylinux_2_28 --custom-compile-command 'make lock' $(UPGRADE)
+BUILD_REQUIRES = $(PY) -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['build-system']['requires'], sep='\n')"
 
 
 .PHONY: chromium compose-validator
-.PHONY: install run test lint typecheck pytest fuzz bench crash mutate loadtest overload schema clean
+.PHONY: install lock audit run test lint typecheck pytest fuzz bench crash mutate loadtest overload schema clean
 .PHONY: cluster-test
 
-$(STAMP): pyproject.toml
+# The venv installs exactly the pinned, hash-checked versions in $(DEV_LOCK) (runtime, dev tools and
+# the build backend), then the project itself, editable and without touching those pins. The stamp
+# depends on the lock, so an unchanged lock does not reinstall.
+$(STAMP): $(DEV_LOCK) pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet --require-hashes -r $(DEV_LOCK)
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# The one deliberate way to change pinned versions: re-resolve pyproject.toml (and the build backend)
+# to the newest releases allowed. `make lock UPGRADE=` keeps existing pins and only adds what changed.
+UPGRADE ?= --upgrade
+lock: $(STAMP)
+	$(BUILD_REQUIRES) | $(UV_COMPILE) pyproject.toml - -o $(LOCK)
+	$(BUILD_REQUIRES) | $(UV_COMPILE) pyproject.toml - --extra dev -c $(LOCK) -o $(DEV_LOCK)
 
 run: $(STAMP)
 	$(PY) -m shared.stack
