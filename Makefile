@@ -63,7 +63,12 @@ chromium:
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
-test: lint typecheck pytest
+# pip-audit on every pin in the dev lock (which includes the runtime lock); see tools/audit.py for
+# the vulnerability source it can reach from here and what that source cannot see.
+audit: $(STAMP)
+	$(PY) -m tools.audit $(DEV_LOCK)
+
+test: lint typecheck audit pytest
 
 # The inner loop: unit tests and the API suite over the in-process gateway. No subprocess,
 # no Redis, no browser.
