@@ -12,6 +12,9 @@ uvicorn.run(
     factory=True,
     host=settings.api_host,
     port=settings.api_port,
+    # uvicorn's loggers propagate to the JSON handler `configure` installed instead of getting
+    # plain-text handlers of their own; below warning they log every connection.
+    log_config=None,
     log_level="warning",
     access_log=False,
 )

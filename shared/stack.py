@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import IO
 
 from .config import Settings
+from .logs import configure
 from .redis_server import start_redis, wait_for_redis
 
 SERVICES = {"archiver": "archiver"}
@@ -166,8 +167,12 @@ class Stack:
         self._logs.clear()
 
 
+FEEDS = ("trades", "orderbook")
+
+
 def main() -> None:
     settings = Settings.from_env()
+    log = configure("stack", settings.log_level)
     parser = argparse.ArgumentParser(description="Run the whole exchange stack locally.")
     parser.add_argument("--api-replicas", type=int, default=1)
     args = parser.parse_args()
@@ -185,26 +190,25 @@ def main() -> None:
         stack.start_all()
         stack.wait_ready()
         base = stack.api_url()
-        print(
-            "\nExchange is up:\n"
-            f"  playground  {base}/\n"
-            f"  GraphQL     {base}/graphql  (GraphiQL in a browser)\n"
-            f"  REST docs   {base}/docs\n"
-            f"  WebSockets  ws://{settings.api_host}:{ports[0]}/ws/trades, /ws/orderbook\n"
-            f"  Redis       {stack.redis_url}\n"
-            f"  data        {stack.data_dir}\n"
-            "Ctrl-C stops everything.\n",
-            flush=True,
+        log.info(
+            "stack_ready",
+            playground=f"{base}/",
+            graphql=f"{base}/graphql",
+            rest_docs=f"{base}/docs",
+            websockets=[f"ws://{settings.api_host}:{ports[0]}/ws/{feed}" for feed in FEEDS],
+            redis=stack.redis_url,
+            data=str(stack.data_dir),
+            stop="Ctrl-C stops everything",
         )
         while not stopping:
             time.sleep(0.5)
             for name, process in list(stack.processes.items()):
                 if process.poll() is not None and not stopping:
-                    print(f"{name} exited with code {process.returncode}; restarting", flush=True)
+                    log.warning("service_exited", name=name, code=process.returncode)
                     stack.start(name)
     finally:
         stack.stop()
-        print("stopped", flush=True)
+        log.info("stopped")
 
 
 if __name__ == "__main__":
