@@ -117,6 +117,7 @@ FAST_MODULES = {
     "tests/engine/test_replay.py",
     "tests/shared/test_prices.py",
     "tests/shared/test_wire.py",
+    "tests/test_lock.py",
     "tests/store/test_contract.py",
     "tests/api/test_rest.py",
     "tests/api/test_graphql.py",
