@@ -4,6 +4,12 @@ File layout: MAGIC, then a 32-byte blake2b digest of the body, then the body (ms
 `Checkpoint`). Files are written to a temporary name, fsynced, renamed and the directory
 fsynced, so a crash leaves either the old file set or the new one; a file whose digest does
 not match (torn or corrupt) is skipped and the previous checkpoint is used.
+
+Several processes may write into one directory at once: a leader's checkpoint child, a
+standby's (same host, same DATA_DIR), or a child still finishing after its engine died. A
+checkpoint's bytes depend only on the state at its sequence number, so two writers of the
+same name write the same bytes; each writes its own temporary file (named with its pid)
+and renames it, so no reader ever sees a file mixing two writes.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import msgspec
 MAGIC = b"OMECKPT1"
 DIGEST = 32
 KEEP = 3
+TMP_SUFFIX = ".tmp"
 
 
 class Checkpoint(msgspec.Struct, frozen=True):
@@ -30,15 +37,15 @@ _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(Checkpoint)
 
 
-def _name(seq: int) -> str:
+def name_of(seq: int) -> str:
     return f"engine-{seq:016d}.ckpt"
 
 
 def write(directory: Path, checkpoint: Checkpoint) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     body = _encoder.encode(checkpoint)
-    path = directory / _name(checkpoint.seq)
-    tmp = path.with_suffix(".tmp")
+    path = directory / name_of(checkpoint.seq)
+    tmp = directory / f"{path.name}.{os.getpid()}{TMP_SUFFIX}"
     with open(tmp, "wb") as f:
         f.write(MAGIC + hashlib.blake2b(body, digest_size=DIGEST).digest() + body)
         f.flush()
@@ -50,6 +57,29 @@ def write(directory: Path, checkpoint: Checkpoint) -> Path:
     finally:
         os.close(dir_fd)
     return path
+
+
+def remove_orphaned_tmp(directory: Path) -> list[str]:
+    """Delete temporary files whose writer is gone (it died mid-write); returns their names.
+    A file of a live writer is left alone: it is renamed into place when complete."""
+    removed: list[str] = []
+    for tmp in directory.glob(f"engine-*.ckpt.*{TMP_SUFFIX}"):
+        pid = tmp.name[: -len(TMP_SUFFIX)].rsplit(".", 1)[-1]
+        if pid.isdigit() and _alive(int(pid)):
+            continue
+        tmp.unlink(missing_ok=True)
+        removed.append(tmp.name)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
 
 
 def read(path: Path) -> Checkpoint:
@@ -90,6 +120,8 @@ def prune(directory: Path, keep: int = KEEP) -> list[Checkpoint]:
         if len(kept) < keep:
             try:
                 kept.append(read(path))
+                continue
+            except FileNotFoundError:  # another writer's prune got there first
                 continue
             except (OSError, ValueError, msgspec.DecodeError):
                 pass

@@ -1,88 +1,108 @@
-"""Blocking reads of the command streams of every book an engine process serves.
+"""Blocking reads of the streams of every book an engine process serves.
 
-One XREAD over several instruments' streams is a multi-key command across hash slots, which
-a Redis Cluster refuses (and the streams may live on different nodes). So each stream is
-read on its own: with one book, directly by the engine thread; with several, by one thread
-per stream, each blocking on its own stream and handing what it read to the engine thread,
-which still applies everything in order, one book at a time.
+Each book reads its own group of streams: a leading book its command stream, a following
+book (a standby) the leader's event stream and checkpoint markers. The streams of one group
+share the book's hash tag, so one XREAD reads them; but one XREAD over several instruments'
+streams is a multi-key command across hash slots, which a Redis Cluster refuses (and the
+streams may live on different nodes). So with one book, the engine thread reads directly;
+with several, one thread per book blocks on that book's streams and hands what it read to
+the engine thread, which still applies everything in order, one book at a time.
+
+The threads only read: the engine thread does every write and every fork (a checkpoint
+child touches no lock and no connection that a reader thread might hold).
 """
 
 from __future__ import annotations
 
 import queue
 import threading
+from collections.abc import Iterable
 from typing import Any
 
 from shared.redis_client import Client
 
-Entries = list[tuple[bytes, dict[bytes, bytes]]]
-Batch = tuple[str, Entries]
+Entries = list[Any]  # raw stream entries: [entry id, fields], fields a flat list or a dict
+Read = dict[str, Entries]  # stream -> entries read after its position
+Batch = tuple[str, Read]  # group (book) -> what it read
 BLOCK_MS = 1000  # how long a reader thread waits per XREAD; also how long a closed one lingers
 
 
-class CommandReader:
-    def __init__(self, client: Client, positions: dict[str, str], count: int) -> None:
-        """`positions`: stream -> the id after which to read."""
+def streams_of(response: Any) -> Iterable[tuple[Any, Entries]]:
+    """(stream, entries) pairs of an XREAD reply: a map under RESP3, pairs under RESP2."""
+    if not response:
+        return ()
+    return response.items() if isinstance(response, dict) else response
+
+
+def _decoded(name: Any) -> str:
+    return name.decode() if isinstance(name, bytes) else str(name)
+
+
+class StreamReader:
+    def __init__(self, client: Client, groups: dict[str, dict[str, str]], count: int) -> None:
+        """`groups`: group -> {stream: the id after which to read}, streams of one slot."""
         self.client = client
-        self.positions = dict(positions)
+        self.groups = {name: dict(positions) for name, positions in groups.items()}
         self.count = count
         self.closed = threading.Event()
         self._ready: queue.Queue[Batch | BaseException] = queue.Queue()
         self._threads: list[threading.Thread] = []
         self._turns: dict[str, threading.Semaphore] = {}
-        if len(positions) > 1:
-            for stream in positions:
+        if len(groups) > 1:
+            for name in groups:
                 # Read ahead at most one batch: the next read waits until this one is taken.
                 turn = threading.Semaphore(1)
                 thread = threading.Thread(
-                    target=self._follow, args=(stream, turn), daemon=True, name=f"read-{stream}"
+                    target=self._follow, args=(name, turn), daemon=True, name=f"read-{name}"
                 )
                 self._threads.append(thread)
-                self._turns[stream] = turn
+                self._turns[name] = turn
                 thread.start()
+
+    def _xread(self, positions: dict[str, str], block_ms: int) -> Read:
+        response: Any = self.client.xread(positions, count=self.count, block=block_ms)  # type: ignore[arg-type]
+        read = {_decoded(stream): entries for stream, entries in streams_of(response) if entries}
+        for stream, entries in read.items():
+            positions[stream] = _decoded(entries[-1][0])
+        return read
 
     def read(self, block_ms: int) -> list[Batch]:
         """What arrived, waiting up to `block_ms` for the first entries; a reader thread's
         Redis error is raised here, on the engine thread."""
         if not self._threads:
-            ((stream, after),) = self.positions.items()
-            response: Any = self.client.xread({stream: after}, count=self.count, block=block_ms)
-            batches = [(stream, entries) for _, entries in response or ()]
-        else:
-            try:
-                first = self._ready.get(timeout=block_ms / 1000)
-            except queue.Empty:
-                return []
-            got = [first]
-            while not self._ready.empty():
-                got.append(self._ready.get_nowait())
-            batches = []
-            for item in got:
-                if isinstance(item, BaseException):
-                    raise item
-                batches.append(item)
-                self._turns[item[0]].release()
-        for stream, entries in batches:
-            self.positions[stream] = entries[-1][0].decode()
+            ((name, positions),) = self.groups.items()
+            read = self._xread(positions, block_ms)
+            return [(name, read)] if read else []
+        try:
+            first = self._ready.get(timeout=block_ms / 1000)
+        except queue.Empty:
+            return []
+        got = [first]
+        while not self._ready.empty():
+            got.append(self._ready.get_nowait())
+        batches = []
+        for item in got:
+            if isinstance(item, BaseException):
+                raise item
+            batches.append(item)
+            self._turns[item[0]].release()
         return batches
 
-    def _follow(self, stream: str, turn: threading.Semaphore) -> None:
-        after = self.positions[stream]
+    def _follow(self, name: str, turn: threading.Semaphore) -> None:
+        positions = self.groups[name]
         while not self.closed.is_set():
             turn.acquire()
             try:
-                response: Any = self.client.xread({stream: after}, count=self.count, block=BLOCK_MS)
+                read = self._xread(positions, BLOCK_MS)
             except Exception as exc:  # handed to the engine thread, which recovers
                 self._ready.put(exc)
                 return
             if self.closed.is_set():
                 return
-            if not response:
+            if not read:
                 turn.release()
                 continue
-            entries: Entries = response[0][1]
-            after = entries[-1][0].decode()
-            self._ready.put((stream, entries))
+            self._ready.put((name, read))
 
     def close(self) -> None:
         """Stop the reader threads; one blocked in XREAD ends within BLOCK_MS."""

@@ -1,15 +1,24 @@
-"""The engine service: the single sequential owner of each book it serves.
+"""The engine service: the single sequential owner of each book it leads.
 
-For every instrument it owns (ENGINE_SYMBOLS, default all) it reads commands from that
-instrument's command stream strictly in stream order, applies them to the pure core, and
-appends each command's events to the instrument's event stream under the explicit id
-`<last seq>-0`. Because the ids derive from the deterministic sequence numbers, a replay
-after a crash re-appends the same ids: Redis refuses them as not greater than the stream
-top, and we skip them, so no event is published twice.
+For every instrument it serves (ENGINE_SYMBOLS, default all) it either leads or follows:
 
-Recovery = newest valid checkpoint + replay of the commands after it, per instrument. The
-same path runs after any Redis error: the service drops its in-memory state and recovers
-again, which is simpler than reasoning about which of its writes landed.
+- **Leading** (it holds the instrument's lease, `engine.lease`): it reads commands from the
+  instrument's command stream strictly in stream order, applies them to the pure core, and
+  appends each command's events to the event stream under the explicit id `<last seq>-0`,
+  and to the asking replica's reply stream, in one fenced script per batch. Because the ids
+  derive from the deterministic sequence numbers, a replay after a crash re-appends the same
+  ids: the script skips those at or below the stream's top, so no event is published twice.
+- **Following** (another process holds the lease): a hot standby (`engine.standby`) that
+  applies the same commands, never ahead of what the leader published, checks its state
+  against the leader's at every checkpoint, and takes over when the lease expires.
+
+Recovery = newest valid checkpoint + replay, per instrument: the replay applies (without
+publishing) every command whose events are already published, then the book follows or
+leads. The same path runs after any Redis error: the service drops its in-memory state and
+recovers again, which is simpler than reasoning about which of its writes landed.
+
+Checkpoints are taken by a forked child (`engine.checkpoint_job`): the engine thread only
+pays for the fork.
 """
 
 from __future__ import annotations
@@ -18,70 +27,100 @@ import gc
 import json
 import signal
 import time
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, cast
+from typing import Any
 
 import redis
 import structlog
-from redis.typing import EncodableT, FieldT
 
 from shared.commands import decode_command
 from shared.config import Instrument, Settings
 from shared.events import encode_events
 from shared.logs import configure
-from shared.redis_client import TRANSIENT_ERRORS, Client, ReplicaAcks, connect, node_client
+from shared.redis_client import TRANSIENT_ERRORS, Client, ReplicaAcks, connect
 
 from . import checkpoint
+from .checkpoint_job import CheckpointFailed, CheckpointJob, Outcome
+from .lease import POLL_S, RENEW_S, Lease, LeaseLost, new_owner_id
 from .matching import MatchingEngine
-from .reader import CommandReader
-from .snapshot import restore, snapshot, state_hash
+from .reader import Entries, StreamReader
+from .snapshot import digest_of, restore
+from .standby import Diverged, Standby, field
 
 BOOK_DEPTH = 50  # levels published; subscribers slice what they asked for
 READ_BATCH = 1000
-REPLY_STREAM_LENGTH = 10_000  # answers kept per replica stream: far more than are in flight
-Entries = list[tuple[bytes, dict[bytes, bytes]]]
-Fields = dict[FieldT, EncodableT]
-Appended = tuple[str, Fields, str]  # stream, fields, explicit entry id
-Answer = tuple[str, Fields]  # reply stream, fields
+
+EXIT_DIVERGED = 2
+EXIT_LEASE_LOST = 3
 
 
 class RecoveryImpossible(RuntimeError):
     """The durable state cannot rebuild the book exactly; serving would be wrong."""
 
 
-def _is_duplicate_id(exc: BaseException) -> bool:
-    return isinstance(exc, redis.ResponseError) and "equal or smaller" in str(exc)
+def raw_client(url: str) -> Client:
+    """A client whose stream reads return Redis's reply as is (lists of ids and flat field
+    lists) on a single server: the default parsing into tuples and dicts costs microseconds
+    per entry. (A cluster client parses on each node's client; `field` reads either form.)"""
+    client = connect(url)
+    if isinstance(client, redis.Redis):
+        for command in ("XREAD", "XRANGE", "XREVRANGE"):
+            client.set_response_callback(command, lambda response, **options: response)
+    return client
 
 
 class BookService:
-    """One instrument: its core, its place in the command stream, its checkpoints."""
+    """One instrument: its core, its place in the streams, its lease and checkpoints."""
 
-    def __init__(self, settings: Settings, instrument: Instrument, client: Client) -> None:
+    def __init__(
+        self, settings: Settings, instrument: Instrument, client: Client, owner: str
+    ) -> None:
         self.settings = settings
         self.instrument = instrument
         self.symbol = instrument.symbol
         self.redis = client
-        self.acks = ReplicaAcks(settings.replica_ack, settings.replica_ack_timeout_ms)
         self.log: Any = structlog.get_logger(service="engine", symbol=self.symbol)
         self.command_stream = settings.command_stream_of(self.symbol)
         self.event_stream = settings.event_stream_of(self.symbol)
         self.checkpoint_dir = settings.data_dir / "checkpoints" / self.symbol
+        acks = ReplicaAcks(settings.replica_ack, settings.replica_ack_timeout_ms)
+        self.lease = Lease(settings, self.symbol, client, owner, acks)
         self.engine = MatchingEngine(instrument.base)
         self.last_command_id = "0-0"
+        self.standby = Standby(self)
+        self.job = CheckpointJob()
+        self.last_hash: tuple[int, str] | None = None  # (seq, state hash) of the newest checkpoint
         self.commands_since_checkpoint = 0
         self.last_checkpoint_at = time.monotonic()
-        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"ckpt-{self.symbol}")
-        self._writing: Future[None] | None = None
+        self.renewed_at = 0.0
+        self.next_lease_poll = 0.0
+        self.next_book = 0.0
+        self.waiting_since = 0.0  # when this book started waiting for the lease
+        self.recoveries = 0  # a reader built before the last recovery reads stale positions
+
+    @property
+    def leading(self) -> bool:
+        return self.lease.leading
+
+    # -- recovery ---------------------------------------------------------------------------
+
+    def published_tip(self) -> tuple[int, bytes | None]:
+        """The leader's progress: the last published seq and the command it answered."""
+        last: Any = self.redis.xrevrange(self.event_stream, "+", "-", count=1)
+        if not last:
+            return self.instrument.base, None
+        entry_id, fields = last[0]
+        return int(entry_id.split(b"-")[0]), field(fields, b"c")
 
     def recover(self) -> None:
         started = time.monotonic()
-        self.abandon_write()
+        self.recoveries += 1
+        self.job.abandon()
+        for name in checkpoint.remove_orphaned_tmp(self.checkpoint_dir):
+            self.log.info("checkpoint_tmp_removed", file=name)
         # A checkpoint is written only after its events are published. One that is ahead of
         # the event stream means Redis lost acknowledged writes (a power loss under
         # appendfsync everysec): resume from an older one that the stream still covers.
-        last: Any = self.redis.xrevrange(self.event_stream, "+", "-", count=1)
-        published = int(last[0][0].split(b"-")[0]) if last else self.instrument.base
+        published, tip_command = self.published_tip()
         found, skipped = checkpoint.load_newest(self.checkpoint_dir, max_seq=published)
         for reason in skipped:
             self.log.warning("checkpoint_skipped", reason=reason)
@@ -95,121 +134,193 @@ class BookService:
                 f"{self.symbol}: {len(skipped)} checkpoint(s) on disk, none usable, and the "
                 "command stream is trimmed behind them: restore Redis's data or a checkpoint"
             )
+        self.last_hash = None
         if found is None:
             self.engine = MatchingEngine(self.instrument.base)
             self.last_command_id = "0-0"
             self.log.info("recovery_start", checkpoint=None)
         else:
             self.engine, self.last_command_id = restore(found.core), found.last_command_id
-            self.log.info("checkpoint_loaded", seq=found.seq, last_command_id=found.last_command_id)
+            self.last_hash = (found.seq, digest_of(found.core))
+            self.log.info(
+                "checkpoint_loaded",
+                seq=found.seq,
+                last_command_id=found.last_command_id,
+                state_hash=self.last_hash[1],
+                seconds=round(time.monotonic() - started, 3),
+            )
         self.commands_since_checkpoint = 0
-        replayed = republished = 0
-        while True:
-            entries: Entries = cast(
-                Entries,
-                self.redis.xrange(
-                    self.command_stream, f"({self.last_command_id}", "+", count=READ_BATCH
-                ),
+        self.last_checkpoint_at = time.monotonic()
+        # Replay what the leader (this process before a crash, or another) already
+        # published: applied, not published again.
+        replayed = 0
+        while tip_command is not None:
+            entries: Entries = self.redis.xrange(  # type: ignore[assignment]
+                self.command_stream,
+                f"({self.last_command_id}",
+                tip_command,
+                count=READ_BATCH,
             )
             if not entries:
                 break
-            republished += self.process(entries)
+            self.apply(entries)
             replayed += len(entries)
             self.log.info("replay_progress", commands=replayed, seq=self.engine.seq)
-        digest = state_hash(self.engine)
+        if self.engine.seq != published and tip_command is not None:
+            self.log.error(
+                "replay_mismatch",
+                seq=self.engine.seq,
+                published=published,
+                reason="the replayed commands do not end at the published sequence number",
+            )
+            raise Diverged(f"{self.symbol}: replay ends at seq {self.engine.seq}, not {published}")
+        unchanged = replayed == 0 and self.last_hash is not None
         self.log.info(
             "recovery_done",
             commands_replayed=replayed,
-            events_already_published=republished,
             seq=self.engine.seq,
             resting_orders=len(self.engine.orders),
-            state_hash=digest,
+            state_hash=self.last_hash[1] if unchanged and self.last_hash else None,
             seconds=round(time.monotonic() - started, 3),
         )
-        self.redis.set(self.settings.key(self.symbol, "engine:state_hash"), digest)
+        self.standby.start()
+        self.waiting_since = time.monotonic()
+        self.next_lease_poll = 0.0
 
-    def process(self, entries: Entries) -> int:
-        """Apply commands in order and publish their events; returns how many were re-publishes."""
-        engine, stream = self.engine, self.event_stream
-        published: list[Appended] = []
-        answers: list[Answer] = []
+    def apply(self, entries: Entries) -> None:
+        """Apply commands without publishing anything (replay and standby)."""
+        engine = self.engine
         for entry_id, fields in entries:
-            try:
-                command = decode_command(fields[b"c"])
-            except Exception as exc:  # a poison entry: skipping it is itself deterministic
-                self.log.error("bad_command_entry", entry_id=entry_id.decode(), error=str(exc))
+            command = self.decode(entry_id, fields)
+            if command is not None:
+                engine.apply(command)
+        self.last_command_id = entries[-1][0].decode()
+
+    def decode(self, entry_id: bytes, fields: list[bytes]) -> Any:
+        try:
+            return decode_command(field(fields, b"c"))
+        except Exception as exc:  # a poison entry: skipping it is itself deterministic
+            self.log.error("bad_command_entry", entry_id=entry_id.decode(), error=str(exc))
+            return None
+
+    # -- leading ----------------------------------------------------------------------------
+
+    def try_lead(self, now: float) -> bool:
+        """Poll the lease (a standby does so every POLL_S); True when it was just acquired."""
+        if now < self.next_lease_poll:
+            return False
+        self.next_lease_poll = now + POLL_S
+        if not self.lease.acquire():
+            return False
+        self.standby.stop()
+        self.renewed_at = now
+        self.next_book = now
+        self.log.info(
+            "lease_acquired",
+            token=self.lease.token,
+            seq=self.engine.seq,
+            waited_seconds=round(now - self.waiting_since, 3),
+        )
+        return True
+
+    def process(self, entries: Entries, now: float) -> int:
+        """Apply commands in order and publish their events; returns how many were
+        published already (a replay after a crash, or a takeover)."""
+        engine, settings, symbol = self.engine, self.settings, self.symbol
+        rows: list[Any] = []
+        append = rows.append
+        replies: dict[str, int] = {}
+        reply_keys: list[str] = []
+        for entry_id, fields in entries:
+            command = self.decode(entry_id, fields)
+            if command is None:
                 continue
             events = engine.apply(command)
-            body = encode_events(events)
-            published.append(
-                (stream, {"r": command.request_id, "c": entry_id, "e": body}, f"{events[-1].seq}-0")
-            )
-            replica, dash, _ = command.request_id.partition("-")
+            request_id = command.request_id
+            replica, dash, _ = request_id.partition("-")
+            reply = 0
             if dash:
-                # The answer again, on the asking replica's own stream, which only that
-                # replica creates (NOMKSTREAM: none for a replica that is gone) and reads.
-                answers.append(
-                    (
-                        self.settings.reply_stream_of(self.symbol, replica),
-                        {"r": command.request_id, "e": body},
-                    )
-                )
-        event_results, reply_results = self.publish(published, answers)
-        duplicates = 0
-        for result in event_results:
-            if _is_duplicate_id(result):
-                duplicates += 1
-            elif isinstance(result, Exception):
-                raise result
-        for result in reply_results:  # the event is published; a replica missing it gets a 503
-            if isinstance(result, Exception):
-                self.log.warning("reply_not_sent", error=str(result))
+                reply = replies.get(replica, 0)
+                if not reply:
+                    # KEYS index in the publish script, after token, lease, events,
+                    # markers and published
+                    reply = replies[replica] = 6 + len(reply_keys)
+                    reply_keys.append(settings.reply_stream_of(symbol, replica))
+            append(f"{events[-1].seq}-0")
+            append(request_id)
+            append(entry_id)
+            append(encode_events(events))
+            append(reply)
         self.last_command_id = entries[-1][0].decode()
         self.commands_since_checkpoint += len(entries)
+        marker = None
+        if self.checkpoint_due(now):
+            marker = (f"{engine.seq}-0", entries[-1][0])
+        duplicates = self.lease.publish(rows, reply_keys, marker)
+        self.renewed_at = now
+        if duplicates:
+            self.log.info("events_already_published", entries=duplicates, seq=engine.seq)
+        if marker is not None:
+            self.start_checkpoint()
         return duplicates
 
-    def publish(self, events: list[Appended], answers: list[Answer]) -> tuple[list[Any], list[Any]]:
-        """Append the events in one MULTI/EXEC, then the answers; returns each append's result.
+    def checkpoint_due(self, now: float) -> bool:
+        if self.job.running:
+            return False  # one at a time
+        return bool(self.commands_since_checkpoint) and (
+            self.commands_since_checkpoint >= self.settings.snapshot_every
+            or now - self.last_checkpoint_at >= self.settings.snapshot_interval_s
+        )
 
-        MULTI/EXEC: an error at queueing time (READONLY, OOM, MOVED) aborts the whole batch,
-        so a failed publish never leaves a later entry in the stream above a missing one.
-        Only runtime refusals of re-appended ids (the replay case) come back per entry.
+    def start_checkpoint(self) -> None:
+        """Fork the checkpoint child; the engine thread pays only for the fork. The
+        events up to this state are published (the marker went with them)."""
+        self.job.start(self.engine, self.last_command_id, self.checkpoint_dir)
+        self.commands_since_checkpoint = 0
+        self.last_checkpoint_at = time.monotonic()
 
-        Where the node has a replica in sync, WAIT for it on the connection that wrote, and
-        only then append the answers: no client hears of a write that a failover could still
-        lose. A SET inside the transaction makes it a write even when every event is a refused
-        re-append (a replay), so WAIT still covers what an earlier, unconfirmed attempt put in
-        the stream. On timeout, NotReplicated sends the engine through recovery, which
-        republishes and waits again before answering. Without a replica the answers go in the
-        same transaction: one round trip, as on a single server."""
-        node = node_client(self.redis, self.event_stream)
-        replicas = self.acks.wanted(node)
-        pipe = node.pipeline(transaction=False)  # one connection: WAIT must follow the writes
-        queue = cast(Callable[..., object], pipe.execute_command)  # untyped in redis-py
-        queue("MULTI")
-        for key, fields, entry_id in events:
-            pipe.xadd(key, fields, id=entry_id)
-        if replicas:
-            pipe.set(self.settings.key(self.symbol, "engine:published"), self.engine.seq)
-            answered = self.redis.pipeline(transaction=False)
-        else:
-            answered = pipe
-        for key, fields in answers:
-            answered.xadd(
-                key, fields, maxlen=REPLY_STREAM_LENGTH, approximate=True, nomkstream=True
+    def reap_checkpoint(self, block: bool = False) -> Outcome | None:
+        try:
+            outcome = self.job.poll(block)
+        except CheckpointFailed as exc:  # the previous files stand; the next one retries
+            self.log.error("checkpoint_failed", error=str(exc))
+            return None
+        if outcome is None:
+            return None
+        self.last_hash = (outcome.seq, outcome.state_hash)
+        if self.leading:
+            trimmed = self.lease.checkpointed(outcome.seq, outcome.state_hash, outcome.trim_to)
+            self.log.info(
+                "checkpoint_written",
+                path=outcome.path,
+                seq=outcome.seq,
+                bytes=outcome.size,
+                state_hash=outcome.state_hash,
+                commands_trimmed=trimmed,
+                fork_seconds=round(self.job.fork_seconds, 4),
+                encode_seconds=outcome.encode_seconds,
+                write_seconds=outcome.write_seconds,
             )
-        queued = len(pipe.command_stack) - 1
-        queue("EXEC")
-        if replicas:
-            queue("WAIT", replicas, self.acks.timeout_ms)
-        results = pipe.execute(raise_on_error=False)
-        done = results[queued + 1]
-        if isinstance(done, Exception):  # refused at queueing time: raise the first reason
-            raise next((r for r in results[1 : queued + 1] if isinstance(r, Exception)), done)
-        if not replicas:
-            return done[: len(events)], done[len(events) :]
-        self.acks.check(node, replicas, results[-1])
-        return done[: len(events)], answered.execute(raise_on_error=False)
+        return outcome
+
+    def maintain(self, now: float) -> None:
+        """Between reads: reap a finished checkpoint child, renew the lease, broadcast
+        the book (leader); poll the lease (standby)."""
+        if self.job.running:
+            if self.leading:
+                self.reap_checkpoint()
+            else:
+                self.standby.reap()
+        if not self.leading:
+            self.try_lead(now)
+            return
+        if now >= self.next_book:
+            self.publish_book()
+            self.renewed_at = now
+            self.next_book = now + self.settings.book_interval_s
+        if now - self.renewed_at >= RENEW_S:
+            self.lease.renew()
+            self.renewed_at = now
 
     def publish_book(self) -> None:
         bids, asks = self.engine.depth(BOOK_DEPTH)
@@ -222,86 +333,40 @@ class BookService:
                 "asks": asks,
             }
         )
-        heartbeat = self.settings.key(self.symbol, "engine:book")
-        # One round trip to the node holding the instrument's keys (a cluster pipeline
-        # refuses PUBLISH; a cluster node forwards it to every node's subscribers).
-        pipe = node_client(self.redis, heartbeat).pipeline(transaction=False)
-        pipe.publish(self.settings.book_channel_of(self.symbol), message)
-        # Doubles as the engine's heartbeat: readiness checks want it fresh.
-        expiry = max(5, int(3 * self.settings.book_interval_s) + 1)
-        pipe.set(heartbeat, message, ex=expiry)
-        pipe.execute()
+        self.lease.publish_book(message, max(5, int(3 * self.settings.book_interval_s) + 1))
 
-    def checkpoint_due(self, now: float) -> bool:
-        if self._writing is not None:
-            if not self._writing.done():
-                return False  # one write at a time
-            self.finish_checkpoint()  # a failed write raises here, on the engine thread
-        return bool(self.commands_since_checkpoint) and (
-            self.commands_since_checkpoint >= self.settings.snapshot_every
-            or now - self.last_checkpoint_at >= self.settings.snapshot_interval_s
-        )
-
-    def write_checkpoint(self) -> None:
-        """Snapshot the core here, on the engine thread (the state must not move under it),
-        and persist it on the writer thread: the file write, two fsyncs, pruning and the
-        trim of the command stream would otherwise stall matching for tens of ms. Nothing
-        depends on the write having finished: recovery uses whichever checkpoint is newest
-        on disk, and the stream is trimmed only behind checkpoints already written."""
-        self.finish_checkpoint()
-        started = time.monotonic()
-        ckpt = checkpoint.Checkpoint(
-            version=1,
-            seq=self.engine.seq,
-            last_command_id=self.last_command_id,
-            core=snapshot(self.engine),
-        )
-        self.commands_since_checkpoint = 0
-        self.last_checkpoint_at = time.monotonic()
-        self._writing = self._writer.submit(
-            self._persist, ckpt, round(self.last_checkpoint_at - started, 4)
-        )
-
-    def finish_checkpoint(self) -> None:
-        """Wait for the checkpoint being written, if any; re-raise its failure."""
-        writing, self._writing = self._writing, None
-        if writing is not None:
-            writing.result()
-
-    def abandon_write(self) -> None:
-        """Before recovering: let a write in flight end; its failure (Redis is down, say)
-        changes nothing, as recovery reads only what is on disk and in Redis."""
-        writing, self._writing = self._writing, None
-        if writing is not None:
-            try:
-                writing.result()
-            except Exception as exc:  # logged: recovery does not depend on that write
-                self.log.warning("checkpoint_write_failed", error=str(exc))
-
-    def _persist(self, ckpt: checkpoint.Checkpoint, snapshot_seconds: float) -> None:
-        started = time.monotonic()
-        path = checkpoint.write(self.checkpoint_dir, ckpt)
-        kept = checkpoint.prune(self.checkpoint_dir)
-        # The command stream is the oplog: keep everything after the oldest kept checkpoint.
-        trimmed = self.redis.xtrim(self.command_stream, minid=kept[-1].last_command_id)
-        self.log.info(
-            "checkpoint_written",
-            path=path.name,
-            seq=ckpt.seq,
-            bytes=len(ckpt.core),
-            commands_trimmed=trimmed,
-            snapshot_seconds=snapshot_seconds,
-            write_seconds=round(time.monotonic() - started, 3),
-        )
+    def stop(self) -> None:
+        """A clean stop: a checkpoint at the last published state (so the next start
+        replays nothing), its hash stored for operators and the crash harness, the lease
+        given up so that a standby takes over at once."""
+        if not self.leading:
+            self.job.abandon()
+            return
+        if self.job.running:
+            self.reap_checkpoint(block=True)
+        if not self.leading:
+            return
+        marker: str | None = None
+        if self.last_hash is None or self.last_hash[0] != self.engine.seq:
+            self.job.start(self.engine, self.last_command_id, self.checkpoint_dir)
+            outcome = self.job.poll(block=True)
+            assert outcome is not None  # a blocking poll returns or raises
+            self.last_hash = (outcome.seq, outcome.state_hash)
+            marker, trim_to = self.last_command_id, outcome.trim_to
+        else:
+            trim_to = None
+        self.lease.checkpointed(self.engine.seq, self.last_hash[1], trim_to, marker, final=True)
+        self.log.info("stopped_cleanly", seq=self.engine.seq, state_hash=self.last_hash[1])
 
 
 class EngineService:
     def __init__(self, settings: Settings, client: Client) -> None:
         self.settings = settings
         self.redis = client
-        self.log: Any = structlog.get_logger(service="engine")
+        self.owner = new_owner_id()
+        self.log: Any = structlog.get_logger(service="engine", owner=self.owner)
         self.books = {
-            settings.command_stream_of(i.symbol): BookService(settings, i, client)
+            i.symbol: BookService(settings, i, client, self.owner)
             for i in settings.owned_instruments()
         }
         self.stopping = False
@@ -313,29 +378,52 @@ class EngineService:
         gc.collect()
         gc.freeze()
 
+    def reader(self) -> tuple[StreamReader, dict[str, tuple[bool, int]]]:
+        """A reader of each book's streams as its role stands: its command stream when it
+        leads, the leader's events and markers when it follows. Also what it was built for
+        (role, recoveries), so that the serve loop rebuilds it when either changes."""
+        groups: dict[str, dict[str, str]] = {}
+        for symbol, book in self.books.items():
+            if book.leading:
+                groups[symbol] = {book.command_stream: book.last_command_id}
+            else:
+                groups[symbol] = book.standby.positions()
+        built = {s: (b.leading, b.recoveries) for s, b in self.books.items()}
+        return StreamReader(self.redis, groups, READ_BATCH), built
+
     def serve(self) -> None:
-        interval = self.settings.book_interval_s
-        next_book = time.monotonic()
-        positions = {s: b.last_command_id for s, b in self.books.items()}
-        reader = CommandReader(self.redis, positions, READ_BATCH)
+        reader, built = self.reader()
         try:
             while not self.stopping:
-                block_ms = max(1, int((next_book - time.monotonic()) * 1000))
-                for stream, entries in reader.read(block_ms):
-                    self.books[stream].process(entries)
                 now = time.monotonic()
-                if now >= next_book:
-                    for book in self.books.values():
-                        book.publish_book()
-                    next_book = now + interval
                 for book in self.books.values():
-                    if book.checkpoint_due(now):
-                        book.write_checkpoint()
+                    book.maintain(now)
+                if any((b.leading, b.recoveries) != built[s] for s, b in self.books.items()):
+                    reader.close()  # a takeover or a resync: read from the book's position
+                    reader, built = self.reader()
+                wait = min(POLL_S, RENEW_S)
+                for book in self.books.values():
+                    if book.leading:
+                        wait = min(wait, book.next_book - now)
+                batches = reader.read(max(1, int(wait * 1000)))
+                now = time.monotonic()
+                for symbol, read in batches:
+                    book = self.books[symbol]
+                    if (book.leading, book.recoveries) != built[symbol]:
+                        continue  # read for the role it had: the next reader rereads
+                    if book.leading:
+                        book.process(read[book.command_stream], now)
+                    else:
+                        book.standby.follow(
+                            read.get(book.event_stream, []),
+                            read.get(book.standby.markers_key, []),
+                        )
         finally:
             reader.close()
 
-    def run(self) -> None:
-        """Recover, serve; on a Redis failure, recover again from durable state."""
+    def run(self) -> int:
+        """Recover, serve; on a Redis failure, recover again from durable state. Returns
+        the process exit code."""
         backoff = 0.1
         consistent = False  # books match what Redis holds (false after a failed publish)
         while not self.stopping:
@@ -350,28 +438,35 @@ class EngineService:
                 self.log.warning("redis_unavailable", error=str(exc), retry_in=backoff)
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
+            except LeaseLost as exc:
+                # Paused past the lease while another engine took over: its state has moved
+                # on without us. Stop; restarted, this process follows the new leader.
+                self.log.error("lease_lost", error=str(exc))
+                self.abandon()
+                return EXIT_LEASE_LOST
+            except Diverged as exc:
+                self.log.error("standby_diverged", error=str(exc))
+                self.abandon()
+                return EXIT_DIVERGED
         if not consistent:
             # A checkpoint now would record commands as applied that were never published:
             # the next start recovers from the last good checkpoint instead.
             self.log.warning("stop_without_checkpoint", reason="state not known to be published")
-            for book in self.books.values():
-                book.abandon_write()
-            return
-        # A clean stop leaves a checkpoint, so the next start replays nothing, and
-        # publishes the state hash for operators and the crash harness to compare.
+            self.abandon()
+            return 0
         for book in self.books.values():
             try:
-                if book.commands_since_checkpoint:
-                    book.write_checkpoint()
-                book.finish_checkpoint()
-                self.redis.set(
-                    self.settings.key(book.symbol, "engine:state_hash"), state_hash(book.engine)
-                )
-            except redis.RedisError as exc:
-                # Redis stopped first (or refused the trim): what is missing (a trim, the
-                # published hash) is redone or recomputed by the next start, which replays
-                # from the last checkpoint on disk. The other books still get theirs.
-                self.log.warning("stop_without_redis", symbol=book.symbol, error=str(exc))
+                book.stop()
+            except (redis.RedisError, LeaseLost, CheckpointFailed) as exc:
+                # Redis stopped first, or a standby took over, or the child failed: what is
+                # missing (a trim, the published hash) is redone or recomputed by the next
+                # start, which replays from the last checkpoint on disk.
+                self.log.warning("stop_incomplete", symbol=book.symbol, error=str(exc))
+        return 0
+
+    def abandon(self) -> None:
+        for book in self.books.values():
+            book.job.abandon()
 
 
 def main() -> None:
@@ -379,12 +474,15 @@ def main() -> None:
     configure("engine", settings.log_level)
     if not settings.redis_url:
         raise SystemExit("REDIS_URL is not set (make run and the tests set it)")
-    service = EngineService(settings, connect(settings.redis_url))
+    service = EngineService(settings, raw_client(settings.redis_url))
 
     def stop(signum: int, frame: object) -> None:
         service.stopping = True
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    service.run()
-    service.log.info("stopped", seqs={b.symbol: b.engine.seq for b in service.books.values()})
+    code = service.run()
+    seqs = {b.symbol: b.engine.seq for b in service.books.values()}
+    service.log.info("stopped", seqs=seqs, code=code)
+    if code:
+        raise SystemExit(code)

@@ -224,6 +224,11 @@ class Settings:
         its request ids), so that no replica reads the others' answers."""
         return self.key(symbol, f"replies:{replica}")
 
+    def engine_lease_of(self, symbol: str) -> str:
+        """The lease of the engine leading `symbol`: present (with a sub-second expiry)
+        while that engine is alive and serving; the engine heartbeat (docs/recovery.md)."""
+        return self.key(symbol, "engine:lease")
+
     def book_channel_of(self, symbol: str) -> str:
         return self.key(symbol, "book")
 

@@ -46,9 +46,13 @@ class Stack:
         log_dir: Path | None = None,
         api_host: str = "127.0.0.1",
         engine_groups: tuple[str, ...] = ("",),
+        standby: bool = False,
     ) -> None:
         """`engine_groups`: one engine process per entry, each owning the instruments the
-        entry lists (its ENGINE_SYMBOLS; "" means all)."""
+        entry lists (its ENGINE_SYMBOLS; "" means all). `standby`: a second engine process
+        per group (`engine-standby`, `engine-<i>-standby`), a hot standby that takes over
+        within a second when the leading one dies (docs/recovery.md). The two are the same
+        program: whichever holds an instrument's lease leads it."""
         self.data_dir = data_dir.resolve()
         self.api_ports = api_ports
         self.api_host = api_host
@@ -58,6 +62,7 @@ class Stack:
         self.redis_port: int | None = None
         self.own_redis = not self.redis_url
         self.engine_groups = engine_groups
+        self.standby = standby
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self._logs: dict[str, IO[bytes]] = {}
 
@@ -102,7 +107,8 @@ class Stack:
             env["API_HOST"] = self.api_host
             module = "graphql_api"
         elif name.startswith("engine"):
-            env["ENGINE_SYMBOLS"] = self.engine_groups[int(name[7:] or 0)]
+            group = name.removesuffix("-standby").removeprefix("engine").lstrip("-")
+            env["ENGINE_SYMBOLS"] = self.engine_groups[int(group or 0)]
             module = "engine"
         else:
             module = SERVICES[name]
@@ -119,6 +125,8 @@ class Stack:
             if len(self.engine_groups) == 1
             else [f"engine-{i}" for i in range(len(self.engine_groups))]
         )
+        if self.standby:
+            engines = [name for engine in engines for name in (engine, f"{engine}-standby")]
         return [*engines, "archiver"] + [f"api-{port}" for port in self.api_ports]
 
     def start_all(self) -> None:
@@ -175,9 +183,20 @@ def main() -> None:
     log = configure("stack", settings.log_level)
     parser = argparse.ArgumentParser(description="Run the whole exchange stack locally.")
     parser.add_argument("--api-replicas", type=int, default=1)
+    parser.add_argument(
+        "--standby",
+        action="store_true",
+        help="also run a hot standby engine (twice the engine's memory and CPU)",
+    )
     args = parser.parse_args()
     ports = [settings.api_port + i for i in range(args.api_replicas)]
-    stack = Stack(settings.data_dir, ports, settings.redis_url, api_host=settings.api_host)
+    stack = Stack(
+        settings.data_dir,
+        ports,
+        settings.redis_url,
+        api_host=settings.api_host,
+        standby=args.standby,
+    )
     stopping = False
 
     def stop(signum: int, frame: object) -> None:

@@ -1,0 +1,313 @@
+"""Leadership of one instrument: a lease with a fencing token, and the only writes a leader makes.
+
+Two engine processes may serve one instrument: the one holding the lease leads (matches
+and publishes), the other follows as a hot standby (`engine.standby`). Keys, all under the
+instrument's hash tag so that every script below touches one Redis Cluster slot:
+
+- `exchange:{SYM}:engine:lease`: the leader's owner id, with a PX expiry (`LEASE_MS`). The
+  leader renews it at least every `RENEW_S` (every publish renews it too). Present means an
+  engine leads this instrument and was alive less than `LEASE_MS` ago: it doubles as the
+  engine heartbeat that readiness checks.
+- `exchange:{SYM}:engine:token`: the fencing token, an integer incremented by every
+  acquisition of an expired (or absent) lease. It never expires.
+- `exchange:{SYM}:engine:checkpoints`: checkpoint markers, `<seq>-0 {c: command id}` in the
+  same script call as the events up to `seq`, and `<seq>-1 {h: state hash}` once the
+  checkpoint child has hashed that state. A standby checks its own hash against them.
+
+Every write of a leader (events, replies, markers, the trim of the command stream, the
+book broadcast, the state hash, the lease renewal) is a Lua script that first checks that
+the token in Redis is still the one this leader acquired. A leader that was paused past
+its lease (SIGSTOP, a long stall) and woke up after a standby took over finds a newer
+token and writes nothing: the check and the writes are one atomic script.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import socket
+from collections.abc import Callable
+from typing import Any, cast
+
+import redis
+from redis.exceptions import NoScriptError
+
+from shared.config import Settings
+from shared.redis_client import Client, ReplicaAcks, node_client
+
+LEASE_MS = 500  # expiry of the lease: a dead leader is replaced within this (plus polling)
+RENEW_S = 0.1  # a leader renews at least this often
+POLL_S = 0.05  # a standby tries to acquire an absent lease this often
+REPLY_STREAM_LENGTH = 10_000  # answers kept per replica stream: far more than are in flight
+MARKERS_KEPT = 1000
+FENCED = -1  # what a script returns when the token moved on
+
+# KEYS[1] token, KEYS[2] lease; ARGV[1] token, ARGV[2] owner, ARGV[3] lease ms.
+_FENCE = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+"""
+
+# KEYS[1] lease, KEYS[2] token; ARGV[1] owner, ARGV[2] lease ms. Returns the token, or 0
+# when another owner holds the lease. The holder itself gets its token back (it is still
+# the newest: any other acquisition would have replaced the lease's value).
+_ACQUIRE = """
+local holder = redis.call('GET', KEYS[1])
+if holder and holder ~= ARGV[1] then return 0 end
+local token = 0
+if holder then token = tonumber(redis.call('GET', KEYS[2]) or '0') end
+if token == 0 then token = redis.call('INCR', KEYS[2]) end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return token
+"""
+
+_RENEW = _FENCE + "return 1"
+
+# KEYS[1] token, KEYS[2] lease; ARGV[1] token, ARGV[2] owner.
+_RELEASE = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+if redis.call('GET', KEYS[2]) == ARGV[2] then redis.call('DEL', KEYS[2]) end
+return 1
+"""
+
+# KEYS: token, lease, events, markers, published, then the reply streams of this batch.
+# ARGV: token, owner, lease ms, marker id ('' for none), marker command id, '1' to append
+# the replies too, then five per command: event entry id `<last seq>-0`, request id,
+# command entry id, encoded events, and the KEYS index of the asking replica's reply stream
+# (0: none). Entries at or below the stream's top were published before a crash or by the
+# previous leader: they are a prefix of the batch (ids rise) and are skipped, with their
+# replies. Returns how many were skipped.
+_PUBLISH = (
+    _FENCE
+    + """
+local top = 0
+local last = redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', 1)
+if last[1] then top = tonumber(string.match(last[1][1], '^%d+')) end
+local i, n, skipped = 7, #ARGV, 0
+while i <= n and tonumber(string.match(ARGV[i], '^%d+')) <= top do
+  skipped = skipped + 1
+  i = i + 5
+end
+local replies = ARGV[6] == '1'
+while i <= n do
+  redis.call('XADD', KEYS[3], ARGV[i], 'r', ARGV[i + 1], 'c', ARGV[i + 2], 'e', ARGV[i + 3])
+  local reply = tonumber(ARGV[i + 4])
+  if replies and reply > 0 then
+    redis.call('XADD', KEYS[reply], 'NOMKSTREAM', 'MAXLEN', '~', '"""
+    + str(REPLY_STREAM_LENGTH)
+    + """', '*', 'r', ARGV[i + 1], 'e', ARGV[i + 3])
+  end
+  i = i + 5
+end
+if n >= 7 then redis.call('SET', KEYS[5], string.match(ARGV[n - 4], '^%d+')) end
+if ARGV[4] ~= '' then
+  pcall(redis.call, 'XADD', KEYS[4], 'MAXLEN', '~', '"""
+    + str(MARKERS_KEPT)
+    + """', ARGV[4], 'c', ARGV[5])
+end
+return skipped
+"""
+)
+
+# The replies of a batch whose events a replica has confirmed (same KEYS and ARGV as
+# _PUBLISH; ARGV[6] is the number of entries to skip, those published before).
+_REPLIES = (
+    _FENCE
+    + """
+local i, n = 7 + 5 * tonumber(ARGV[6]), #ARGV
+while i <= n do
+  local reply = tonumber(ARGV[i + 4])
+  if reply > 0 then
+    redis.call('XADD', KEYS[reply], 'NOMKSTREAM', 'MAXLEN', '~', '"""
+    + str(REPLY_STREAM_LENGTH)
+    + """', '*', 'r', ARGV[i + 1], 'e', ARGV[i + 3])
+  end
+  i = i + 5
+end
+return 1
+"""
+)
+
+# KEYS: token, lease, markers, commands, state hash key.
+# ARGV: token, owner, lease ms, marker id ('' for none), marker command id, hash entry id,
+# state hash, trim-to command id ('' for none), '1' to store the state hash, '1' to release.
+_CHECKPOINTED = (
+    _FENCE
+    + """
+if ARGV[4] ~= '' then
+  pcall(redis.call, 'XADD', KEYS[3], 'MAXLEN', '~', '"""
+    + str(MARKERS_KEPT)
+    + """', ARGV[4], 'c', ARGV[5])
+end
+pcall(redis.call, 'XADD', KEYS[3], 'MAXLEN', '~', '"""
+    + str(MARKERS_KEPT)
+    + """', ARGV[6], 'h', ARGV[7])
+local trimmed = 0
+if ARGV[8] ~= '' then trimmed = redis.call('XTRIM', KEYS[4], 'MINID', ARGV[8]) end
+if ARGV[9] == '1' then redis.call('SET', KEYS[5], ARGV[7]) end
+if ARGV[10] == '1' then redis.call('DEL', KEYS[2]) end
+return trimmed
+"""
+)
+
+# KEYS: token, lease, book key; ARGV: token, owner, lease ms, channel, message, expiry s.
+_BOOK = (
+    _FENCE
+    + """
+redis.call('PUBLISH', ARGV[4], ARGV[5])
+redis.call('SET', KEYS[3], ARGV[5], 'EX', ARGV[6])
+return 1
+"""
+)
+
+
+class LeaseLost(RuntimeError):
+    """Another engine took this instrument over: this one must not write anything more."""
+
+
+def new_owner_id() -> str:
+    """Unique per process; the pid lets operators (and the crash harness) find the leader."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+def owner_pid(owner: str) -> int | None:
+    """The pid in an owner id, if it has one."""
+    parts = owner.split(":")
+    return int(parts[-2]) if len(parts) >= 3 and parts[-2].isdigit() else None
+
+
+class Lease:
+    """One instrument's lease as seen by one engine process, and its fenced writes.
+
+    Every script runs on the node that holds the instrument's keys (`node_client`; the
+    client itself on a single server). Where that node has a replica in sync (`acks`), a
+    batch's events are confirmed by WAIT on the connection that wrote them before its
+    replies are appended: no client hears of a write that a failover could still lose."""
+
+    def __init__(
+        self, settings: Settings, symbol: str, client: Client, owner: str, acks: ReplicaAcks
+    ) -> None:
+        self.settings = settings
+        self.symbol = symbol
+        self.redis = client
+        self.owner = owner
+        self.acks = acks
+        self.token = 0  # 0: not leading
+        key = settings.key
+        self.lease_key = settings.engine_lease_of(symbol)
+        self.token_key = key(symbol, "engine:token")
+        self.markers_key = key(symbol, "engine:checkpoints")
+        self.event_stream = settings.event_stream_of(symbol)
+        self.command_stream = settings.command_stream_of(symbol)
+        self.published_key = key(symbol, "engine:published")
+        self.state_hash_key = key(symbol, "engine:state_hash")
+        self.book_key = key(symbol, "engine:book")
+        self.book_channel = settings.book_channel_of(symbol)
+        self._fence_keys = [self.token_key, self.lease_key]
+
+    @property
+    def leading(self) -> bool:
+        return self.token != 0
+
+    def node(self) -> redis.Redis:
+        return node_client(self.redis, self.lease_key)
+
+    def _run(self, script: str, keys: list[str], args: list[Any], wait: int = 0) -> list[Any]:
+        """EVALSHA `script` (loading it into a node that lost its script cache, e.g. after
+        a restart), then WAIT for `wait` replicas on the same connection."""
+        node = self.node()
+        sha = _SHA[script]
+        for attempt in (1, 2):
+            pipe = node.pipeline(transaction=False)
+            queue = cast(Callable[..., object], pipe.execute_command)  # untyped in redis-py
+            queue("EVALSHA", sha, len(keys), *keys, *args)
+            if wait:
+                queue("WAIT", wait, self.acks.timeout_ms)
+            results: list[Any] = pipe.execute(raise_on_error=False)
+            if isinstance(results[0], NoScriptError) and attempt == 1:
+                node.script_load(script)
+                continue
+            if isinstance(results[0], Exception):
+                raise results[0]
+            return results
+        raise AssertionError("unreachable")
+
+    def _fenced(self, script: str, keys: list[str], args: list[Any], wait: int = 0) -> list[Any]:
+        results = self._run(script, [*self._fence_keys, *keys], [*self._fence_args(), *args], wait)
+        if results[0] == FENCED:
+            token = self.token
+            self.token = 0
+            raise LeaseLost(f"{self.symbol}: fencing token {token} is no longer the newest")
+        return results
+
+    def _fence_args(self) -> list[Any]:
+        return [self.token, self.owner, LEASE_MS]
+
+    def acquire(self) -> bool:
+        """Take the lease if nobody holds it; True when this process now leads."""
+        keys = [self.lease_key, self.token_key]
+        token = int(self._run(_ACQUIRE, keys, [self.owner, LEASE_MS])[0])
+        self.token = token
+        return token != 0
+
+    def renew(self) -> None:
+        self._fenced(_RENEW, [], [])
+
+    def release(self) -> None:
+        """Give the lease up at a clean stop, so that a standby need not wait for it to expire."""
+        if self.leading:
+            self._run(_RELEASE, self._fence_keys, [self.token, self.owner])
+            self.token = 0
+
+    def publish(
+        self, rows: list[Any], reply_keys: list[str], marker: tuple[str, bytes] | None
+    ) -> int:
+        """Append a batch's events and replies (and a checkpoint marker); returns how many
+        entries were already published. `rows` is the flat five-per-command list."""
+        keys = [self.event_stream, self.markers_key, self.published_key, *reply_keys]
+        marker_id, marker_command = marker if marker else ("", b"")
+        node = self.node()
+        replicas = self.acks.wanted(node)
+        args = [marker_id, marker_command, "0" if replicas else "1", *rows]
+        results = self._fenced(_PUBLISH, keys, args, wait=replicas)
+        skipped = int(results[0])
+        if replicas:
+            self.acks.check(node, replicas, int(results[1]))
+            self._fenced(_REPLIES, keys, [marker_id, marker_command, skipped, *rows])
+        return skipped
+
+    def checkpointed(
+        self,
+        seq: int,
+        state_hash: str,
+        trim_to: str | None,
+        marker_command: str | None = None,
+        final: bool = False,
+    ) -> int:
+        """Publish a checkpoint's hash (and its marker when not published with its batch),
+        trim the command stream behind the oldest kept checkpoint; at a clean stop also
+        store the state hash and release the lease. Returns the number of commands trimmed."""
+        keys = [self.markers_key, self.command_stream, self.state_hash_key]
+        args = [
+            f"{seq}-0" if marker_command else "",
+            marker_command or "",
+            f"{seq}-1",
+            state_hash,
+            trim_to or "",
+            "1" if final else "0",
+            "1" if final else "0",
+        ]
+        trimmed = int(self._fenced(_CHECKPOINTED, keys, args)[0])
+        if final:
+            self.token = 0
+        return trimmed
+
+    def publish_book(self, message: str, expiry_s: int) -> None:
+        self._fenced(_BOOK, [self.book_key], [self.book_channel, message, expiry_s])
+
+
+_SHA = {
+    script: hashlib.sha1(script.encode()).hexdigest()
+    for script in (_ACQUIRE, _RENEW, _RELEASE, _PUBLISH, _REPLIES, _CHECKPOINTED, _BOOK)
+}

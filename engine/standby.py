@@ -1,0 +1,182 @@
+"""A hot standby: a second engine that applies the same commands as the leader, never ahead
+of what the leader published, and checks its state against the leader's at every checkpoint.
+
+How it follows: it reads the leader's event stream (each entry names the command it
+answers, field `c`) and the leader's checkpoint markers (`engine.lease`), then fetches and
+applies the commands up to the newest answered one. Trailing the published events is what
+makes a takeover exact: everything the standby applied is published, so the new leader
+simply carries on from its position, and whatever the old leader published after that is
+skipped as already published.
+
+What it checks:
+- after each command that the leader answered, the standby's sequence number must equal
+  the id of the leader's event entry (a different number of events is a divergence);
+- at each checkpoint marker (the leader checkpointed right after command `c`, at seq `S`),
+  it forks a child that hashes its own state (and writes the checkpoint file if that seq has
+  none yet, for a standby with its own data directory), and compares that hash with the
+  leader's `S-1` entry. A mismatch is logged loudly and stops the process
+  (`standby_diverged`, exit code 2): it would take over with a different book.
+
+A command stream trimmed past the standby's position (it lagged more than the checkpoints
+the leader keeps) shows as an answered command it cannot find: it then recovers again from
+the newest checkpoint, like a restart, instead of reporting a divergence.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from .checkpoint_job import IF_MISSING, CheckpointFailed
+
+if TYPE_CHECKING:
+    from .reader import Entries
+    from .service import BookService
+
+
+class Diverged(RuntimeError):
+    """This engine's state differs from what the leader published."""
+
+
+def field(fields: list[bytes] | dict[bytes, bytes], name: bytes) -> bytes:
+    """A field of a stream entry: a flat [name, value, ...] list as Redis sends it (single
+    server, `raw_client`), or a dict (a cluster client parses its replies)."""
+    if isinstance(fields, dict):
+        return fields[name]
+    for i in range(0, len(fields), 2):
+        if fields[i] == name:
+            return fields[i + 1]
+    raise KeyError(name)
+
+
+class Standby:
+    """The following half of a book (`BookService`): positions, markers, hash checks."""
+
+    def __init__(self, book: BookService) -> None:
+        self.book = book
+        self.markers_key = book.lease.markers_key
+        self.last_event_id = "0-0"
+        self.last_marker_id = "0-0"
+        self.marks: dict[bytes, int] = {}  # command id -> seq the leader checkpointed at
+        self.own: dict[int, str] = {}  # seq -> this engine's state hash there
+        self.leaders: dict[int, str] = {}  # seq -> the leader's state hash there
+        self.verified = 0
+        self.active = False
+
+    def start(self) -> None:
+        """Follow from the book's current (recovered) position."""
+        seq = self.book.engine.seq
+        self.last_event_id = f"{seq}-0"
+        # Include a marker at exactly this seq: the standby is there, it can check it.
+        self.last_marker_id = f"{seq - 1}-1" if seq > 0 else "0-0"
+        self.marks.clear()
+        self.own.clear()
+        self.leaders.clear()
+        self.active = True
+
+    def stop(self) -> None:
+        """Leading now: nothing is compared any more."""
+        self.active = False
+        self.book.job.abandon()
+        self.marks.clear()
+        self.own.clear()
+        self.leaders.clear()
+
+    def positions(self) -> dict[str, str]:
+        return {self.book.event_stream: self.last_event_id, self.markers_key: self.last_marker_id}
+
+    def follow(self, events: Entries, markers: Entries) -> None:
+        book = self.book
+        for entry_id, fields in markers:
+            seq_text, _, part = entry_id.decode().partition("-")
+            if part == "0":
+                self.marks[field(fields, b"c")] = int(seq_text)
+            else:
+                self.leaders[int(seq_text)] = field(fields, b"h").decode()
+            self.last_marker_id = entry_id.decode()
+        # A marker for the command just applied (a clean stop's checkpoint at the tip).
+        here = self.marks.pop(book.last_command_id.encode(), None)
+        if here is not None:
+            self.hash_here(here)
+        if events:
+            answered = {
+                field(fields, b"c"): int(entry_id.split(b"-")[0]) for entry_id, fields in events
+            }
+            last_answered = field(events[-1][1], b"c")
+            commands: Entries = book.redis.xrange(  # type: ignore[assignment]
+                book.command_stream, f"({book.last_command_id}", last_answered
+            )
+            fetched = {entry_id for entry_id, _ in commands}
+            if any(command_id not in fetched for command_id in answered):
+                self.resync("an answered command is no longer in the command stream")
+                return
+            self.apply(commands, answered)
+            self.last_event_id = events[-1][0].decode()
+        self.compare()
+
+    def apply(self, commands: Entries, answered: dict[bytes, int]) -> None:
+        book = self.book
+        engine = book.engine
+        for entry_id, fields in commands:
+            command = book.decode(entry_id, fields)
+            if command is not None:
+                engine.apply(command)
+            book.last_command_id = entry_id.decode()
+            expected = answered.get(entry_id)
+            if expected is not None and expected != engine.seq:
+                raise Diverged(
+                    f"{book.symbol}: after command {entry_id.decode()} the leader is at seq "
+                    f"{expected}, this standby at {engine.seq}"
+                )
+            marked = self.marks.pop(entry_id, None)
+            if marked is not None:
+                self.hash_here(marked)
+
+    def hash_here(self, seq: int) -> None:
+        """The leader checkpointed here: hash this state in a child (waiting for the
+        previous child first, so that every checkpoint is checked)."""
+        book = self.book
+        if seq != book.engine.seq:
+            raise Diverged(
+                f"{book.symbol}: the leader checkpointed at seq {seq} after command "
+                f"{book.last_command_id}, this standby is at {book.engine.seq}"
+            )
+        if book.job.running:
+            self.reap(block=True)
+        book.job.start(book.engine, book.last_command_id, book.checkpoint_dir, IF_MISSING)
+
+    def reap(self, block: bool = False) -> None:
+        try:
+            outcome = self.book.job.poll(block)
+        except CheckpointFailed as exc:
+            self.book.log.error("standby_hash_failed", error=str(exc))
+            return
+        if outcome is not None:
+            self.own[outcome.seq] = outcome.state_hash
+            self.book.last_hash = (outcome.seq, outcome.state_hash)
+            self.compare()
+
+    def compare(self) -> None:
+        book = self.book
+        for seq in sorted(set(self.own) & set(self.leaders)):
+            mine, theirs = self.own.pop(seq), self.leaders.pop(seq)
+            if mine != theirs:
+                book.log.error("standby_diverged", seq=seq, state_hash=mine, leader_hash=theirs)
+                raise Diverged(f"{book.symbol}: at seq {seq} state hash {mine}, leader's {theirs}")
+            self.verified += 1
+            book.log.info("checkpoint_verified", seq=seq, state_hash=mine, verified=self.verified)
+        # Hashes the other side will never publish (a leader that died before its child
+        # finished; a checkpoint taken before this standby started) are dropped.
+        newest = max(self.leaders, default=0)
+        for seq in [s for s in self.own if s < newest]:
+            del self.own[seq]
+        mine_newest = max(self.own, default=0)
+        for seq in [s for s in self.leaders if s < mine_newest and s < book.engine.seq]:
+            del self.leaders[seq]
+
+    def resync(self, reason: str) -> None:
+        book = self.book
+        book.log.warning("standby_resync", reason=reason, seq=book.engine.seq)
+        started = time.monotonic()
+        book.recover()
+        book.log.info("standby_resynced", seconds=round(time.monotonic() - started, 3))

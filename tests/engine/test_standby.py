@@ -1,0 +1,189 @@
+"""Hot standby and the lease, with real engine processes and a real Redis: a standby takes
+over from a killed leader and answers every command exactly once; a leader paused past its
+lease wakes up to find a newer token and appends nothing; a standby whose state differs
+from the leader's stops loudly instead of ever taking over."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from engine import checkpoint
+from engine.checkpoint_job import CHECKPOINT_VERSION
+from engine.lease import owner_pid
+from engine.matching import MatchingEngine
+from engine.snapshot import snapshot, state_hash
+from shared.commands import Command, Place, decode_command, encode_command
+from shared.config import Settings
+from shared.events import decode_events
+from shared.stack import Stack
+
+SETTINGS = Settings()
+COMMANDS = SETTINGS.command_stream_of("DEFAULT")
+EVENTS = SETTINGS.event_stream_of("DEFAULT")
+REPLIES = SETTINGS.reply_stream_of("DEFAULT", "t1")
+LEASE = SETTINGS.engine_lease_of("DEFAULT")
+TOKEN = SETTINGS.key("DEFAULT", "engine:token")
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 20.0, what: str = "") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.01)
+    raise TimeoutError(f"not within {timeout} s: {what}")
+
+
+@contextmanager
+def engines(tmp: Path, standby: bool = True, **env: str) -> Iterator[tuple[Stack, redis.Redis]]:
+    """Redis and the engine (and its standby) only: these tests write commands themselves."""
+    stack = Stack(tmp, [], env={"SNAPSHOT_INTERVAL_S": "60", **env}, log_dir=tmp / "logs")
+    try:
+        stack.start_redis()
+        client = redis.Redis.from_url(stack.redis_url)
+        client.xadd(REPLIES, {"open": 1})  # the "API replica" t1's reply stream
+        stack.start("engine")
+        wait_for(lambda: client.exists(LEASE), what="the first engine leads")
+        if standby:
+            stack.start("engine-standby")
+            wait_for(lambda: '"recovery_done"' in log(stack, "engine-standby"), what="standby up")
+        yield stack, client
+    finally:
+        stack.stop()
+
+
+def log(stack: Stack, name: str) -> str:
+    path = stack.data_dir / "logs" / f"{name}.log"
+    return path.read_text() if path.exists() else ""
+
+
+def log_events(stack: Stack, name: str, event: str) -> list[dict[str, Any]]:
+    return [
+        json.loads(line)
+        for line in log(stack, name).splitlines()
+        if line.startswith("{") and f'"{event}"' in line
+    ]
+
+
+def send(client: redis.Redis, first: int, n: int) -> list[Command]:
+    sent: list[Command] = []
+    for i in range(first, first + n):
+        command = Place(1 if i % 2 else -1, 100 + i % 7, 1 + i % 4, f"c{i}", f"t1-{i}", i)
+        client.xadd(COMMANDS, {"c": encode_command(command)})
+        sent.append(command)
+    return sent
+
+
+def leader(stack: Stack, client: redis.Redis) -> str:
+    """The name of the process holding the lease ("" while nobody does)."""
+    owner = client.get(LEASE)
+    pid = owner_pid(owner.decode()) if owner else None
+    return next((name for name, p in stack.processes.items() if p.pid == pid), "")
+
+
+def answered(client: redis.Redis) -> list[str]:
+    return [fields[b"r"].decode() for _, fields in client.xrange(REPLIES) if b"r" in fields]
+
+
+def published(client: redis.Redis) -> list[tuple[int, str]]:
+    return [(int(i.split(b"-")[0]), f[b"r"].decode()) for i, f in client.xrange(EVENTS)]
+
+
+def reference(commands: list[Command]) -> tuple[MatchingEngine, list[int]]:
+    """A fresh engine fed the commands (the stream is trimmed behind checkpoints), and the
+    seq of each command's last event."""
+    engine = MatchingEngine()
+    seqs = [engine.apply(decode_command(encode_command(c)))[-1].seq for c in commands]
+    return engine, seqs
+
+
+def test_the_standby_takes_over_and_every_command_is_answered_once(tmp_path: Path) -> None:
+    with engines(tmp_path, SNAPSHOT_EVERY="40") as (stack, client):
+        sent = send(client, 0, 200)
+        wait_for(lambda: len(answered(client)) == 200, what="200 answers")
+        old = leader(stack, client)
+        assert old == "engine"
+        wait_for(
+            lambda: log_events(stack, "engine-standby", "checkpoint_verified"),
+            what="the standby checks a checkpoint",
+        )
+        token = int(client.get(TOKEN) or 0)
+        stack.kill(old, signal.SIGKILL)
+        wait_for(lambda: leader(stack, client) not in ("", old), what="takeover")
+        assert int(client.get(TOKEN) or 0) == token + 1
+        sent += send(client, 200, 200)
+        wait_for(lambda: len(answered(client)) == 400, what="400 answers")
+        stack.kill("engine-standby", signal.SIGTERM)  # the leader now: stops cleanly
+
+        engine, seqs = reference(sent)
+        assert answered(client) == [c.request_id for c in sent]  # each once, in order
+        assert published(client) == list(zip(seqs, [c.request_id for c in sent], strict=True))
+        events = [e for _, f in client.xrange(EVENTS) for e in decode_events(f[b"e"])]
+        assert [e.seq for e in events] == list(range(1, len(events) + 1))
+        hash_key = SETTINGS.key("DEFAULT", "engine:state_hash")
+        assert (client.get(hash_key) or b"").decode() == state_hash(engine)
+        assert not client.exists(LEASE)  # released at the clean stop
+        acquired = log_events(stack, "engine-standby", "lease_acquired")
+        assert [a["token"] for a in acquired] == [token + 1]
+
+
+def test_a_paused_leader_appends_nothing_after_a_takeover(tmp_path: Path) -> None:
+    with engines(tmp_path, SNAPSHOT_EVERY="1000") as (stack, client):
+        sent = send(client, 0, 50)
+        wait_for(lambda: len(answered(client)) == 50, what="50 answers")
+        stack.processes["engine"].send_signal(signal.SIGSTOP)
+        wait_for(lambda: leader(stack, client) == "engine-standby", what="takeover")
+        # Stop the new leader too: whatever is appended now can only come from the old one.
+        stack.processes["engine-standby"].send_signal(signal.SIGSTOP)
+        events_before, replies_before = client.xlen(EVENTS), client.xlen(REPLIES)
+        book_before = client.get(SETTINGS.key("DEFAULT", "engine:book"))
+        sent += send(client, 50, 30)
+        stack.processes["engine"].send_signal(signal.SIGCONT)
+        assert stack.processes["engine"].wait(timeout=20) == 3  # EXIT_LEASE_LOST
+        assert log_events(stack, "engine", "lease_lost")
+        assert client.xlen(EVENTS) == events_before
+        assert client.xlen(REPLIES) == replies_before
+        assert client.get(SETTINGS.key("DEFAULT", "engine:book")) in (book_before, None)
+
+        stack.processes["engine-standby"].send_signal(signal.SIGCONT)
+        wait_for(lambda: len(answered(client)) == 80, what="the new leader answers the rest")
+        _, seqs = reference(sent)
+        assert [seq for seq, _ in published(client)] == seqs
+        assert answered(client) == [f"t1-{i}" for i in range(80)]
+
+
+def test_a_standby_with_a_different_state_stops_loudly(tmp_path: Path) -> None:
+    with engines(tmp_path, standby=False, SNAPSHOT_EVERY="20") as (stack, client):
+        sent = send(client, 0, 60)
+        wait_for(lambda: len(answered(client)) == 60, what="60 answers")
+        # A standby with its own data directory, holding a checkpoint at the current seq
+        # that forgets one client order id: same orders and seq, a different state.
+        engine, _ = reference(sent)
+        engine.client_order_ids.pop("c3")
+        last_command = client.xrevrange(COMMANDS, "+", "-", count=1)[0][0].decode()
+        other = tmp_path / "other"
+        checkpoint.write(
+            other / "checkpoints" / "DEFAULT",
+            checkpoint.Checkpoint(CHECKPOINT_VERSION, engine.seq, last_command, snapshot(engine)),
+        )
+        second = Stack(other, [], stack.redis_url, log_dir=other / "logs", env=stack.extra_env)
+        try:
+            second.start("engine")
+            wait_for(lambda: '"recovery_done"' in log(second, "engine"), what="standby up")
+            send(client, 60, 60)  # the leader checkpoints; the standby compares
+            assert second.processes["engine"].wait(timeout=20) == 2  # EXIT_DIVERGED
+        finally:
+            second.stop()
+        diverged = log_events(second, "engine", "standby_diverged")
+        assert diverged and diverged[0]["state_hash"] != diverged[0]["leader_hash"]
+        assert leader(stack, client) == "engine"  # the leader carries on
+        wait_for(lambda: len(answered(client)) == 120, what="the leader answers the rest")
