@@ -8,12 +8,12 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-import redis.asyncio as aioredis
 import structlog
 from structlog.typing import FilteringBoundLogger
 
 from shared.config import Settings
 from shared.events import Trade, decode_events
+from shared.redis_client import TRANSIENT_ERRORS, AsyncClient
 from store.port import BookLevels
 
 from ..hub import Hub
@@ -35,7 +35,7 @@ return #redis.call('XRANGE', KEYS[1], start, '+', 'COUNT', ARGV[1])
 """
 
 
-async def newest_ids(client: aioredis.Redis, streams: Iterable[str]) -> dict[str, bytes | None]:
+async def newest_ids(client: AsyncClient, streams: Iterable[str]) -> dict[str, bytes | None]:
     """Each stream's newest entry id (None: empty)."""
     newest: dict[str, bytes | None] = {}
     for stream in streams:
@@ -45,7 +45,7 @@ async def newest_ids(client: aioredis.Redis, streams: Iterable[str]) -> dict[str
 
 
 class Feeds:
-    def __init__(self, settings: Settings, client: aioredis.Redis, journal: Journal) -> None:
+    def __init__(self, settings: Settings, client: AsyncClient, journal: Journal) -> None:
         self.settings = settings
         self.redis = client
         self.journal = journal  # for its guarded reads
@@ -61,36 +61,37 @@ class Feeds:
 
     def tasks(self) -> list[asyncio.Task[None]]:
         return [
-            asyncio.create_task(self._read_trades()),
+            *(asyncio.create_task(self._read_trades(s)) for s in self._event_streams),
             asyncio.create_task(self._read_books()),
             asyncio.create_task(self._watch_backlog()),
         ]
 
-    async def _read_trades(self) -> None:
-        """Feed trade subscribers from every event stream, only while there are any. When
-        the first one arrives, reading starts at each stream's newest entry, by id (never
-        "$", which would drop what arrives between two reads)."""
-        positions: dict[Any, Any] = {}  # redis-py's loose typing of stream positions
+    async def _read_trades(self, stream: str) -> None:
+        """Feed trade subscribers from one event stream (one XREAD per stream: several
+        instruments' streams in one would be cross-slot on a cluster), only while there
+        are any. When the first one arrives, reading starts at the stream's newest entry,
+        by id (never "$", which would drop what arrives between two reads)."""
+        after: bytes | None = None
         guarded = self.journal.guarded
         while True:
             if not self.trades.subscribers:
-                positions = {}
+                after = None
                 await asyncio.sleep(0.02)
                 continue
-            if not positions:
-                newest = await guarded("event_reader", newest_ids(self.redis, self._event_streams))
+            if after is None:
+                newest = await guarded("event_reader", newest_ids(self.redis, [stream]))
                 if newest is None:
                     continue
-                positions = {stream: entry_id or b"0-0" for stream, entry_id in newest.items()}
+                after = newest[stream] or b"0-0"
             response: Any = await guarded(
-                "event_reader", self.redis.xread(positions, count=1000, block=200)
+                "event_reader", self.redis.xread({stream: after}, count=1000, block=200)
             )
-            for raw_stream, entries in response or ():
+            for _, entries in response or ():
                 for _, fields in entries:
                     for event in decode_events(fields[b"e"]):
                         if type(event) is Trade:
                             self.trades.publish(event)
-                positions[raw_stream.decode()] = entries[-1][0]
+                after = entries[-1][0]
 
     async def _watch_backlog(self) -> None:
         """Count (up to the threshold) the commands each engine has not answered yet.
@@ -110,7 +111,7 @@ class Feeds:
                     waiting = int(await count(keys=keys, args=[cap]))
                     self.backlog[symbol] = waiting
                     BACKLOG.labels(symbol).set(waiting)
-                except (aioredis.ConnectionError, aioredis.TimeoutError) as exc:
+                except TRANSIENT_ERRORS as exc:
                     self.log.warning("backlog_watch_redis_error", error=str(exc))
                 except Exception:  # logged; a frozen backlog figure would shed load forever
                     self.log.exception("backlog_watch_error")
@@ -133,7 +134,7 @@ class Feeds:
                             data["ts"],
                         )
                         self.books[data["symbol"]].publish(book)
-            except (aioredis.ConnectionError, aioredis.TimeoutError) as exc:
+            except TRANSIENT_ERRORS as exc:
                 self.log.warning("book_reader_redis_error", error=str(exc))
                 await asyncio.sleep(0.2)
             except Exception:  # logged; subscribers must keep getting books

@@ -6,11 +6,12 @@ import asyncio
 import contextlib
 from collections.abc import Mapping
 
-import redis.asyncio as aioredis
+import redis
 
 from shared.commands import Command
 from shared.config import Instrument, Settings
 from shared.events import Event, Trade
+from shared.redis_client import TRANSIENT_ERRORS, AsyncClient, connect_async
 from store.port import BookLevels
 
 from ..hub import Hub
@@ -18,20 +19,22 @@ from ..ports import EngineTimeout, Unavailable
 from .redis_feeds import Feeds, newest_ids
 from .redis_journal import Journal
 
+# What the command append may raise: Redis away or moving, or refusing the write.
+APPEND_ERRORS: tuple[type[Exception], ...] = (*TRANSIENT_ERRORS, redis.ResponseError)
 
-def connect(settings: Settings) -> aioredis.Redis:
-    """Requests wait for a free connection rather than fail when a burst exceeds the pool."""
+
+def connect(settings: Settings) -> AsyncClient:
+    """On a single server, requests wait for a free connection rather than fail when a
+    burst exceeds the pool; `REDIS_URL` alone picks a single server or a cluster."""
     if not settings.redis_url:
         raise RuntimeError("REDIS_URL is not set (make run and the tests set it)")
-    return aioredis.Redis(
-        connection_pool=aioredis.BlockingConnectionPool.from_url(
-            settings.redis_url, max_connections=64, timeout=settings.request_timeout_s
-        )
+    return connect_async(
+        settings.redis_url, max_connections=64, pool_wait_s=settings.request_timeout_s
     )
 
 
 class RedisGateway:
-    def __init__(self, settings: Settings, client: aioredis.Redis) -> None:
+    def __init__(self, settings: Settings, client: AsyncClient) -> None:
         self.settings = settings
         self.redis = client
         self.journal = Journal(settings, client)
@@ -62,7 +65,7 @@ class RedisGateway:
                 "the engine did not answer in time; the command may still be applied: "
                 "retry with the same client_order_id, or read the order back"
             ) from None
-        except (aioredis.ConnectionError, aioredis.TimeoutError, aioredis.ResponseError) as exc:
+        except APPEND_ERRORS as exc:
             raise Unavailable(
                 f"the command stream is unavailable ({exc}); the command may still be applied: "
                 "retry with the same client_order_id, or read the order back"
@@ -76,7 +79,7 @@ class RedisGateway:
         streams = {self.settings.event_stream_of(i.symbol): i.number for i in instruments}
         try:
             newest = await newest_ids(self.redis, streams)
-        except (aioredis.ConnectionError, aioredis.TimeoutError) as exc:
+        except TRANSIENT_ERRORS as exc:
             raise Unavailable(f"the event streams are unavailable ({exc}); retry shortly") from None
         return {
             streams[stream]: int(entry_id.split(b"-", 1)[0])
@@ -94,6 +97,6 @@ class RedisGateway:
                 for symbol in self.books
             ]
             archiver = bool(await self.redis.exists(self.settings.archiver_heartbeat))
-        except (aioredis.ConnectionError, aioredis.TimeoutError):
+        except TRANSIENT_ERRORS:
             return {"redis": False, "engine": False, "archiver": False}
         return {"redis": redis_up, "engine": all(engines), "archiver": archiver}

@@ -1,9 +1,11 @@
 """Request and reply over Redis: commands go on the instrument's command stream, answers
 come back on this replica's own reply stream.
 
-The engine appends each command's events to the instrument's event stream and, in the same
-transaction, to the reply stream of the replica that asked (named by the prefix of the
-request id). So a replica reads only its own answers, never the others'.
+The engine appends each command's events to the instrument's event stream and then (in the
+same transaction, or once a Redis replica holds the events where there is one) to the reply
+stream of the replica that asked (named by the prefix of the request id). So a replica reads
+only its own answers, never the others'. Each reply stream is read on its own: one XREAD
+of several instruments' streams would be cross-slot on a Redis Cluster.
 
 Costs per request are kept flat: one writer task appends many commands per round trip, one
 reader answers many requests per read, and one sweeper fails overdue requests (instead of a
@@ -20,13 +22,13 @@ from collections.abc import Awaitable
 from typing import Any, TypeVar
 
 import msgspec
-import redis.asyncio as aioredis
 import structlog
 from structlog.typing import FilteringBoundLogger
 
 from shared.commands import Command, encode_command
 from shared.config import Settings
 from shared.events import Event, decode_events
+from shared.redis_client import TRANSIENT_ERRORS, AsyncClient
 
 T = TypeVar("T")
 
@@ -36,7 +38,7 @@ MAX_BATCH = 512
 
 
 class Journal:
-    def __init__(self, settings: Settings, client: aioredis.Redis) -> None:
+    def __init__(self, settings: Settings, client: AsyncClient) -> None:
         self.settings = settings
         self.redis = client
         self.log: FilteringBoundLogger = structlog.get_logger(service="api")
@@ -63,7 +65,7 @@ class Journal:
             stream: await self._open_reply_stream(stream) for stream in self._reply_streams
         }
         return [
-            asyncio.create_task(self._read_replies()),
+            *(asyncio.create_task(self._read_replies(s)) for s in self._reply_streams),
             asyncio.create_task(self._keep_reply_streams()),
             asyncio.create_task(self._write()),
             asyncio.create_task(self._expire()),
@@ -117,28 +119,29 @@ class Journal:
                 await asyncio.sleep(0.5)
                 self.recheck.set()
 
-    async def _read_replies(self) -> None:
-        """Answer waiting requests from this replica's reply streams."""
+    async def _read_replies(self, stream: str) -> None:
+        """Answer waiting requests from one of this replica's reply streams."""
         positions = self._reply_positions
         pending = self.pending
         while True:
             response: Any = await self.guarded(
-                "reply_reader", self.redis.xread(positions, count=1000, block=1000)
+                "reply_reader",
+                self.redis.xread({stream: positions[stream]}, count=1000, block=1000),
             )
-            for raw_stream, entries in response or ():
+            for _, entries in response or ():
                 for _, fields in entries:
                     request_id = fields.get(b"r")
                     future = pending.pop(request_id.decode(), None) if request_id else None
                     if future is not None and not future.done():
                         future.set_result(decode_events(fields[b"e"]))
-                positions[raw_stream.decode()] = entries[-1][0]
+                positions[stream] = entries[-1][0]
 
     async def guarded(self, reader: str, call: Awaitable[T]) -> T | None:
         """`call`'s result; None after logging a failure and pausing, so that a reader
         outlives any Redis error. An error may mean the reply streams were lost too."""
         try:
             return await call
-        except (aioredis.ConnectionError, aioredis.TimeoutError) as exc:
+        except TRANSIENT_ERRORS as exc:
             self.log.warning(f"{reader}_redis_error", error=str(exc))
         except Exception:  # logged with its traceback
             self.log.exception(f"{reader}_error")
