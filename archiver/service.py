@@ -14,8 +14,10 @@ import signal
 from typing import Any
 
 import structlog
+import uvloop
 from structlog.typing import FilteringBoundLogger
 
+from shared import gc_policy
 from shared.config import Instrument, Settings
 from shared.events import Event, decode_events
 from shared.logs import configure
@@ -66,6 +68,7 @@ class ArchiverService:
         tasks = [asyncio.create_task(self._beat())] + [
             asyncio.create_task(self._archive(i)) for i in self.settings.instruments
         ]
+        gc_policy.settle()
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
             for task in done:
@@ -173,4 +176,4 @@ async def amain() -> None:
 
 
 def main() -> None:
-    asyncio.run(amain())
+    uvloop.run(amain())  # the API's event loop too (uvicorn picks uvloop)

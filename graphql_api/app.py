@@ -20,6 +20,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 from strawberry.fastapi import GraphQLRouter
 
+from shared import gc_policy
+
 from .errors import ANSWERED, error_response
 from .requests import Requests
 from .rest import feeds, market, openapi, orders
@@ -83,6 +85,7 @@ def build_app(service: ExchangeService) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await service.start()
+        gc_policy.settle()
         try:
             yield
         finally:
