@@ -1,5 +1,9 @@
 """Crash harness: steady seeded load while a chaos loop SIGKILLs random services.
 
+The load (`tests/crash/mix.py`) mixes GTC, IOC, FOK and market orders, price and quantity
+changes and cancels over two instruments, so every kind of command is in flight when a
+process dies.
+
 `python -m tests.crash.harness --kills 100 --rate 300` is the long run; the test in this
 folder runs a short one. `--mongodb` archives to MongoDB (`MONGODB_URL`, else the local
 wire-protocol test server of `tests/mongo_wire.py`) instead of SQLite. At the end it
@@ -22,6 +26,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +36,32 @@ from engine.matching import MatchingEngine
 from engine.snapshot import state_hash
 from shared.commands import Command, decode_command
 from shared.config import Settings
-from shared.events import Accepted, Cancelled, Event, Modified, Rejected, Trade
+from shared.events import (
+    NO_LIQUIDITY,
+    Accepted,
+    Cancelled,
+    Event,
+    Modified,
+    QuantityChanged,
+    Rejected,
+    Trade,
+)
 from shared.redis_client import TRANSIENT_ERRORS, connect
 from shared.redis_server import free_port
 from shared.stack import Stack
 from store import Store, open_store
+from tests.crash.mix import INSTRUMENTS, INSTRUMENTS_SPEC, Request, next_request
 from tests.mongo_wire import wire_server
+
+
+@dataclass(frozen=True)
+class Change:
+    kind: str  # "cancel" or "modify"
+    order_id: int
+    price: int | None  # ticks
+    quantity: int | None
+    success: bool
+    reason: str | None
 
 
 @dataclass
@@ -44,13 +69,15 @@ class Ledger:
     """What clients were told: only acknowledged outcomes count."""
 
     places: dict[str, str] = field(default_factory=dict)  # client_order_id -> order_id
-    changes: list[tuple[str, int, int | None, bool, str | None]] = field(default_factory=list)
+    no_liquidity: int = 0  # market orders refused for want of resting orders
+    changes: list[Change] = field(default_factory=list)
     sent: int = 0
+    kinds: Counter[str] = field(default_factory=Counter)  # acknowledged, by request kind
     failed: Counter[str] = field(default_factory=Counter)
 
     @property
     def acknowledged(self) -> int:
-        return len(self.places) + len(self.changes)
+        return len(self.places) + self.no_liquidity + len(self.changes)
 
 
 class CommandTap:
@@ -107,28 +134,47 @@ async def load(
     seed: int,
     symbols: tuple[str, ...] = (),
 ) -> None:
-    """Seeded places, cancels and modifies at `rate`/s over the API replicas in turn; places
-    spread over `symbols` (none: the default instrument)."""
+    """The seeded mix of `tests/crash/mix.py` at `rate`/s over the API replicas in turn;
+    places spread over `symbols` (none: the default instrument)."""
     rng = random.Random(seed)
+    settings = stack_settings(stack)
     clients = [httpx.AsyncClient(base_url=stack.api_url(p), timeout=15) for p in stack.api_ports]
     pending: set[asyncio.Task[None]] = set()
     n = 0
 
-    async def one(kind: str, client: httpx.AsyncClient, payload: dict[str, Any], oid: str) -> None:
+    def ticks(price: Any, order_id: int) -> int:
+        instrument = settings.instrument_of(order_id) or settings.default_instrument
+        return int(Decimal(str(price)) / instrument.tick_size)
+
+    async def one(client: httpx.AsyncClient, request: Request) -> None:
+        kind, body = request.kind, request.body or {}
         try:
-            if kind == "place":
-                r = await client.post("/orders", json=payload)
+            r = await client.request(request.method, request.path, json=request.body)
+            if kind.startswith("place"):
                 if r.status_code in (200, 201):
-                    ledger.places[payload["client_order_id"]] = r.json()["order_id"]
+                    ledger.places[body["client_order_id"]] = r.json()["order_id"]
+                    ledger.kinds[kind] += 1
+                    ledger.kinds[f"place:{body['symbol']}"] += 1
                     return
-            elif kind == "modify":
-                r = await client.put(f"/orders/{oid}", json=payload)
-            else:
-                r = await client.delete(f"/orders/{oid}")
-            if kind != "place" and r.status_code == 200:
-                body = r.json()
-                price = payload.get("price")
-                ledger.changes.append((kind, int(oid), price, body["success"], body.get("reason")))
+                if r.status_code == 409 and r.json().get("reason") == NO_LIQUIDITY:
+                    ledger.no_liquidity += 1
+                    ledger.kinds[f"{kind}:no_liquidity"] += 1
+                    return
+            elif r.status_code == 200:
+                answer = r.json()
+                oid = int(request.order_id)
+                price = body.get("price")
+                ledger.changes.append(
+                    Change(
+                        kind.split(":")[0],
+                        oid,
+                        None if price is None else ticks(price, oid),
+                        body.get("quantity"),
+                        answer["success"],
+                        answer.get("reason"),
+                    )
+                )
+                ledger.kinds[kind] += 1
                 return
             ledger.failed[f"{kind}:{r.status_code}"] += 1
         except httpx.HTTPError as exc:
@@ -139,26 +185,10 @@ async def load(
         n += 1
         client = clients[n % len(clients)]
         known = list(ledger.places.values())
-        r = rng.random()
-        mid = 100 + rng.randint(-3, 3)
-        if r < 0.6 or not known:
-            side = rng.choice((1, -1))
-            payload = {
-                "side": side,
-                "price": mid - side * rng.randint(-2, 6),
-                "quantity": rng.randint(1, 20),
-                "client_order_id": f"c{seed}-{n}",
-            }
-            if symbols:
-                payload["symbol"] = rng.choice(symbols)
-            task = asyncio.create_task(one("place", client, payload, ""))
-        elif r < 0.85:
-            task = asyncio.create_task(one("cancel", client, {}, rng.choice(known)))
-        else:
-            oid = rng.choice(known)
-            task = asyncio.create_task(
-                one("modify", client, {"price": mid + rng.randint(-4, 4)}, oid)
-            )
+        request = next_request(
+            rng, n, seed, known, symbols or (settings.default_instrument.symbol,)
+        )
+        task = asyncio.create_task(one(client, request))
         ledger.sent += 1
         pending.add(task)
         task.add_done_callback(pending.discard)
@@ -195,6 +225,7 @@ class Report:
     engine_hash: str
     reference_hash: str
     failed: Counter[str]
+    kinds: Counter[str] = field(default_factory=Counter)  # acknowledged, by request kind
 
     def ok(self) -> bool:
         return not self.problems and self.lost == 0 and self.duplicated == 0
@@ -205,6 +236,7 @@ class Report:
             f"duplicated {self.duplicated}, kills {sum(self.kills.values())} {dict(self.kills)}, "
             f"commands {self.commands}, events {self.events}, "
             f"engine hash {self.engine_hash} vs reference {self.reference_hash}, "
+            f"acknowledged by kind {dict(sorted(self.kinds.items()))}, "
             f"unacknowledged {dict(self.failed)}, problems {self.problems[:10]}"
         )
 
@@ -298,7 +330,7 @@ async def verify(
     return Report(
         ledger.sent, ledger.acknowledged, lost, duplicated, problems, Counter(kills),
         sum(len(t.entries) for t in taps.values()), sum(len(e) for e in expected.values()),
-        " ".join(engine_hashes), " ".join(reference_hashes), ledger.failed,
+        " ".join(engine_hashes), " ".join(reference_hashes), ledger.failed, ledger.kinds,
     )  # fmt: skip
 
 
@@ -306,6 +338,8 @@ def check_ledger(ledger: Ledger, stored: list[Event], problems: list[str]) -> tu
     accepted: dict[int, Accepted] = {}
     by_coid: Counter[str] = Counter()
     modified: Counter[tuple[int, int]] = Counter()
+    modified_any: Counter[int] = Counter()
+    resized: Counter[tuple[int, int]] = Counter()
     cancelled: Counter[int] = Counter()
     rejected: Counter[tuple[int, str]] = Counter()
     for e in stored:
@@ -315,36 +349,66 @@ def check_ledger(ledger: Ledger, stored: list[Event], problems: list[str]) -> tu
                 by_coid[e.client_order_id] += 1
         elif isinstance(e, Modified):
             modified[(e.order_id, e.price)] += 1
+            modified_any[e.order_id] += 1
+        elif isinstance(e, QuantityChanged):
+            resized[(e.order_id, e.quantity)] += 1
         elif isinstance(e, Cancelled):
             cancelled[e.order_id] += 1
         elif isinstance(e, Rejected):
             rejected[(e.order_id, e.reason)] += 1
     lost = 0
     duplicated = sum(n - 1 for n in by_coid.values() if n > 1)
+    # An order is cancelled at most once (IOC, FOK and market remainders included).
     duplicated += sum(n - 1 for n in cancelled.values() if n > 1)
     for coid, order_id in ledger.places.items():
         a = accepted.get(int(order_id))
         if a is None or a.client_order_id != coid:
             lost += 1
             problems.append(f"acknowledged place {coid} -> {order_id} not stored")
-    for kind, order_id, price, success, reason in ledger.changes:
-        if success and kind == "modify":
-            key = (order_id, int(price * 100)) if price is not None else (order_id, 0)
-            if modified[key] <= 0:
+    refused = rejected[(0, NO_LIQUIDITY)]  # a refused market order gets no order id
+    if refused < ledger.no_liquidity:
+        lost += ledger.no_liquidity - refused
+        problems.append(f"{ledger.no_liquidity} no_liquidity answers, {refused} stored")
+    for c in ledger.changes:
+        if not c.success:
+            key = (c.order_id, c.reason or "")
+            if rejected[key] <= 0:
                 lost += 1
-                problems.append(f"acknowledged modify of {order_id} to {price} not stored")
-            modified[key] -= 1
-        elif success:
-            if cancelled[order_id] <= 0:
+                problems.append(
+                    f"acknowledged rejection of {c.kind} {c.order_id} ({c.reason}) not stored"
+                )
+            rejected[key] -= 1
+        elif c.kind == "cancel":
+            if cancelled[c.order_id] <= 0:
                 lost += 1
-                problems.append(f"acknowledged cancel of {order_id} not stored")
-            cancelled[order_id] -= 1
-        elif rejected[(order_id, reason or "")] <= 0:
+                problems.append(f"acknowledged cancel of {c.order_id} not stored")
+            cancelled[c.order_id] -= 1
+        elif not _modify_stored(c, modified, modified_any, resized):
             lost += 1
-            problems.append(f"acknowledged rejection of {kind} {order_id} ({reason}) not stored")
-        else:
-            rejected[(order_id, reason or "")] -= 1
+            problems.append(f"acknowledged modify of {c.order_id} to {c.price}/{c.quantity} lost")
     return lost, duplicated
+
+
+def _modify_stored(
+    c: Change,
+    modified: Counter[tuple[int, int]],
+    modified_any: Counter[int],
+    resized: Counter[tuple[int, int]],
+) -> bool:
+    """Whether a successful modify's events are stored (each claims what it finds). A price
+    change always stores Modified at that price; a quantity change stores QuantityChanged,
+    or, when the order already had that quantity and no price came with it, a Modified."""
+    found = True
+    if c.price is not None:
+        found = modified[(c.order_id, c.price)] > 0
+        modified[(c.order_id, c.price)] -= 1
+        modified_any[c.order_id] -= 1
+    if c.quantity is not None and resized[(c.order_id, c.quantity)] > 0:
+        resized[(c.order_id, c.quantity)] -= 1
+    elif c.quantity is not None and c.price is None:
+        found = modified_any[c.order_id] > 0
+        modified_any[c.order_id] -= 1
+    return found
 
 
 async def check_orders(
@@ -384,25 +448,33 @@ async def run(
     mongodb_url: str = "",
 ) -> Report:
     """`mongodb_url`: archive to that MongoDB (a fresh database) instead of SQLite."""
-    env = {"SNAPSHOT_EVERY": "300", "SNAPSHOT_INTERVAL_S": "2", "REQUEST_TIMEOUT_S": "10"}
+    env = {
+        "SNAPSHOT_EVERY": "300",
+        "SNAPSHOT_INTERVAL_S": "2",
+        "REQUEST_TIMEOUT_S": "10",
+        "INSTRUMENTS": INSTRUMENTS_SPEC,
+    }
     if mongodb_url:
         env |= {"MONGODB_URL": mongodb_url, "MONGODB_DB": f"crash_{seed}_{int(time.time())}"}
     stack = Stack(data_dir, [free_port(), free_port()], env=env, log_dir=data_dir / "logs")
     try:
         stack.start_all()
         stack.wait_ready()
-        tap = CommandTap(stack.redis_url, "exchange:{DEFAULT}:commands")
-        tap.thread.start()
+        settings = stack_settings(stack)
+        symbols = tuple(INSTRUMENTS)
+        taps = {s: CommandTap(stack.redis_url, settings.command_stream_of(s)) for s in symbols}
+        for tap in taps.values():
+            tap.thread.start()
         ledger, killed = Ledger(), []
         until = asyncio.Event()
-        load_task = asyncio.create_task(load(stack, ledger, rate, until, seed))
+        load_task = asyncio.create_task(load(stack, ledger, rate, until, seed, symbols))
         await chaos(stack, kills, interval, seed, killed)
         await asyncio.sleep(2.0)  # let the last restart settle under load
         until.set()
         await load_task
         with contextlib.suppress(TimeoutError):
             await asyncio.to_thread(stack.wait_ready, 30)
-        return await verify(stack, ledger, {"DEFAULT": tap}, killed)
+        return await verify(stack, ledger, taps, killed)
     finally:
         stack.stop()
 

@@ -22,7 +22,7 @@ import pytest
 from archiver.service import continue_sequence
 from engine.matching import MatchingEngine
 from shared.commands import BUY, SELL
-from shared.events import Accepted, Cancelled, Event, Modified, Rejected, Trade
+from shared.events import Accepted, Cancelled, Event, Modified, QuantityChanged, Rejected, Trade
 from store.port import BookLevels, GapError, OrderRecord, Store, TradeRecord
 from store.sqlite import SqliteStore
 from tests.mongo_wire import wire_server
@@ -56,8 +56,9 @@ class Feed:
         assert isinstance(accepted, Accepted)
         return accepted.order_id
 
-    def modify(self, order_id: int, price: int) -> list[Event]:
-        events = self.engine.modify(order_id, price, self._tick())
+    def modify(self, order_id: int, price: int, quantity: int = 0) -> list[Event]:
+        """A new price and/or total quantity; 0 leaves that one as it is."""
+        events = self.engine.modify(order_id, price, self._tick(), quantity)
         self.log.extend(events)
         return events
 
@@ -103,6 +104,12 @@ def expected_state(events: Sequence[Event]) -> tuple[dict[int, OrderRecord], lis
                     )
             case Modified():
                 orders[e.order_id] = replace(orders[e.order_id], price=e.price, updated_ts=e.ts)
+            case QuantityChanged():
+                o = orders[e.order_id]
+                assert e.remaining == o.remaining + e.quantity - o.quantity  # consistent
+                orders[e.order_id] = replace(
+                    o, quantity=e.quantity, remaining=e.remaining, updated_ts=e.ts
+                )
             case Cancelled():
                 o = orders[e.order_id]
                 assert e.quantity == o.remaining
@@ -348,6 +355,43 @@ async def test_modify_updates_price(store: Store) -> None:
     await assert_store_matches(store, feed)
 
 
+async def test_quantity_change_updates_quantity_and_remaining(store: Store) -> None:
+    feed = Feed()
+    oid = feed.place_id(SELL, 100, 10)
+    feed.place(SELL, 100, 5)  # behind it in the queue
+    feed.place(BUY, 100, 3)  # 7 left of 10
+    await store.apply(feed.log)
+
+    (lowered,) = feed.modify(oid, 0, quantity=6)  # keeps its place: 3 left
+    assert isinstance(lowered, QuantityChanged)
+    await store.apply([lowered])
+    order = await store.get_order(oid)
+    assert order is not None
+    assert (order.quantity, order.remaining, order.traded, order.alive, order.updated_ts) == (
+        6,
+        3,
+        3,
+        True,
+        lowered.ts,
+    )
+    assert sides(await store.book(5)) == ([], [(100, 8)])
+
+    # Raised and repriced at once, in one batch: QuantityChanged then Modified.
+    events = feed.modify(oid, 101, quantity=12)
+    assert [type(e) for e in events] == [QuantityChanged, Modified]
+    await store.apply(events)
+    order = await store.get_order(oid)
+    assert order is not None
+    assert (order.price, order.quantity, order.remaining, order.traded) == (101, 12, 9, 3)
+
+    # At or below what already traded: refused, nothing changes.
+    (refused,) = feed.modify(oid, 0, quantity=3)
+    assert isinstance(refused, Rejected)
+    await store.apply([refused])
+    assert await store.get_order(oid) == order
+    await assert_store_matches(store, feed)
+
+
 async def test_progress_is_highest_seq_including_rejections(store: Store) -> None:
     feed = Feed()
     feed.place(BUY, 100, 5)
@@ -518,15 +562,16 @@ async def test_overlapping_batches(store: Store) -> None:
 
 
 def lifecycle(feed: Feed) -> tuple[int, int]:
-    """One order that is modified, partly filled twice, then cancelled; the split point is
-    between the first fill and the rest."""
+    """One order that is modified, partly filled twice, resized, then cancelled; the split
+    point is between the first fill and the rest."""
     oid = feed.place_id(SELL, 105, 10, "life")
     feed.place(BUY, 100, 1)
     feed.modify(oid, 104)
     feed.place(BUY, 104, 3)  # partial fill: 7 left
     split = len(feed.log)
+    feed.modify(oid, 0, quantity=9)  # 6 left
     feed.modify(oid, 103)
-    feed.place(BUY, 103, 2)  # 5 left
+    feed.place(BUY, 103, 2)  # 4 left
     feed.cancel(oid)
     feed.place(SELL, 100, 1)  # fills the bid at 100 completely
     return oid, split
@@ -541,13 +586,14 @@ async def test_reapplying_an_earlier_batch_does_not_roll_back(store: Store) -> N
     final = await snapshot(store)
     order = await store.get_order(oid)
     assert order is not None
-    assert (order.price, order.traded, order.cancelled, order.remaining, order.alive) == (
+    assert (order.price, order.quantity, order.traded, order.cancelled, order.remaining) == (
         103,
+        9,
         5,
-        5,
+        4,
         0,
-        False,
     )
+    assert order.alive is False
 
     await store.apply(early)  # an archiver that lagged behind writes the old batch again
     assert await snapshot(store) == final
@@ -601,7 +647,10 @@ def random_commands(feed: Feed, rng: random.Random, count: int) -> None:
             feed.place(rng.choice((BUY, SELL)), rng.randint(95, 105), rng.randint(1, 20), coid)
         elif roll < 0.75:
             target = rng.choice(list(feed.engine.orders) or [1]) if rng.random() < 0.8 else 0
-            feed.modify(target or rng.randrange(1, top + 2), rng.randint(94, 106))
+            change = rng.random()  # a new price, a new total quantity, or both
+            price = rng.randint(94, 106) if change < 0.7 else 0
+            quantity = rng.randint(1, 25) if change >= 0.4 else 0
+            feed.modify(target or rng.randrange(1, top + 2), price, quantity)
         else:
             target = rng.choice(list(feed.engine.orders) or [1]) if rng.random() < 0.8 else 0
             feed.cancel(target or rng.randrange(1, top + 2))
@@ -614,7 +663,7 @@ async def test_random_chunks_with_replays_match_the_engine(store: Store, seed: i
     random_commands(feed, rng, 300)
     log = feed.log
     kinds = {type(e) for e in log}
-    assert kinds == {Accepted, Trade, Modified, Cancelled, Rejected}
+    assert kinds == {Accepted, Trade, Modified, QuantityChanged, Cancelled, Rejected}
 
     chunks: list[tuple[int, int]] = []
     start = 0
