@@ -123,6 +123,7 @@ FAST_MODULES = {
     "tests/api/test_graphql.py",
     "tests/api/test_websockets.py",
     "tests/api/test_order_types.py",
+    "tests/api/test_client_order_id.py",
 }
 SLOW_PARAMS = {"redis", "mongo"}  # the parameters of fixtures that start a server
 

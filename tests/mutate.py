@@ -32,6 +32,7 @@ ENGINE_TESTS = ("tests/engine/test_matching.py", "tests/engine/test_order_types.
 PRICE_TESTS = ("tests/shared/test_prices.py",)
 COID_TESTS = ("tests/api/test_client_order_id.py",)
 ORDER_TYPE_API_TESTS = ("tests/api/test_order_types.py",)
+IN_PROCESS = ("-m", "not stack")  # the API suite over the in-process gateway: no processes
 PER_RUN_TIMEOUT_S = 600
 
 
@@ -42,6 +43,7 @@ class Mutation:
     original: str
     replacement: str
     tests: tuple[str, ...]
+    pytest_args: tuple[str, ...] = ()
 
 
 MUTATIONS: tuple[Mutation, ...] = (
@@ -170,24 +172,27 @@ MUTATIONS: tuple[Mutation, ...] = (
     # -- the API's request validation -----------------------------------------------------
     Mutation(
         "client_order_id may hold control characters",
-        "graphql_api/exchange.py",
+        "graphql_api/requests.py",
         "or not client_order_id.isprintable()",
         "or False",
         COID_TESTS,
+        IN_PROCESS,
     ),
     Mutation(
         "client_order_id has no length limit",
-        "graphql_api/exchange.py",
+        "graphql_api/requests.py",
         "or not 1 <= len(client_order_id) <= MAX_CLIENT_ORDER_ID",
         "or not 1 <= len(client_order_id)",
         COID_TESTS,
+        IN_PROCESS,
     ),
     Mutation(
         "a market order may be GTC (and rest)",
-        "graphql_api/exchange.py",
-        'if market and value == "GTC":',
-        'if market and value == "never":',
+        "graphql_api/requests.py",
+        "elif market and tif == GTC:",
+        "elif market and tif is None:",
         ORDER_TYPE_API_TESTS,
+        IN_PROCESS,
     ),
 )
 
@@ -233,12 +238,16 @@ def scratch_copy(root: Path, into: Path) -> Path:
 
 
 def run_tests(
-    tree: Path, tests: Sequence[str], log: Path, stop_first: bool = True
+    tree: Path,
+    tests: Sequence[str],
+    log: Path,
+    stop_first: bool = True,
+    pytest_args: Sequence[str] = (),
 ) -> tuple[int | None, float]:
     """pytest on `tree` (its code first on the path, for the tests and every process they
     start); the exit code, None on timeout, and the seconds it took."""
     env = {**os.environ, "PYTHONPATH": str(tree), "PYTHONDONTWRITEBYTECODE": "1"}
-    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests]
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *pytest_args, *tests]
     if stop_first:
         command.append("-x")
     started = time.monotonic()
@@ -272,17 +281,19 @@ def mutate(mutations: Sequence[Mutation], root: Path, logs: Path) -> list[Outcom
     logs.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="mutate-") as tmp:
         clean = scratch_copy(root, Path(tmp) / "baseline")
-        guarding = sorted({t for m in mutations for t in m.tests})
-        code, seconds = run_tests(clean, guarding, logs / "baseline.log")
-        print(f"baseline: {len(guarding)} test files, exit {code}, {seconds:.0f} s", flush=True)
-        if code != 0:
-            raise SystemExit(f"the unmutated tree fails its tests: see {logs / 'baseline.log'}")
+        runs = sorted({(m.tests, m.pytest_args) for m in mutations})
+        for n, (tests, args) in enumerate(runs):
+            log = logs / f"baseline-{n}.log"
+            code, seconds = run_tests(clean, tests, log, pytest_args=args)
+            print(f"baseline {' '.join((*args, *tests))}: exit {code}, {seconds:.0f} s", flush=True)
+            if code != 0:
+                raise SystemExit(f"the unmutated tree fails its tests: see {log}")
         outcomes = []
         for i, m in enumerate(mutations, 1):
             tree = scratch_copy(root, Path(tmp) / f"m{i}")
             path = tree / m.file
             path.write_text(path.read_text().replace(m.original, m.replacement, 1))
-            code, seconds = run_tests(tree, m.tests, logs / f"m{i}.log")
+            code, seconds = run_tests(tree, m.tests, logs / f"m{i}.log", pytest_args=m.pytest_args)
             outcome = Outcome(m, verdict_of(code), seconds, logs / f"m{i}.log")
             outcomes.append(outcome)
             print(f"{i:2} {outcome.verdict:8} {seconds:5.0f} s  {m.file}: {m.name}", flush=True)
