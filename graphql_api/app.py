@@ -33,12 +33,12 @@ HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 PLAYGROUND = Path(__file__).resolve().parent.parent / "web_playground"
 
 
-class ExchangeGraphQLRouter(GraphQLRouter[Any, Any]):
+class ExchangeGraphQLRouter(GraphQLRouter[Any, Any]):  # Any: Strawberry's context, root
     """Strawberry's router, answering 400 (not 500) to every body it cannot use, and closing
     a WebSocket with 4400 on every message that is not a protocol message."""
 
     @staticmethod
-    def _loads(data: str | bytes) -> Any:
+    def _loads(data: str | bytes) -> Any:  # Any: JSON of any shape
         """Every unreadable document as a JSONDecodeError, which Strawberry turns into a 400
         over HTTP and a 4400 close over WebSockets (bad UTF-8, deep nesting and 4300-digit
         integers raise other errors that it would not catch)."""
@@ -67,7 +67,7 @@ class ExchangeGraphQLRouter(GraphQLRouter[Any, Any]):
                 raise json.JSONDecodeError("payload.query must be a string", "", 0)
         return message
 
-    def parse_json(self, data: str | bytes) -> Any:
+    def parse_json(self, data: str | bytes) -> Any:  # Any: Strawberry's signature
         try:
             parsed = self._loads(data)
         except json.JSONDecodeError:

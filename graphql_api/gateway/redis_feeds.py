@@ -39,7 +39,7 @@ async def newest_ids(client: AsyncClient, streams: Iterable[str]) -> dict[str, b
     """Each stream's newest entry id (None: empty)."""
     newest: dict[str, bytes | None] = {}
     for stream in streams:
-        last: Any = await client.xrevrange(stream, "+", "-", count=1)
+        last: Any = await client.xrevrange(stream, "+", "-", count=1)  # Any: redis-py reply
         newest[stream] = last[0][0] if last else None
     return newest
 
@@ -83,7 +83,7 @@ class Feeds:
                 if newest is None:
                     continue
                 after = newest[stream] or b"0-0"
-            response: Any = await guarded(
+            response: Any = await guarded(  # Any: redis-py's untyped reply
                 "event_reader", self.redis.xread({stream: after}, count=1000, block=200)
             )
             for _, entries in response or ():

@@ -56,7 +56,7 @@ class Journal:
             settings.reply_stream_of(i.symbol, self.replica) for i in settings.instruments
         ]
         # redis-py types stream positions loosely: stream name -> last id read.
-        self._reply_positions: dict[Any, Any] = {}
+        self._reply_positions: dict[Any, Any] = {}  # Any: redis-py's stream positions
         self.recheck = asyncio.Event()  # set when the reply streams may be gone
 
     async def open(self) -> list[asyncio.Task[None]]:
@@ -124,7 +124,7 @@ class Journal:
         positions = self._reply_positions
         pending = self.pending
         while True:
-            response: Any = await self.guarded(
+            response: Any = await self.guarded(  # Any: redis-py's untyped reply
                 "reply_reader",
                 self.redis.xread({stream: positions[stream]}, count=1000, block=1000),
             )

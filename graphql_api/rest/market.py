@@ -33,7 +33,7 @@ def reads(service: ExchangeService, requests: Requests) -> APIRouter:
     ) -> dict[str, Any]:  # Any: a JSON object
         query = requests.book(depth, symbol)
         levels = await service.book(query)
-        book: dict[str, Any] = to_json(book_view(query.instrument, levels, depth))
+        book: dict[str, Any] = to_json(book_view(query.instrument, levels, depth))  # Any: JSON
         return book
 
     return router

@@ -152,7 +152,7 @@ def reads(service: ExchangeService, requests: Requests, keys: ApiKeys) -> APIRou
         order = await service.order(requests.get_order(order_id), owner=reader(request))
         if order is None:
             raise ApiError(404, "not_found", f"order {order_id} not found", field="order_id")
-        found: dict[str, Any] = to_json(order_view(settings, order))
+        found: dict[str, Any] = to_json(order_view(settings, order))  # Any: JSON
         return found
 
     @router.get("/orders", summary="Orders, oldest first (cursor: the last order_id seen)")
