@@ -20,6 +20,12 @@ from shared.stack import Stack
 from tests.conftest import running_stack
 
 
+@pytest.fixture
+def http(logged_stack: Stack) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=logged_stack.api_url(), timeout=10) as client:
+        yield client
+
+
 @pytest.fixture(scope="module")
 def logged_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     with running_stack(tmp_path_factory.mktemp("logs")) as stack:
@@ -83,9 +89,10 @@ def close_code(reply: bytes) -> int:
     return code
 
 
-def test_each_bad_request_is_one_info_line_without_a_traceback(logged_stack: Stack) -> None:
+def test_each_bad_request_is_one_info_line_without_a_traceback(
+    logged_stack: Stack, http: httpx.Client
+) -> None:
     stack = logged_stack
-    http = httpx.Client(base_url=stack.api_url(), timeout=10)
     before = len(client_errors(stack))
     cases: list[tuple[str, Any]] = [
         ("Cannot query field 'nope'", lambda: http.post("/graphql", json={"query": "{ nope }"})),
@@ -135,9 +142,10 @@ def test_each_bad_request_is_one_info_line_without_a_traceback(logged_stack: Sta
         assert "exception" not in entry and "stack" not in entry, entry
 
 
-def test_client_errors_are_rate_limited_and_counted(logged_stack: Stack) -> None:
+def test_client_errors_are_rate_limited_and_counted(
+    logged_stack: Stack, http: httpx.Client
+) -> None:
     stack = logged_stack
-    http = httpx.Client(base_url=stack.api_url(), timeout=10)
     before = client_errors(stack)
     flood = 5 * CLIENT_ERROR_BURST
     started = time.monotonic()
