@@ -18,7 +18,10 @@ Every write of a leader (events, replies, markers, the trim of the command strea
 book broadcast, the state hash, the lease renewal) is a Lua script that first checks that
 the token in Redis is still the one this leader acquired. A leader that was paused past
 its lease (SIGSTOP, a long stall) and woke up after a standby took over finds a newer
-token and writes nothing: the check and the writes are one atomic script.
+token and writes nothing: the check and the writes are one atomic script. It then drops
+its state and follows the new leader (`LeaseLost`). Each event entry records the token of
+the leader that appended it (field `t`), so the stream itself shows who wrote what:
+tokens never decrease along it.
 """
 
 from __future__ import annotations
@@ -75,9 +78,10 @@ return 1
 # ARGV: token, owner, lease ms, marker id ('' for none), marker command id, '1' to append
 # the replies too, then five per command: event entry id `<last seq>-0`, request id,
 # command entry id, encoded events, and the KEYS index of the asking replica's reply stream
-# (0: none). Entries at or below the stream's top were published before a crash or by the
-# previous leader: they are a prefix of the batch (ids rise) and are skipped, with their
-# replies. Returns how many were skipped.
+# (0: none). Each event entry also records the publishing leader's token (field `t`).
+# Entries at or below the stream's top were published before a crash or by the previous
+# leader: they are a prefix of the batch (ids rise) and are skipped, with their replies.
+# Returns how many were skipped.
 _PUBLISH = (
     _FENCE
     + """
@@ -91,7 +95,8 @@ while i <= n and tonumber(string.match(ARGV[i], '^%d+')) <= top do
 end
 local replies = ARGV[6] == '1'
 while i <= n do
-  redis.call('XADD', KEYS[3], ARGV[i], 'r', ARGV[i + 1], 'c', ARGV[i + 2], 'e', ARGV[i + 3])
+  redis.call('XADD', KEYS[3], ARGV[i],
+    'r', ARGV[i + 1], 'c', ARGV[i + 2], 'e', ARGV[i + 3], 't', ARGV[1])
   local reply = tonumber(ARGV[i + 4])
   if replies and reply > 0 then
     redis.call('XADD', KEYS[reply], 'NOMKSTREAM', 'MAXLEN', '~', '"""
@@ -283,7 +288,8 @@ class Lease:
         state_hash: str,
         trim_to: str | None,
         marker_command: str | None = None,
-        final: bool = False,
+        store_hash: bool = False,
+        release: bool = False,
     ) -> int:
         """Publish a checkpoint's hash (and its marker when not published with its batch),
         trim the command stream behind the oldest kept checkpoint; at a clean stop also
@@ -295,11 +301,11 @@ class Lease:
             f"{seq}-1",
             state_hash,
             trim_to or "",
-            "1" if final else "0",
-            "1" if final else "0",
+            "1" if store_hash else "0",
+            "1" if release else "0",
         ]
         trimmed = int(self._fenced(_CHECKPOINTED, keys, args)[0])
-        if final:
+        if release:
             self.token = 0
         return trimmed
 

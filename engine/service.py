@@ -50,7 +50,6 @@ BOOK_DEPTH = 50  # levels published; subscribers slice what they asked for
 READ_BATCH = 1000
 
 EXIT_DIVERGED = 2
-EXIT_LEASE_LOST = 3
 
 
 class RecoveryImpossible(RuntimeError):
@@ -114,6 +113,9 @@ class BookService:
     def recover(self) -> None:
         started = time.monotonic()
         self.recoveries += 1
+        # Leading again takes the lease again: still ours (a short Redis blip) gives back
+        # the same token; expired meanwhile, any engine may take it, with a new one.
+        self.lease.token = 0
         self.job.abandon()
         for name in checkpoint.remove_orphaned_tmp(self.checkpoint_dir):
             self.log.info("checkpoint_tmp_removed", file=name)
@@ -337,8 +339,9 @@ class BookService:
 
     def stop(self) -> None:
         """A clean stop: a checkpoint at the last published state (so the next start
-        replays nothing), its hash stored for operators and the crash harness, the lease
-        given up so that a standby takes over at once."""
+        replays nothing), its hash stored for operators and the crash harness (unless this
+        leader had not caught up with what its predecessor published: that hash would not
+        be the book's), the lease given up so that a standby takes over at once."""
         if not self.leading:
             self.job.abandon()
             return
@@ -355,8 +358,12 @@ class BookService:
             marker, trim_to = self.last_command_id, outcome.trim_to
         else:
             trim_to = None
-        self.lease.checkpointed(self.engine.seq, self.last_hash[1], trim_to, marker, final=True)
-        self.log.info("stopped_cleanly", seq=self.engine.seq, state_hash=self.last_hash[1])
+        caught_up = self.engine.seq >= self.published_tip()[0]
+        self.lease.checkpointed(
+            self.engine.seq, self.last_hash[1], trim_to, marker, store_hash=caught_up, release=True
+        )
+        seq, digest = self.last_hash
+        self.log.info("stopped_cleanly", seq=seq, state_hash=digest, caught_up=caught_up)
 
 
 class EngineService:
@@ -439,11 +446,11 @@ class EngineService:
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
             except LeaseLost as exc:
-                # Paused past the lease while another engine took over: its state has moved
-                # on without us. Stop; restarted, this process follows the new leader.
+                # Paused (or starved) past the lease while another engine took over: what
+                # this process applied since is not published and never will be by it.
+                # Drop it, recover, and follow the new leader.
+                consistent = False
                 self.log.error("lease_lost", error=str(exc))
-                self.abandon()
-                return EXIT_LEASE_LOST
             except Diverged as exc:
                 self.log.error("standby_diverged", error=str(exc))
                 self.abandon()

@@ -5,7 +5,9 @@ changes and cancels over two instruments, so every kind of command is in flight 
 process dies.
 
 `python -m tests.crash.harness --kills 100 --rate 300` is the long run; the test in this
-folder runs a short one. `--mongodb` archives to MongoDB (`MONGODB_URL`, else the local
+folder runs a short one. `--standby` runs a hot standby engine: every engine kill then
+kills the leading one, and the standby must take over (`tests/crash/standby.py`; the
+takeover times are printed). `--mongodb` archives to MongoDB (`MONGODB_URL`, else the local
 wire-protocol test server of `tests/mongo_wire.py`) instead of SQLite. At the end it
 checks, for every acknowledged mutation, that the store holds it with the right outcome;
 that no event, order or trade is duplicated or missing; that every order's traded quantity
@@ -51,6 +53,7 @@ from shared.redis_server import free_port
 from shared.stack import Stack
 from store import Store, open_store
 from tests.crash.mix import INSTRUMENTS, INSTRUMENTS_SPEC, Request, next_request
+from tests.crash.standby import Takeovers, engines_in_stop_order, kill_leader
 from tests.mongo_wire import wire_server
 
 
@@ -199,13 +202,27 @@ async def load(
         await client.aclose()
 
 
-async def chaos(stack: Stack, kills: int, interval: float, seed: int, log: list[str]) -> None:
+async def chaos(
+    stack: Stack,
+    kills: int,
+    interval: float,
+    seed: int,
+    log: list[str],
+    takeovers: Takeovers | None = None,
+) -> None:
+    """`takeovers`: with a standby, an engine kill hits the leading engine and is timed."""
     rng = random.Random(seed + 1)
     services = ["engine", "archiver", "redis", *[f"api-{p}" for p in stack.api_ports]]
     for i in range(kills):
         # Every service is hit at least once, then at random.
         name = services[i] if i < len(services) else rng.choice(services)
         await asyncio.sleep(rng.uniform(0.5, 1.5) * interval)
+        if name == "engine" and takeovers is not None:
+            killed = await asyncio.to_thread(kill_leader, stack, takeovers)
+            await asyncio.sleep(rng.uniform(0.0, 0.5))
+            await asyncio.to_thread(stack.start, killed)
+            log.append(name)
+            continue
         await asyncio.to_thread(stack.kill, name, signal.SIGKILL)
         await asyncio.sleep(rng.uniform(0.0, 0.5))
         await asyncio.to_thread(stack.start, name)
@@ -226,6 +243,7 @@ class Report:
     reference_hash: str
     failed: Counter[str]
     kinds: Counter[str] = field(default_factory=Counter)  # acknowledged, by request kind
+    takeovers: Takeovers = field(default_factory=Takeovers)
 
     def ok(self) -> bool:
         return not self.problems and self.lost == 0 and self.duplicated == 0
@@ -272,7 +290,7 @@ async def verify(
                 break
             await asyncio.sleep(0.2)
     await asyncio.sleep(1.0)
-    for name in [n for n in stack.processes if n.startswith("engine")]:
+    for name in engines_in_stop_order(stack):
         stack.kill(name, signal.SIGTERM)
     engine_hashes, reference_hashes = [], []
     expected: dict[str, list[Event]] = {}
@@ -446,8 +464,10 @@ async def run(
     data_dir: Path,
     interval: float = 1.5,
     mongodb_url: str = "",
+    standby: bool = False,
 ) -> Report:
-    """`mongodb_url`: archive to that MongoDB (a fresh database) instead of SQLite."""
+    """`mongodb_url`: archive to that MongoDB (a fresh database) instead of SQLite.
+    `standby`: run a hot standby engine; engine kills hit the leader."""
     env = {
         "SNAPSHOT_EVERY": "300",
         "SNAPSHOT_INTERVAL_S": "2",
@@ -456,7 +476,13 @@ async def run(
     }
     if mongodb_url:
         env |= {"MONGODB_URL": mongodb_url, "MONGODB_DB": f"crash_{seed}_{int(time.time())}"}
-    stack = Stack(data_dir, [free_port(), free_port()], env=env, log_dir=data_dir / "logs")
+    stack = Stack(
+        data_dir,
+        [free_port(), free_port()],
+        env=env,
+        log_dir=data_dir / "logs",
+        standby=standby,
+    )
     try:
         stack.start_all()
         stack.wait_ready()
@@ -468,13 +494,16 @@ async def run(
         ledger, killed = Ledger(), []
         until = asyncio.Event()
         load_task = asyncio.create_task(load(stack, ledger, rate, until, seed, symbols))
-        await chaos(stack, kills, interval, seed, killed)
+        takeovers = Takeovers() if standby else None
+        await chaos(stack, kills, interval, seed, killed, takeovers)
         await asyncio.sleep(2.0)  # let the last restart settle under load
         until.set()
         await load_task
         with contextlib.suppress(TimeoutError):
             await asyncio.to_thread(stack.wait_ready, 30)
-        return await verify(stack, ledger, taps, killed)
+        report = await verify(stack, ledger, taps, killed)
+        report.takeovers = takeovers or Takeovers()
+        return report
     finally:
         stack.stop()
 
@@ -490,12 +519,19 @@ def main() -> None:
         action="store_true",
         help="archive to MongoDB: MONGODB_URL, else a local wire-protocol test server",
     )
+    parser.add_argument(
+        "--standby", action="store_true", help="run a hot standby; engine kills hit the leader"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="crash-") as tmp, contextlib.ExitStack() as servers:
         url = servers.enter_context(wire_server(Path(tmp) / "mongo")) if args.mongodb else ""
         started = time.monotonic()
-        report = asyncio.run(run(args.kills, args.rate, args.seed, Path(tmp), args.interval, url))
+        report = asyncio.run(
+            run(args.kills, args.rate, args.seed, Path(tmp), args.interval, url, args.standby)
+        )
         print(report.summary())
+        if args.standby:
+            print(report.takeovers.summary())
         print(f"elapsed {time.monotonic() - started:.0f} s; {'PASS' if report.ok() else 'FAIL'}")
         raise SystemExit(0 if report.ok() else 1)
 

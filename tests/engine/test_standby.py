@@ -136,29 +136,45 @@ def test_the_standby_takes_over_and_every_command_is_answered_once(tmp_path: Pat
         assert [a["token"] for a in acquired] == [token + 1]
 
 
+def tokens(client: redis.Redis) -> list[int]:
+    """The fencing token each event entry was published under, in stream order."""
+    return [int(fields[b"t"]) for _, fields in client.xrange(EVENTS)]
+
+
 def test_a_paused_leader_appends_nothing_after_a_takeover(tmp_path: Path) -> None:
     with engines(tmp_path, SNAPSHOT_EVERY="1000") as (stack, client):
         sent = send(client, 0, 50)
         wait_for(lambda: len(answered(client)) == 50, what="50 answers")
+        first = int(client.get(TOKEN) or 0)
         stack.processes["engine"].send_signal(signal.SIGSTOP)
         wait_for(lambda: leader(stack, client) == "engine-standby", what="takeover")
-        # Stop the new leader too: whatever is appended now can only come from the old one.
+        # Stop the new leader too, before it answers anything: commands sent now can only
+        # be answered by the old leader once it wakes up, which must first find out that
+        # its token is stale, and may only publish after taking the lease again.
         stack.processes["engine-standby"].send_signal(signal.SIGSTOP)
-        events_before, replies_before = client.xlen(EVENTS), client.xlen(REPLIES)
-        book_before = client.get(SETTINGS.key("DEFAULT", "engine:book"))
+        assert int(client.get(TOKEN) or 0) == first + 1
         sent += send(client, 50, 30)
         stack.processes["engine"].send_signal(signal.SIGCONT)
-        assert stack.processes["engine"].wait(timeout=20) == 3  # EXIT_LEASE_LOST
+        wait_for(lambda: len(answered(client)) == 80, what="the old leader, leading again")
         assert log_events(stack, "engine", "lease_lost")
-        assert client.xlen(EVENTS) == events_before
-        assert client.xlen(REPLIES) == replies_before
-        assert client.get(SETTINGS.key("DEFAULT", "engine:book")) in (book_before, None)
+        retaken = log_events(stack, "engine", "lease_acquired")[-1]
+        assert retaken["token"] == first + 2
+        # Nothing went out under the stale token: tokens never decrease along the stream.
+        published_tokens = tokens(client)
+        assert published_tokens == sorted(published_tokens)
+        assert set(published_tokens) == {first, first + 2}
 
         stack.processes["engine-standby"].send_signal(signal.SIGCONT)
-        wait_for(lambda: len(answered(client)) == 80, what="the new leader answers the rest")
+        wait_for(
+            lambda: log_events(stack, "engine-standby", "lease_lost"),
+            what="the second paused leader finds its token stale too",
+        )
+        sent += send(client, 80, 20)
+        wait_for(lambda: len(answered(client)) == 100, what="100 answers")
         _, seqs = reference(sent)
         assert [seq for seq, _ in published(client)] == seqs
-        assert answered(client) == [f"t1-{i}" for i in range(80)]
+        assert answered(client) == [f"t1-{i}" for i in range(100)]
+        assert tokens(client) == sorted(tokens(client))
 
 
 def test_a_standby_with_a_different_state_stops_loudly(tmp_path: Path) -> None:
