@@ -21,7 +21,9 @@ from starlette.routing import Match
 from strawberry.fastapi import GraphQLRouter
 
 from shared import gc_policy
+from shared.jsonstrict import loads
 
+from .edge.json_body import loads_body
 from .errors import ANSWERED, error_response
 from .requests import Requests
 from .rest import feeds, market, openapi, orders
@@ -40,10 +42,10 @@ class ExchangeGraphQLRouter(GraphQLRouter[Any, Any]):  # Any: Strawberry's conte
     @staticmethod
     def _loads(data: str | bytes) -> Any:  # Any: JSON of any shape
         """Every unreadable document as a JSONDecodeError, which Strawberry turns into a 400
-        over HTTP and a 4400 close over WebSockets (bad UTF-8, deep nesting and 4300-digit
-        integers raise other errors that it would not catch)."""
+        over HTTP and a 4400 close over WebSockets (bad UTF-8, deep nesting, 4300-digit
+        integers and repeated keys raise other errors that it would not catch)."""
         try:
-            return json.loads(data)
+            return loads(data)
         except json.JSONDecodeError:
             raise
         except (ValueError, RecursionError) as exc:
@@ -68,9 +70,10 @@ class ExchangeGraphQLRouter(GraphQLRouter[Any, Any]):  # Any: Strawberry's conte
         return message
 
     def parse_json(self, data: str | bytes) -> Any:  # Any: Strawberry's signature
+        """An HTTP body: a repeated key is a 422 naming it, as on REST."""
         try:
-            parsed = self._loads(data)
-        except json.JSONDecodeError:
+            parsed = loads_body(data)
+        except (ValueError, RecursionError):
             raise HTTPException(400, "Unable to parse request body as JSON") from None
         if not isinstance(parsed, dict | list):
             raise HTTPException(400, "The request body must be a JSON object")

@@ -58,6 +58,20 @@ ENV_VARS: dict[str, tuple[str, str]] = {
         "SYMBOL[:tick[:max_price]] list; the first is the default; only ever append",
     ),
     "ENGINE_SYMBOLS": ("", "instruments this engine process owns, comma-separated; empty: all"),
+    "MAX_BODY_BYTES": ("65536", "largest request body on any HTTP route; a bigger one gets a 413"),
+    "MAX_HEADER_BYTES": ("32768", "largest request line plus headers; bigger gets a 431"),
+    "HEADER_TIMEOUT_S": ("10", "a request's headers must arrive within this; else 408 and close"),
+    "BODY_TIMEOUT_S": ("30", "a request's body must arrive within this of its headers"),
+    "KEEPALIVE_TIMEOUT_S": ("5", "an idle keep-alive connection is closed after this"),
+    "MAX_CONNECTIONS": ("4000", "open connections per API process (capped by its file limit)"),
+    "MAX_CONNECTIONS_PER_CLIENT": (
+        "256",
+        "open connections per client address per API process; 0: no cap (behind a proxy)",
+    ),
+    "WS_MAX_MESSAGE_BYTES": ("65536", "largest WebSocket message a client may send (else 1009)"),
+    "WS_MESSAGES_PER_S": ("100", "messages a WebSocket client may send per second (burst 2x)"),
+    "WS_PING_INTERVAL_S": ("20", "the API pings each WebSocket this often"),
+    "WS_PING_TIMEOUT_S": ("20", "a WebSocket that does not answer a ping within this is closed"),
     "FORWARDED_ALLOW_IPS": (
         "127.0.0.1",
         "proxies whose X-Forwarded-For the API trusts (read by uvicorn)",
@@ -142,6 +156,17 @@ class Settings:
     engine_gateway: str = "redis"
     instruments_spec: str = "DEFAULT"
     engine_symbols: tuple[str, ...] = ()
+    max_body_bytes: int = 65536
+    max_header_bytes: int = 32768
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 30.0
+    keepalive_timeout_s: float = 5.0
+    max_connections: int = 4000
+    max_connections_per_client: int = 256
+    ws_max_message_bytes: int = 65536
+    ws_messages_per_s: float = 100.0
+    ws_ping_interval_s: float = 20.0
+    ws_ping_timeout_s: float = 20.0
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -178,6 +203,17 @@ class Settings:
             engine_gateway=_env("ENGINE_GATEWAY"),
             instruments_spec=_env("INSTRUMENTS"),
             engine_symbols=tuple(s.strip() for s in _env("ENGINE_SYMBOLS").split(",") if s.strip()),
+            max_body_bytes=int(_env("MAX_BODY_BYTES")),
+            max_header_bytes=int(_env("MAX_HEADER_BYTES")),
+            header_timeout_s=float(_env("HEADER_TIMEOUT_S")),
+            body_timeout_s=float(_env("BODY_TIMEOUT_S")),
+            keepalive_timeout_s=float(_env("KEEPALIVE_TIMEOUT_S")),
+            max_connections=int(_env("MAX_CONNECTIONS")),
+            max_connections_per_client=int(_env("MAX_CONNECTIONS_PER_CLIENT")),
+            ws_max_message_bytes=int(_env("WS_MAX_MESSAGE_BYTES")),
+            ws_messages_per_s=float(_env("WS_MESSAGES_PER_S")),
+            ws_ping_interval_s=float(_env("WS_PING_INTERVAL_S")),
+            ws_ping_timeout_s=float(_env("WS_PING_TIMEOUT_S")),
         )
 
     @cached_property

@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -22,6 +22,7 @@ import redis
 import uvicorn
 
 from graphql_api.bootstrap import create_app
+from graphql_api.edge.server import config as edge_config
 from graphql_api.gateway.inprocess import InProcessGateway
 from shared.config import Settings
 from shared.redis_server import free_port
@@ -37,14 +38,9 @@ class ThreadServer:
     def __init__(self, settings: Settings) -> None:
         self.port = free_port()
         self.app = create_app(settings)
-        config = uvicorn.Config(
-            self.app,
-            host="127.0.0.1",
-            port=self.port,
-            log_level="warning",
-            lifespan="on",
-        )
-        self.server = uvicorn.Server(config)
+        # Behind the edge's limits, as `python -m graphql_api` serves it.
+        settings = replace(settings, api_host="127.0.0.1", api_port=self.port)
+        self.server = uvicorn.Server(edge_config(settings, self.app))
         self.thread = threading.Thread(target=self.server.run, name="api", daemon=True)
 
     def __enter__(self) -> ThreadServer:

@@ -246,7 +246,7 @@ def test_wrong_content_type_and_oversized_body(http: httpx.Client, commands: Com
     big = http.post(
         "/orders",
         content=b'{"side": 1, "price": 1, "quantity": 1, "client_order_id": "'
-        + b"x" * 20000
+        + b"x" * 70000
         + b'"}',
         headers={"content-type": "application/json"},
     )

@@ -282,7 +282,7 @@ def test_fuzzing_left_the_service_serving(
 
 # -- every status the API really returns is in the contract ----------------------------------
 
-BIG_BODY = b'{"side": 1, "price": 1, "quantity": 1, "client_order_id": "' + b"x" * 20_000 + b'"}'
+BIG_BODY = b'{"side": 1, "price": 1, "quantity": 1, "client_order_id": "' + b"x" * 70_000 + b'"}'
 
 
 @dataclass(frozen=True)
