@@ -53,4 +53,5 @@ class EngineGateway(Protocol):
         write."""
 
     async def health(self) -> dict[str, bool]:
-        """Whether the transport, every engine and the archiver are up."""
+        """Whether each dependency is up, by name: the transport (`redis`), every engine
+        (`engine:<symbol>`) and the archiver; one that cannot be known is left out."""

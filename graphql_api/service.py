@@ -46,6 +46,7 @@ from .requests import (
 )
 
 OWNER_LOOKUP_TIMEOUT_S = 1.0
+STORE_CHECK_TIMEOUT_S = 1.0
 REJECTION_MESSAGES = {
     NO_LIQUIDITY: "a market order needs resting orders on the other side",
 }
@@ -239,14 +240,24 @@ class ExchangeService:
         return stored._replace(ts=time.time_ns())
 
     async def ready(self) -> dict[str, object]:
-        """Readiness: the gateway's dependencies are up and the store answers."""
+        """Readiness: every dependency the gateway reports, and the store, are up. `down`
+        names those that are not (`redis`, `engine:<symbol>`, `archiver`, `store`)."""
         health = await self.gateway.health()
-        checks: dict[str, object] = dict(health)
+        engines = {name[7:]: up for name, up in health.items() if name.startswith("engine:")}
+        checks: dict[str, object] = {
+            name: up for name, up in health.items() if not name.startswith("engine:")
+        }
+        checks["engine"] = bool(engines) and all(engines.values())
+        checks["engines"] = engines
+        down = [name for name, up in health.items() if not up]
         try:
-            checks["store_progress"] = await self.store.progress()
+            async with asyncio.timeout(STORE_CHECK_TIMEOUT_S):  # a hung store is not ready
+                checks["store_progress"] = await self.store.progress()
             checks["store"] = True
         except Exception as exc:  # report, don't raise: this is a health endpoint
             checks["store"] = False
-            checks["store_error"] = str(exc)
-        checks["ready"] = all(health.values()) and checks["store"]
+            checks["store_error"] = str(exc) or type(exc).__name__
+            down.append("store")
+        checks["ready"] = not down
+        checks["down"] = down
         return checks

@@ -73,7 +73,7 @@ class InProcessGateway:
         }
 
     async def health(self) -> dict[str, bool]:
-        return {"engine": True, "archiver": True}
+        return {**{f"engine:{symbol}": True for symbol in self.engines}, "archiver": True}
 
     async def _broadcast_books(self) -> None:
         while True:

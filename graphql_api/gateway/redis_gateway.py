@@ -21,6 +21,8 @@ from .redis_journal import Journal
 
 # What the command append may raise: Redis away or moving, or refusing the write.
 APPEND_ERRORS: tuple[type[Exception], ...] = (*TRANSIENT_ERRORS, redis.ResponseError)
+HEALTH_TIMEOUT_S = 1.0
+HEALTH_ERRORS: tuple[type[Exception], ...] = (*TRANSIENT_ERRORS, TimeoutError)
 
 
 def connect(settings: Settings) -> AsyncClient:
@@ -88,15 +90,22 @@ class RedisGateway:
         }
 
     async def health(self) -> dict[str, bool]:
-        """Redis answers; every instrument's engine broadcast and the archiver's heartbeat
-        are fresh (both expire)."""
+        """Redis answers; every instrument's engine lease (held by a live leader, with a
+        sub-second expiry) and the archiver's heartbeat are present. One pipelined round
+        trip, at most `HEALTH_TIMEOUT_S`: a hung Redis makes the replica unready instead of
+        the check hang. With Redis down the others are unknown, so only `redis` is
+        reported."""
+        symbols = list(self.books)
         try:
-            redis_up = bool(await self.redis.ping())
-            engines = [
-                bool(await self.redis.exists(self.settings.key(symbol, "engine:book")))
-                for symbol in self.books
-            ]
-            archiver = bool(await self.redis.exists(self.settings.archiver_heartbeat))
-        except TRANSIENT_ERRORS:
-            return {"redis": False, "engine": False, "archiver": False}
-        return {"redis": redis_up, "engine": all(engines), "archiver": archiver}
+            async with asyncio.timeout(HEALTH_TIMEOUT_S):
+                pipe = self.redis.pipeline(transaction=False)
+                for symbol in symbols:
+                    pipe.exists(self.settings.engine_lease_of(symbol))
+                pipe.exists(self.settings.archiver_heartbeat)
+                *engines, archiver = await pipe.execute()
+        except HEALTH_ERRORS:
+            return {"redis": False}
+        health = {"redis": True}
+        health.update((f"engine:{s}", bool(up)) for s, up in zip(symbols, engines, strict=True))
+        health["archiver"] = bool(archiver)
+        return health
