@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -174,6 +175,7 @@ def build_app(service: ExchangeService) -> FastAPI:
         graphql_ide=None if settings.production else "graphiql",
         allowed_origins=settings.allowed_origins,
         max_subscriptions_per_connection=settings.max_subscriptions,
+        connection_init_wait_timeout=timedelta(seconds=settings.header_timeout_s),
         include_in_schema=False,  # GraphQL has its own schema; OpenAPI covers REST
     )
     app.include_router(graphql, prefix="/graphql")
