@@ -59,7 +59,7 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     ),
     "ENGINE_SYMBOLS": ("", "instruments this engine process owns, comma-separated; empty: all"),
     "MAX_BODY_BYTES": ("65536", "largest request body on any HTTP route; a bigger one gets a 413"),
-    "MAX_HEADER_BYTES": ("32768", "largest request line plus headers; bigger gets a 431"),
+    "MAX_HEADER_BYTES": ("32768", "largest request line plus headers; bigger gets a 414 or 431"),
     "HEADER_TIMEOUT_S": ("10", "a request's headers must arrive within this; else 408 and close"),
     "BODY_TIMEOUT_S": ("30", "a request's body must arrive within this of its headers"),
     "KEEPALIVE_TIMEOUT_S": ("5", "an idle keep-alive connection is closed after this"),

@@ -104,11 +104,11 @@ class EdgeHttpProtocol(HttpToolsProtocol):
             self._arm(self.limits.header_timeout_s, self._header_timeout)
 
     def on_url(self, url: bytes) -> None:
-        self._count_head(len(url))
+        self._count_head(len(url), 414, "url_too_long")
         super().on_url(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._count_head(len(name) + len(value) + 4)
+        self._count_head(len(name) + len(value) + 4, 431, "headers_too_large")
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
@@ -136,11 +136,11 @@ class EdgeHttpProtocol(HttpToolsProtocol):
     def _too_large(self) -> str:
         return f"the body must be at most {self.limits.max_body_bytes} bytes"
 
-    def _count_head(self, size: int) -> None:
+    def _count_head(self, size: int, status: int, error: str) -> None:
         self.head_bytes += size
         if self.head_bytes > self.limits.max_header_bytes:
             limit = self.limits.max_header_bytes
-            self._stop(431, "headers_too_large", f"the request head must be at most {limit} bytes")
+            self._stop(status, error, f"the request line and headers must be at most {limit} bytes")
 
     def _stop(self, status: int, error: str, message: str) -> None:
         self.refusal = (status, error, message)
