@@ -4,6 +4,7 @@ The message size limit is the websockets parser's own (`max_size`, from
 `WS_MAX_MESSAGE_BYTES`): it reads a frame's declared length from its header and fails the
 connection with 1009 before reading the payload. What this class adds:
 - a per-connection message rate limit: a client over it is closed with 1008;
+- invalid UTF-8 in a text message closes with 1007 quietly (uvicorn logs a traceback);
 - a lingering close when the connection fails, so that a client still sending its 15 MB
   frame reads the close frame instead of a reset (see `limits`);
 - the connection's place in the gate, released when its socket closes.
@@ -65,6 +66,19 @@ class EdgeWebSocketProtocol(WebSocketsSansIOProtocol):
     def handle_ping(self) -> None:
         if self._charge():
             super().handle_ping()
+
+    def send_receive_event_to_app(self) -> None:
+        """Invalid UTF-8 in a text message closes with 1007 as before, without uvicorn's
+        error log and traceback: it is the client's fault, not the server's."""
+        if self.curr_msg_data_type == "text" and not self.close_sent:
+            try:
+                b"".join(self.frames).decode()
+            except UnicodeDecodeError:
+                self.frames = []
+                self.conn.fail(1007, "invalid UTF-8")
+                self.handle_parser_exception()
+                return
+        super().send_receive_event_to_app()
 
     def _charge(self) -> bool:
         if self.failed:

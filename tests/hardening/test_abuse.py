@@ -1,0 +1,340 @@
+"""The findings of issue 13, one test each, against a real stack: a hostile or careless
+client must not take the API away from everyone else.
+
+The stack runs with short header, body and keep-alive timeouts (1 s, 2 s, 1 s) so the slow
+attacks end quickly; `python -m tests.abuse_bench` runs the same attacks with the real
+defaults and prints how long each took and what a well-behaved client saw meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+import redis
+import websockets
+from websockets.exceptions import ConnectionClosed
+
+from shared.config import Settings
+from shared.stack import Stack
+from tests.attacks import (
+    PROBE_ADDRESS,
+    SILENT_ADDRESS,
+    SLOW_BODY_ADDRESS,
+    SLOW_BODY_HEAD,
+    SLOW_HEADER_ADDRESS,
+    SLOW_HEADER_DRIP,
+    SLOW_HEADER_HEAD,
+    api_fds,
+    send_head_and_wait,
+    status_of,
+    trickle,
+    ws_frame_header,
+)
+from tests.conftest import running_stack
+
+LIMIT = 65536
+ATTACKERS = 300
+GIVE_UP_S = 30.0  # an attack the server has not ended by then never ends
+JSON = {"content-type": "application/json"}
+GQL = "graphql-transport-ws"
+
+
+@pytest.fixture(scope="module")
+def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    with running_stack(
+        tmp_path_factory.mktemp("abuse"),
+        HEADER_TIMEOUT_S="1",
+        BODY_TIMEOUT_S="2",
+        KEEPALIVE_TIMEOUT_S="1",
+        # One attack of 300 connections comes from one address: the timeouts must end it,
+        # not the per-client cap (tested on its own below).
+        MAX_CONNECTIONS_PER_CLIENT="400",
+    ) as stack:
+        yield stack
+
+
+@pytest.fixture
+def http(edge: Stack) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=edge.api_url(), timeout=10) as client:
+        yield client
+
+
+def api_pid(stack: Stack) -> int:
+    return stack.processes[f"api-{stack.api_ports[0]}"].pid
+
+
+def wait_for(condition: object, what: str, deadline_s: float = GIVE_UP_S) -> None:
+    deadline = time.monotonic() + deadline_s
+    while not condition():  # type: ignore[operator]
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+
+
+# -- bodies ----------------------------------------------------------------------------------
+
+
+async def test_a_10mb_graphql_body_is_refused_before_it_is_read(edge: Stack) -> None:
+    """Only the headers and 1 KB of a declared 10.5 MB body are sent: an answer at all
+    proves the server did not wait for (or buffer) the body."""
+    head = (
+        b"POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 10500000\r\n\r\n"
+    )
+    answer, _ = await send_head_and_wait(edge.api_url(), head, b'{"query": "' + b" " * 1024, 10)
+    assert status_of(answer) == 413, answer[:300]
+    body = json.loads(answer.split(b"\r\n\r\n", 1)[1])
+    assert body == {"error": "body_too_large", "message": f"the body must be at most {LIMIT} bytes"}
+
+
+async def test_a_chunked_body_is_cut_at_the_limit(edge: Stack) -> None:
+    """A chunked body has no declared length: it is counted as it arrives and refused once
+    past the limit, while the rest is never sent."""
+    head = (
+        b"POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n"
+    )
+    chunk = b"x" * 8192
+    chunks = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(LIMIT // 8192 + 1))
+    answer, _ = await send_head_and_wait(edge.api_url(), head, chunks, 10)
+    assert status_of(answer) == 413, answer[:300]
+
+
+def test_one_limit_for_rest_and_graphql(http: httpx.Client) -> None:
+    """REST had its own 16 KiB cap: a 60 KB place is now read (and refused for its content),
+    and REST and GraphQL refuse the same oversized body the same way."""
+    fits = {"side": 1, "price": 1, "quantity": 1, "client_order_id": "x" * 60_000}
+    read = http.post("/orders", json=fits)
+    assert read.status_code == 422, read.text[:300]
+    assert read.json()["errors"][0]["field"] == "client_order_id"
+    big = b'{"query": "{ orderBook { seq } }", "pad": "' + b"x" * (10 * 1024 * 1024) + b'"}'
+    for path in ("/orders", "/graphql"):
+        refused = http.post(path, content=big, headers=JSON)
+        assert refused.status_code == 413, (path, refused.text[:300])
+        assert refused.json()["error"] == "body_too_large"
+    assert http.get("/health/live").status_code == 200
+
+
+# -- WebSockets --------------------------------------------------------------------------------
+
+
+async def test_a_15mb_websocket_frame_closes_1009_unread(edge: Stack) -> None:
+    """The frame header declares 15 MB and only 1 KB follows: the close proves the server
+    decided on the header, without reading (or parsing) the payload."""
+    base = edge.api_url().replace("http", "ws")
+    for path, protocols in (("/graphql", [GQL]), ("/ws/trades", None)):
+        async with websockets.connect(base + path, subprotocols=protocols) as ws:  # type: ignore[arg-type]
+            if protocols:
+                await ws.send(json.dumps({"type": "connection_init"}))
+                assert json.loads(await ws.recv())["type"] == "connection_ack"
+            ws.transport.write(ws_frame_header(15_000_000) + b"x" * 1024)
+            with pytest.raises(ConnectionClosed) as closed:
+                await asyncio.wait_for(ws.recv(), 10)
+        assert closed.value.rcvd is not None, path
+        assert closed.value.rcvd.code == 1009, (path, closed.value.rcvd)
+
+
+async def test_three_15mb_subscribe_messages_close_1009(edge: Stack) -> None:
+    url = edge.api_url().replace("http", "ws") + "/graphql"
+    query = "subscription { trades { tradeId } }" + " " * 15_000_000
+
+    async def one() -> int | None:
+        async with websockets.connect(url, subprotocols=[GQL]) as ws:  # type: ignore[list-item]
+            await ws.send(json.dumps({"type": "connection_init"}))
+            await ws.recv()
+            message = {"id": "1", "type": "subscribe", "payload": {"query": query}}
+            with pytest.raises(ConnectionClosed) as closed:
+                await ws.send(json.dumps(message))
+                await asyncio.wait_for(ws.recv(), 10)
+            return closed.value.rcvd.code if closed.value.rcvd else None
+
+    assert await asyncio.gather(one(), one(), one()) == [1009, 1009, 1009]
+    async with httpx.AsyncClient(base_url=edge.api_url(), timeout=10) as http:
+        assert (await http.get("/health/live")).status_code == 200
+
+
+async def test_a_websocket_flood_closes_1008(edge: Stack) -> None:
+    """100 messages/s with bursts of 200 per connection; a client that sends 500 at once is
+    closed with 1008 (and nothing it sent after the limit is handled)."""
+    url = edge.api_url().replace("http", "ws") + "/ws/trades"
+    async with websockets.connect(url) as ws:
+        with pytest.raises(ConnectionClosed) as closed:
+            for _ in range(500):
+                await ws.send("x")
+            await asyncio.wait_for(ws.recv(), 10)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008, closed.value
+
+
+async def test_invalid_utf8_in_a_websocket_message_closes_1007_quietly(edge: Stack) -> None:
+    url = edge.api_url().replace("http", "ws") + "/ws/orderbook"
+    log = edge.data_dir / "logs" / f"api-{edge.api_ports[0]}.log"
+    before = log.read_bytes().count(b"\n")
+    async with websockets.connect(url) as ws:
+        await ws.send(b'{"a": "\xff\xfe"}', text=True)
+        with pytest.raises(ConnectionClosed) as closed:
+            await asyncio.wait_for(ws.recv(), 10)
+            await asyncio.wait_for(ws.recv(), 10)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1007, closed.value
+    written = log.read_bytes().splitlines()[before:]
+    assert not [line for line in written if b"Traceback" in line or b"UTF-8" in line], written
+
+
+# -- slow, silent and too many connections ----------------------------------------------------
+
+
+async def test_slow_headers_and_slow_bodies_are_closed(edge: Stack) -> None:
+    """300 connections send a header line every 0.25 s and never end their headers; 300
+    send a declared 1,000-byte body one byte every 0.25 s. Each is answered 408 and closed
+    (HEADER_TIMEOUT_S=1, BODY_TIMEOUT_S=2 here), the API's descriptors return to what they
+    were, and a well-behaved client is served meanwhile."""
+    url, pid = edge.api_url(), api_pid(edge)
+    baseline = api_fds(pid)
+    attacks = [
+        trickle(url, SLOW_HEADER_ADDRESS, SLOW_HEADER_HEAD, SLOW_HEADER_DRIP, 0.25, GIVE_UP_S)
+        for _ in range(ATTACKERS)
+    ] + [
+        trickle(url, SLOW_BODY_ADDRESS, SLOW_BODY_HEAD, b" ", 0.25, GIVE_UP_S)
+        for _ in range(ATTACKERS)
+    ]
+    running = asyncio.gather(*attacks)
+    transport = httpx.AsyncHTTPTransport(local_address=PROBE_ADDRESS)
+    async with httpx.AsyncClient(base_url=url, transport=transport, timeout=10) as probe:
+        while api_fds(pid) < baseline + ATTACKERS:  # the attack is under way
+            await asyncio.sleep(0.05)
+        assert (await probe.get("/health/live")).status_code == 200
+        placed = await probe.post("/orders", json={"side": 1, "price": 1, "quantity": 1})
+        assert placed.status_code == 201, placed.text
+    outcomes = await running
+    still_open = [o for o in outcomes if o.closed_after is None]
+    assert not still_open, f"{len(still_open)} of {len(outcomes)} still open"
+    answered = [status_of(o.answer) for o in outcomes]
+    assert answered == [408] * len(outcomes), sorted(set(map(str, answered)))
+    await asyncio.to_thread(
+        wait_for, lambda: api_fds(pid) <= baseline + 2, f"descriptors back to {baseline}"
+    )
+
+
+async def test_a_silent_connection_and_an_idle_keep_alive_are_closed(edge: Stack) -> None:
+    silent = await trickle(edge.api_url(), SILENT_ADDRESS, b"", b"", 1, GIVE_UP_S)
+    assert silent.closed_after is not None and silent.answer == b"", silent
+    request = b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n"
+    idle = await trickle(edge.api_url(), SILENT_ADDRESS, request, b"", 1, GIVE_UP_S)
+    assert idle.closed_after is not None, idle
+    assert status_of(idle.answer) == 200 and idle.answer.count(b"HTTP/1.1") == 1, idle
+
+
+@pytest.fixture(scope="module")
+def capped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    with running_stack(
+        tmp_path_factory.mktemp("caps"), MAX_CONNECTIONS="30", MAX_CONNECTIONS_PER_CLIENT="20"
+    ) as stack:
+        yield stack
+
+
+async def test_connection_caps_refuse_cleanly(capped: Stack) -> None:
+    """20 connections per client address and 30 in total (here): one more from the same
+    address is a 429, one more from anywhere once 30 are open is a 503, both in the API's
+    error shape; closing them frees the places."""
+    url = capped.api_url()
+    held: list[httpx.AsyncClient] = []
+
+    async def hold(address: str) -> httpx.Response:
+        limits = httpx.Limits(max_connections=1)
+        transport = httpx.AsyncHTTPTransport(local_address=address, limits=limits)
+        client = httpx.AsyncClient(base_url=url, transport=transport, timeout=10)
+        held.append(client)
+        return await client.get("/health/live")  # keep-alive: the connection stays open
+
+    try:
+        first = [await hold("127.0.0.6") for _ in range(20)]
+        assert {r.status_code for r in first} == {200}
+        over_client = await hold("127.0.0.6")
+        assert over_client.status_code == 429, over_client.text
+        assert over_client.json()["error"] == "too_many_connections"
+        assert over_client.headers["retry-after"] == "1"
+        assert {(await hold("127.0.0.7")).status_code for _ in range(10)} == {200}
+        over_total = await hold("127.0.0.8")
+        assert over_total.status_code == 503, over_total.text
+        assert over_total.json()["error"] == "too_many_connections"
+    finally:
+        for client in held:
+            await client.aclose()
+    await asyncio.sleep(0)
+    deadline = time.monotonic() + GIVE_UP_S
+    while (await hold("127.0.0.6")).status_code != 200:
+        assert time.monotonic() < deadline, "places never freed"
+        await asyncio.sleep(0.1)
+    for client in held:
+        await client.aclose()
+
+
+# -- JSON ---------------------------------------------------------------------------------------
+
+
+def test_a_repeated_key_is_a_422_naming_it(http: httpx.Client) -> None:
+    """`"side": 1, ..., "side": -1` placed a sell: the last key won."""
+    body = b'{"side": 1, "price": 5, "quantity": 1, "side": -1}'
+    rest = http.post("/orders", content=body, headers=JSON)
+    assert rest.status_code == 422, rest.text
+    assert rest.json()["errors"] == [{"field": "side", "message": "duplicate key"}]
+    assert "'side'" in rest.json()["message"]
+    nested = (
+        b'{"query": "mutation($i: PlaceOrderInput!) { placeOrder(input: $i) '
+        b'{ ... on OrderPlaced { orderId } } }", '
+        b'"variables": {"i": {"side": 1, "price": "5", "quantity": 1, "side": -1}}}'
+    )
+    graphql = http.post("/graphql", content=nested, headers=JSON)
+    assert graphql.status_code == 422, graphql.text
+    assert graphql.json()["errors"] == [{"field": "side", "message": "duplicate key"}]
+
+
+async def test_invalid_utf8_is_a_json_400_without_a_traceback(edge: Stack) -> None:
+    """In a body (REST, GraphQL) and in the request line: each is a 400 in the API's error
+    shape (uvicorn answered the last in plain text and logged a warning line)."""
+    log = edge.data_dir / "logs" / f"api-{edge.api_ports[0]}.log"
+    before = log.read_bytes().count(b"\n")
+    line = b"GET /orders/\xff HTTP/1.1\r\nHost: x\r\n\r\n"
+    answer, _ = await send_head_and_wait(edge.api_url(), line, b"", 10)
+    assert status_of(answer) == 400, answer[:300]
+    assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["error"] == "invalid_http", answer
+    async with httpx.AsyncClient(base_url=edge.api_url(), timeout=10) as http:
+        await _invalid_utf8_bodies(http)
+    written = log.read_bytes().splitlines()[before:]
+    assert not [line for line in written if b"Traceback" in line], written
+
+
+async def _invalid_utf8_bodies(http: httpx.AsyncClient) -> None:
+    rest = await http.post(
+        "/orders", content=b'{"side": 1, "price": 1, "quantity": 1, "x": "\xff"}', headers=JSON
+    )
+    assert rest.status_code == 400 and rest.json()["error"] == "invalid_json", rest.text
+    graphql = await http.post(
+        "/graphql", content=b'{"query": "{ orderBook { seq } }\xff"}', headers=JSON
+    )
+    assert graphql.status_code == 400, graphql.text
+
+
+# -- readiness -----------------------------------------------------------------------------------
+
+
+def test_readiness_follows_the_engine(edge: Stack, http: httpx.Client) -> None:
+    """The engine heartbeat expires within a second, so readiness turns 503 (naming the
+    engine) within a second of a kill and 200 again once the engine has recovered
+    (`python -m tests.abuse_bench` measures both)."""
+    settings = Settings(redis_url=edge.redis_url)
+    client = redis.Redis.from_url(edge.redis_url)
+    key = settings.engine_heartbeat("DEFAULT")
+    assert 0 < client.pttl(key) <= 1000, client.pttl(key)
+    edge.kill("engine", signal.SIGKILL)
+    wait_for(lambda: http.get("/health/ready").status_code == 503, "503 after the kill")
+    body = http.get("/health/ready").json()
+    assert body["down"] == ["engine:DEFAULT"] and body["engines"] == {"DEFAULT": False}, body
+    edge.start("engine")
+    wait_for(lambda: http.get("/health/ready").status_code == 200, "200 after the restart")
+    assert http.get("/health/ready").json()["down"] == []
+    client.close()
