@@ -40,6 +40,9 @@ UVICORN_CLIENT_ERRORS = frozenset(
         "Unsupported upgrade request.",
     }
 )
+# Every record of this standard-library logger is a client error, whatever its level: the API's
+# edge (graphql_api.edge) logs there each request or connection it refuses.
+CLIENT_ERROR_LOGGER = "client_error"
 # Attributes the filter below sets on a standard-library record, copied into its JSON line.
 FIELDS = ("error", "suppressed")
 
@@ -91,6 +94,8 @@ class ThirdPartyRecords(logging.Filter):
                 return True
         elif record.name == "uvicorn.error" and record.msg in UVICORN_CLIENT_ERRORS:
             message = str(record.msg)
+        elif record.name == CLIENT_ERROR_LOGGER:
+            message = record.getMessage()
         else:
             return True
         if self.threshold > logging.INFO:

@@ -15,12 +15,19 @@ import logging
 from typing import Any
 
 import httptools
-import structlog
 from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
-from .limits import REFUSALS, ConnectionGate, EdgeLimits, client_address, error_response, linger
+from .limits import (
+    REFUSALS,
+    ConnectionGate,
+    EdgeLimits,
+    client_address,
+    error_response,
+    linger,
+    refused,
+)
 
 # The cut request's application task sees a disconnect; what it raises then is expected.
 # (Made outside logging's registry: uvicorn's dictConfig re-enables registered loggers.)
@@ -55,7 +62,6 @@ class EdgeHttpProtocol(HttpToolsProtocol):
         self.limits = config.limits
         self.gate = config.gate
         self.timeout_keep_alive = self.limits.keepalive_timeout_s  # type: ignore[assignment]
-        self.log: Any = structlog.get_logger(service="api")
         self.deadline: asyncio.TimerHandle | None = None
         self.refusal: tuple[int, str, str] | None = None
         self.head_bytes = 0  # of the request being read
@@ -91,7 +97,7 @@ class EdgeHttpProtocol(HttpToolsProtocol):
             else:
                 self._unsupported_upgrade_warning()
         except httptools.HttpParserError:
-            status, error, message = self.refusal or (400, "invalid_http", "not a valid request")
+            status, error, message = self.refusal or (400, "invalid_http", "Invalid HTTP request")
             self._refuse(status, error, message)
 
     # -- parser callbacks ---------------------------------------------------------------
@@ -165,8 +171,7 @@ class EdgeHttpProtocol(HttpToolsProtocol):
         be reading, and end the connection."""
         self._disarm()
         self._unset_keepalive_if_required()
-        REFUSALS.labels(error).inc()
-        self.log.debug("edge_refused", status=status, error=error, client=self.client)
+        refused(error, message, self.client)
         cycle = self.cycle
         current = cycle is not None and not cycle.response_complete
         answered = current and cycle.response_started

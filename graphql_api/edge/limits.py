@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import resource
 from collections import Counter
 from dataclasses import dataclass
@@ -21,11 +22,16 @@ from typing import Any
 from prometheus_client import Counter as Metric
 
 from shared.config import Settings
+from shared.logs import CLIENT_ERROR_LOGGER
 
 LINGER_S = 1.0
 # File descriptors kept back from the connection cap for Redis, the store, logs and the
 # listening socket.
 RESERVED_FDS = 128
+
+# One `client_error` line per refusal, rate-limited with the other client errors
+# (shared.logs).
+CLIENT_ERRORS = logging.getLogger(CLIENT_ERROR_LOGGER)
 
 REFUSALS = Metric(
     "exchange_api_edge_refusals_total",
@@ -155,6 +161,12 @@ def linger(
     transport.resume_reading()  # uvicorn's flow control may have paused it
     protocol.timer = asyncio.get_running_loop().call_later(LINGER_S, transport.close)
     return protocol.timer
+
+
+def refused(reason: str, message: str, client: Any) -> None:
+    """Count a refusal, and log it as a client error."""
+    REFUSALS.labels(reason).inc()
+    CLIENT_ERRORS.warning("%s from %s: %s", reason, client_address(client), message)
 
 
 def client_address(client: Any) -> str:

@@ -23,7 +23,7 @@ from uvicorn.server import ServerState
 from websockets.frames import Frame
 
 from .http import EdgeConfig
-from .limits import REFUSALS, linger
+from .limits import linger, refused
 
 POLICY_VIOLATION = 1008
 
@@ -75,7 +75,7 @@ class EdgeWebSocketProtocol(WebSocketsSansIOProtocol):
                 b"".join(self.frames).decode()
             except UnicodeDecodeError:
                 self.frames = []
-                self.conn.fail(1007, "invalid UTF-8")
+                self.conn.fail(1007, "Invalid UTF-8 in a text message")
                 self.handle_parser_exception()
                 return
         super().send_receive_event_to_app()
@@ -101,7 +101,7 @@ class EdgeWebSocketProtocol(WebSocketsSansIOProtocol):
         self.failed = True
         sent = self.conn.close_sent
         code = sent.code if sent is not None else 1006
-        REFUSALS.labels(f"websocket_{code}").inc()
+        refused(f"websocket_{code}", sent.reason if sent else "protocol error", self.client)
         self.queue.put_nowait(
             {"type": "websocket.disconnect", "code": code, "reason": sent.reason if sent else ""}
         )
