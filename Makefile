@@ -84,10 +84,12 @@ bench: $(STAMP)
 clean:
 	rm -rf $(VENV) data .mypy_cache .ruff_cache .pytest_cache .hypothesis .mutate
 
-# A real Redis Cluster (3 masters, 3 replicas) on this machine: the stack on it, and
-# failovers under load; several minutes, so not part of `make test`.
+# A real Redis Cluster (3 masters, 3 replicas) on this machine: the stack on it, failovers
+# under load, then the API suite's stack half run through a stack on a cluster (4 instruments,
+# 2 engines). Several minutes, so not part of `make test`.
 cluster-test: $(STAMP)
 	$(PY) -m pytest -q tests/cluster
+	STACK_REDIS=cluster $(PY) -m pytest -q -m stack tests/api
 
 crash: $(STAMP)
 	$(PY) -m tests.crash.harness --kills 100 --rate 300

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import redis
+from shared.redis_client import Client
 
 COMMAND_STREAMS = "exchange:*commands"
 
@@ -19,7 +19,7 @@ class CommandLog:
     instrument, `exchange:{SYMBOL}:commands`).
     """
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: Client) -> None:
         self.client = client
 
     def _streams(self) -> list[bytes]:

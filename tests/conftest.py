@@ -6,16 +6,18 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
-import redis
 
 from shared.config import Settings
+from shared.redis_client import Client, connect
+from shared.redis_cluster import LocalCluster
 from shared.redis_server import free_port
 from shared.stack import Stack
+from tests.cluster.stack import ENGINE_GROUPS, INSTRUMENTS
 from tests.command_log import CommandLog
 
 
@@ -41,17 +43,33 @@ def running_stack(
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The session's stack. With STACK_REDIS=cluster (`make cluster-test`) it runs on a local
+    Redis Cluster of 3 masters and 3 replicas, with 4 instruments over 2 engine processes,
+    so that the same API suite proves the cluster deployment."""
     data = tmp_path_factory.mktemp("stack")
     env = {"BOOK_INTERVAL_S": "1", "LOG_LEVEL": "info"}
     if os.environ.get("MONGODB_URL"):
         env["MONGODB_DB"] = f"test_{uuid.uuid4().hex[:8]}"
-    s = Stack(data, [free_port(), free_port()], env=env, log_dir=data / "logs")
-    try:
+    with ExitStack() as resources:
+        redis_url, engine_groups = "", ("",)
+        if os.environ.get("STACK_REDIS") == "cluster":
+            cluster = LocalCluster(data / "cluster")
+            resources.callback(cluster.stop)
+            cluster.start()
+            redis_url, engine_groups = cluster.url, ENGINE_GROUPS
+            env["INSTRUMENTS"] = INSTRUMENTS
+        s = Stack(
+            data,
+            [free_port(), free_port()],
+            redis_url=redis_url,
+            env=env,
+            log_dir=data / "logs",
+            engine_groups=engine_groups,
+        )
+        resources.callback(s.stop)
         s.start_all()
         s.wait_ready()
         yield s
-    finally:
-        s.stop()
 
 
 @pytest.fixture(scope="session")
@@ -70,14 +88,14 @@ def settings(stack: Stack) -> Settings:
 
 
 @pytest.fixture(scope="session")
-def redis_client(stack: Stack) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(stack.redis_url)
+def redis_client(stack: Stack) -> Iterator[Client]:
+    client = connect(stack.redis_url)
     yield client
     client.close()
 
 
 @pytest.fixture
-def commands(redis_client: redis.Redis) -> CommandLog:
+def commands(redis_client: Client) -> CommandLog:
     return CommandLog(redis_client)
 
 

@@ -18,13 +18,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
-import redis
 import uvicorn
 
 from graphql_api.bootstrap import create_app
 from graphql_api.edge.server import config as edge_config
 from graphql_api.gateway.inprocess import InProcessGateway
 from shared.config import Settings
+from shared.redis_client import connect
 from shared.redis_server import free_port
 from shared.stack import Stack
 from tests.command_log import CommandLog
@@ -95,7 +95,7 @@ class Api:
 def api(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     if request.param == "redis":
         stack: Stack = request.getfixturevalue("stack")
-        client = redis.Redis.from_url(stack.redis_url)
+        client = connect(stack.redis_url)
         urls = stack.api_url(stack.api_ports[0]), stack.api_url(stack.api_ports[1])
         yield Api(*urls, lambda: CommandLog(client))
         client.close()

@@ -44,12 +44,18 @@ class Failovers:
     promoted_after: list[float] = field(default_factory=list)
     killed: list[str] = field(default_factory=list)  # "SYMBOL@port" of each killed master
     unanswered_lost: int = 0  # journaled commands the failovers lost (never acknowledged)
+    load_seconds: float = 0.0
+    sent: int = 0
+    acknowledged: int = 0
 
     def summary(self) -> str:
         times = sorted(self.promoted_after)
         if not times:
             return "failovers 0"
+        seconds = max(self.load_seconds, 1e-9)
         return (
+            f"load {self.sent / seconds:,.0f} mutations/s sent, "
+            f"{self.acknowledged / seconds:,.0f}/s acknowledged over {seconds:.0f} s; "
             f"failovers {len(times)}, promotion s: p50 {statistics.median(times):.2f} "
             f"max {times[-1]:.2f}; commands lost unanswered {self.unanswered_lost}; "
             f"killed {self.killed}"
@@ -131,6 +137,7 @@ async def run(
             pids = {name: process.pid for name, process in stack.processes.items()}
             ledger = Ledger()
             until = asyncio.Event()
+            load_started = time.monotonic()
             load_task = asyncio.create_task(load(stack, ledger, rate, until, seed, symbols))
             keys = {s: settings.command_stream_of(s) for s in symbols}
             try:
@@ -139,6 +146,8 @@ async def run(
             finally:
                 until.set()
                 await load_task
+            record.load_seconds = time.monotonic() - load_started
+            record.sent, record.acknowledged = ledger.sent, ledger.acknowledged
             restarted = [
                 name
                 for name, process in stack.processes.items()
