@@ -10,6 +10,8 @@ instrument's hash tag so that every script below touches one Redis Cluster slot:
   engine heartbeat that readiness checks.
 - `exchange:{SYM}:engine:token`: the fencing token, an integer incremented by every
   acquisition of an expired (or absent) lease. It never expires.
+- `exchange:{SYM}:engine:standby`: the last command a standby applied, refreshed while it
+  runs (expiry `STANDBY_POSITION_MS`): the leader trims the command stream only behind it.
 - `exchange:{SYM}:engine:checkpoints`: checkpoint markers, `<seq>-0 {c: command id}` in the
   same script call as the events up to `seq`, and `<seq>-1 {h: state hash}` once the
   checkpoint child has hashed that state. A standby checks its own hash against them.
@@ -44,6 +46,7 @@ RENEW_S = 0.1  # a leader renews at least this often
 POLL_S = 0.05  # a standby tries to acquire an absent lease this often
 REPLY_STREAM_LENGTH = 10_000  # answers kept per replica stream: far more than are in flight
 MARKERS_KEPT = 1000
+STANDBY_POSITION_MS = 2000  # a standby silent this long no longer holds the trim back
 FENCED = -1  # what a script returns when the token moved on
 
 # KEYS[1] token, KEYS[2] lease; ARGV[1] token, ARGV[2] owner, ARGV[3] lease ms.
@@ -134,9 +137,10 @@ return 1
 """
 )
 
-# KEYS: token, lease, markers, commands, state hash key.
+# KEYS: token, lease, markers, commands, state hash key, standby position.
 # ARGV: token, owner, lease ms, marker id ('' for none), marker command id, hash entry id,
 # state hash, trim-to command id ('' for none), '1' to store the state hash, '1' to release.
+# The trim never passes the standby's position: it still needs the commands after it.
 _CHECKPOINTED = (
     _FENCE
     + """
@@ -149,7 +153,16 @@ pcall(redis.call, 'XADD', KEYS[3], 'MAXLEN', '~', '"""
     + str(MARKERS_KEPT)
     + """', ARGV[6], 'h', ARGV[7])
 local trimmed = 0
-if ARGV[8] ~= '' then trimmed = redis.call('XTRIM', KEYS[4], 'MINID', ARGV[8]) end
+local trim_to = ARGV[8]
+local standby = redis.call('GET', KEYS[6])
+if trim_to ~= '' and standby then
+  local a, b = string.match(trim_to, '^(%d+)-(%d+)$')
+  local c, d = string.match(standby, '^(%d+)-(%d+)$')
+  if c and (tonumber(c) < tonumber(a) or (c == a and tonumber(d) < tonumber(b))) then
+    trim_to = standby
+  end
+end
+if trim_to ~= '' then trimmed = redis.call('XTRIM', KEYS[4], 'MINID', trim_to) end
 if ARGV[9] == '1' then redis.call('SET', KEYS[5], ARGV[7]) end
 if ARGV[10] == '1' then redis.call('DEL', KEYS[2]) end
 return trimmed
@@ -209,6 +222,7 @@ class Lease:
         self.state_hash_key = key(symbol, "engine:state_hash")
         self.book_key = key(symbol, "engine:book")
         self.book_channel = settings.book_channel_of(symbol)
+        self.standby_key = key(symbol, "engine:standby")
         self._fence_keys = [self.token_key, self.lease_key]
 
     @property
@@ -294,7 +308,7 @@ class Lease:
         """Publish a checkpoint's hash (and its marker when not published with its batch),
         trim the command stream behind the oldest kept checkpoint; at a clean stop also
         store the state hash and release the lease. Returns the number of commands trimmed."""
-        keys = [self.markers_key, self.command_stream, self.state_hash_key]
+        keys = [self.markers_key, self.command_stream, self.state_hash_key, self.standby_key]
         args = [
             f"{seq}-0" if marker_command else "",
             marker_command or "",
@@ -308,6 +322,11 @@ class Lease:
         if release:
             self.token = 0
         return trimmed
+
+    def report_position(self, last_command_id: str) -> None:
+        """A standby's progress, which the leader's trim waits for (not fenced: a standby
+        writes nothing else, and this key only ever holds the trim back)."""
+        self.node().set(self.standby_key, last_command_id, px=STANDBY_POSITION_MS)
 
     def publish_book(self, message: str, expiry_s: int) -> None:
         self._fenced(_BOOK, [self.book_key], [self.book_channel, message, expiry_s])

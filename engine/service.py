@@ -314,7 +314,8 @@ class BookService:
             else:
                 self.standby.reap()
         if not self.leading:
-            self.try_lead(now)
+            if not self.try_lead(now):
+                self.standby.report(now)
             return
         if now >= self.next_book:
             self.publish_book()

@@ -17,9 +17,11 @@ What it checks:
   leader's `S-1` entry. A mismatch is logged loudly and stops the process
   (`standby_diverged`, exit code 2): it would take over with a different book.
 
-A command stream trimmed past the standby's position (it lagged more than the checkpoints
-the leader keeps) shows as an answered command it cannot find: it then recovers again from
-the newest checkpoint, like a restart, instead of reporting a divergence.
+The standby reports its position (`engine:standby`, see `engine.lease`) and the leader
+trims the command stream only behind it. A stream trimmed past the standby's position all
+the same (it was stopped longer than the position's expiry) shows as an answered command
+it cannot find: it then recovers again from the newest checkpoint, like a restart, instead
+of reporting a divergence.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ import time
 from typing import TYPE_CHECKING
 
 from .checkpoint_job import IF_MISSING, CheckpointFailed
+
+REPORT_S = 0.2  # how often a standby reports its position (see lease.STANDBY_POSITION_MS)
 
 if TYPE_CHECKING:
     from .reader import Entries
@@ -62,6 +66,7 @@ class Standby:
         self.leaders: dict[int, str] = {}  # seq -> the leader's state hash there
         self.verified = 0
         self.active = False
+        self.reported_at = 0.0
 
     def start(self) -> None:
         """Follow from the book's current (recovered) position."""
@@ -81,6 +86,12 @@ class Standby:
         self.marks.clear()
         self.own.clear()
         self.leaders.clear()
+
+    def report(self, now: float) -> None:
+        """Tell the leader how far this standby is, so that it keeps the commands after."""
+        if now - self.reported_at >= REPORT_S:
+            self.book.lease.report_position(self.book.last_command_id)
+            self.reported_at = now
 
     def positions(self) -> dict[str, str]:
         return {self.book.event_stream: self.last_event_id, self.markers_key: self.last_marker_id}
