@@ -15,7 +15,7 @@ BUILD_REQUIRES = $(PY) -c "import tomllib; print(*tomllib.load(open('pyproject.t
 
 .PHONY: chromium compose-validator
 .PHONY: install lock audit run test lint typecheck pytest fuzz bench crash mutate loadtest overload schema clean
-.PHONY: cluster-test
+.PHONY: cluster-test run-standby crash-standby bench-stall bench-restart bench-drain
 
 # The venv installs exactly the pinned, hash-checked versions in $(DEV_LOCK) (runtime, dev tools and
 # the build backend), then the project itself, editable and without touching those pins. The stamp
@@ -37,6 +37,10 @@ lock: $(STAMP)
 
 run: $(STAMP)
 	$(PY) -m shared.stack
+
+# The same with a hot standby engine (docs/recovery.md): twice the engine's memory and CPU.
+run-standby: $(STAMP)
+	$(PY) -m shared.stack --standby
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -93,6 +97,23 @@ cluster-test: $(STAMP)
 
 crash: $(STAMP)
 	$(PY) -m tests.crash.harness --kills 100 --rate 300
+
+# The same with a hot standby engine: every engine kill hits the leader; prints takeover times.
+crash-standby: $(STAMP)
+	$(PY) -m tests.crash.harness --kills 100 --rate 300 --standby
+
+# Engine service benchmarks (docs/recovery.md, docs/operations.md): how long checkpoints stop
+# matching (100k and 1M resting), how fast an engine with 1M resting orders is ready after a
+# start, and how many commands/s one engine process drains from Redis. Minutes each.
+bench-stall: $(STAMP)
+	$(PY) -m engine.stall_bench --resting 100000
+	$(PY) -m engine.stall_bench --resting 1000000
+
+bench-restart: $(STAMP)
+	$(PY) -m engine.restart_bench --resting 1000000
+
+bench-drain: $(STAMP)
+	$(PY) -m engine.drain_bench --commands 1000000
 
 # Hand-written semantic mutations of the matching core and of request validation, each
 # applied to a scratch copy of the tree and expected to fail its guarding tests (not in `test`).
