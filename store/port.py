@@ -46,6 +46,21 @@ class TradeRecord:
     ts: int
 
 
+@dataclass(frozen=True, slots=True)
+class CandleRecord:
+    """OHLCV of one instrument's trades in one UTC bucket (prices in ticks)."""
+
+    interval: int  # seconds: one of store.derived.CANDLE_INTERVALS
+    start: int  # bucket start, seconds since the epoch (a multiple of `interval`)
+    open: int
+    high: int
+    low: int
+    close: int
+    volume: int  # sum of the trades' quantities
+    count: int  # number of trades
+    last_seq: int  # the newest trade folded in: a live feed folds only trades after it
+
+
 class BookLevels(NamedTuple):
     """One instrument's aggregated book in ticks, and the sequence number it reflects: what
     the store reads and what the engine broadcasts (`ts`: when the engine sent it)."""
@@ -64,6 +79,12 @@ def id_range(instrument: int | None, after: int | None) -> tuple[int, int]:
     return max(after or 0, low), low + ID_SPACE
 
 
+def id_window(instrument: int | None, after: int | None, before: int | None) -> tuple[int, int]:
+    """(exclusive low, exclusive high) ids of an instrument, or of all, between two cursors."""
+    low, high = id_range(instrument, after)
+    return low, high + 1 if before is None else min(high + 1, before)
+
+
 def instrument_number(seq: int) -> int:
     return (seq - 1) // ID_SPACE
 
@@ -73,12 +94,15 @@ class GapError(RuntimeError):
 
 
 class Store(Protocol):
-    async def open(self) -> None: ...
+    async def open(self) -> None:
+        """Connect, create what is missing (tables, indexes), and derive the candles and
+        the time index of events stored before they existed."""
 
     async def close(self) -> None: ...
 
     async def apply(self, events: Sequence[Event]) -> None:
-        """Persist one instrument's events (ascending seq) and advance its progress."""
+        """Persist one instrument's events (ascending seq) and advance its progress, with
+        the candles and time index they change (`store.derived`), in one transaction."""
 
     async def progress(self, instrument: int = 0) -> int:
         """Highest sequence number stored for an instrument (its id base when empty)."""
@@ -94,9 +118,16 @@ class Store(Protocol):
         after: int | None,
         owner: str | None = None,
         instrument: int | None = None,
+        before: int | None = None,
+        since: int | None = None,
+        until: int | None = None,
+        descending: bool = False,
     ) -> list[OrderRecord]:
-        """Orders by ascending id (newest last), strictly after the `after` cursor; of one
-        instrument (by number) or all."""
+        """Orders of one instrument (by number) or all, with ids strictly between `after`
+        and `before` and created in [since, until) (ns). `limit` of them from the oldest end,
+        ascending, or with `descending` from the newest end, newest first. Served by the
+        primary key in both directions, the time bounds through the time index
+        (`store.derived`)."""
 
     async def list_trades(
         self,
@@ -105,8 +136,27 @@ class Store(Protocol):
         after: int | None,
         order_id: int | None = None,
         instrument: int | None = None,
+        before: int | None = None,
+        since: int | None = None,
+        until: int | None = None,
+        descending: bool = False,
     ) -> list[TradeRecord]:
-        """Trades by ascending id (newest last), strictly after the `after` cursor."""
+        """Trades, as `list_orders` (time: the trade's `ts`); with `order_id`, that order's
+        fills only."""
+
+    async def candles(
+        self,
+        *,
+        instrument: int,
+        interval: int,
+        limit: int,
+        since: int | None = None,
+        until: int | None = None,
+        newest: bool = False,
+    ) -> list[CandleRecord]:
+        """Candles whose bucket starts in [since, until) (seconds), ascending start: the
+        `limit` oldest of them, or with `newest` the `limit` newest. Buckets without trades
+        have no candle."""
 
     async def book(self, levels: int, instrument: int = 0) -> BookLevels:
         """One instrument's aggregated alive quantity per price (bids descending, asks

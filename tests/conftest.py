@@ -137,6 +137,7 @@ FAST_MODULES = {
     "tests/shared/test_wire.py",
     "tests/test_lock.py",
     "tests/store/test_contract.py",
+    "tests/store/test_derived.py",
     "tests/api/test_rest.py",
     "tests/api/test_graphql.py",
     "tests/api/test_websockets.py",

@@ -10,6 +10,7 @@ the engine still has resting), never written by hand where the engine can say it
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
@@ -23,7 +24,8 @@ from archiver.service import continue_sequence
 from engine.matching import MatchingEngine
 from shared.commands import BUY, SELL
 from shared.events import Accepted, Cancelled, Event, Modified, QuantityChanged, Rejected, Trade
-from store.port import BookLevels, GapError, OrderRecord, Store, TradeRecord
+from store.derived import CANDLE_INTERVALS, NS
+from store.port import BookLevels, CandleRecord, GapError, OrderRecord, Store, TradeRecord
 from store.sqlite import SqliteStore
 from tests.mongo_wire import wire_server
 
@@ -39,10 +41,18 @@ class Feed:
     engine: MatchingEngine = field(default_factory=MatchingEngine)
     log: list[Event] = field(default_factory=list)
     clock: int = 1_000
+    # With a generator: a clock that jumps across second, minute and hour edges, and stamps
+    # some commands up to 2 s late (several API replicas' clocks disagree), so timestamps do
+    # not rise with the sequence numbers.
+    rng: random.Random | None = None
 
     def _tick(self) -> int:
-        self.clock += 7
-        return self.clock
+        if self.rng is None:
+            self.clock += 7
+            return self.clock
+        self.clock += self.rng.choice((1, 999_999, NS - 3, 59 * NS, 299 * NS, 3599 * NS))
+        late = self.rng.randrange(2 * NS) if self.rng.random() < 0.2 else 0
+        return max(0, self.clock - late)
 
     def place(
         self, side: int, price: int, quantity: int, client_order_id: str | None = None
@@ -121,6 +131,29 @@ def expected_state(events: Sequence[Event]) -> tuple[dict[int, OrderRecord], lis
     return orders, trades
 
 
+def expected_candles(trades: Sequence[TradeRecord], interval: int) -> list[CandleRecord]:
+    """Candles folded from the trades the plain way: per UTC bucket of the trade's ts, open
+    and close by trade id."""
+    buckets: dict[int, list[TradeRecord]] = {}
+    for t in sorted(trades, key=lambda t: t.trade_id):
+        buckets.setdefault(t.ts // (interval * NS) * interval, []).append(t)
+    return [
+        CandleRecord(
+            interval, start, group[0].price, max(t.price for t in group),
+            min(t.price for t in group), group[-1].price, sum(t.quantity for t in group),
+            len(group), group[-1].trade_id,
+        )
+        for start, group in sorted(buckets.items())
+    ]  # fmt: skip
+
+
+async def all_candles(store: Store, instrument: int = 0) -> dict[int, list[CandleRecord]]:
+    return {
+        interval: await store.candles(instrument=instrument, interval=interval, limit=EVERYTHING)
+        for interval in CANDLE_INTERVALS
+    }
+
+
 @dataclass(frozen=True)
 class Snapshot:
     progress: int
@@ -128,6 +161,8 @@ class Snapshot:
     trades: list[TradeRecord]
     depth: Any
     events: list[Event]
+    candles: dict[int, list[CandleRecord]]
+    newest_trades: list[TradeRecord]  # through the time index
 
 
 def sides(book: BookLevels) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
@@ -141,6 +176,8 @@ async def snapshot(store: Store) -> Snapshot:
         await store.list_trades(limit=EVERYTHING, after=None),
         sides(await store.book(EVERYTHING)),
         await store.events(0, EVERYTHING),
+        await all_candles(store),
+        await store.list_trades(limit=EVERYTHING, after=None, since=0, descending=True),
     )
 
 
@@ -153,6 +190,9 @@ async def assert_store_matches(store: Store, feed: Feed) -> None:
     assert snap.events == log
     assert snap.orders == [orders[i] for i in sorted(orders)]
     assert snap.trades == trades
+    assert snap.newest_trades == trades[::-1]
+    for interval in CANDLE_INTERVALS:
+        assert snap.candles[interval] == expected_candles(trades, interval), interval
     engine = feed.engine
     assert {o.order_id for o in snap.orders if o.alive} == set(engine.orders)
     for o in snap.orders:
@@ -533,6 +573,229 @@ async def test_events_log_pages(store: Store) -> None:
             assert await store.events(after, limit) == feed.log[after : after + limit]
 
 
+# -- history: both directions, time windows, candles ------------------------------------------
+
+
+def pick(items: Sequence[Any], key: Callable[[Any], int], want: dict[str, Any]) -> list[Any]:
+    """The page the store must return, computed the plain way over every item."""
+    chosen = sorted(
+        (
+            x
+            for x in items
+            if (want["after"] is None or key(x) > want["after"])
+            and (want["before"] is None or key(x) < want["before"])
+            and (want["since"] is None or want["ts"](x) >= want["since"])
+            and (want["until"] is None or want["ts"](x) < want["until"])
+        ),
+        key=key,
+        reverse=want["descending"],
+    )
+    return chosen[: want["limit"]]
+
+
+def random_window(rng: random.Random, ids: list[int], stamps: list[int]) -> dict[str, Any]:
+    def cursor() -> int | None:
+        return rng.choice(ids) + rng.choice((-1, 0, 1)) if ids and rng.random() < 0.5 else None
+
+    def moment() -> int | None:
+        if not stamps or rng.random() < 0.4:
+            return None
+        return rng.choice(stamps) + rng.choice((-NS, -1, 0, 1, NS, 61 * NS))
+
+    return {
+        "limit": rng.choice((1, 2, 5, EVERYTHING)),
+        "after": cursor(),
+        "before": cursor(),
+        "since": moment(),
+        "until": moment(),
+        "descending": rng.random() < 0.5,
+    }
+
+
+@pytest.mark.parametrize("seed", [4, 5])
+async def test_pages_in_both_directions_and_time_windows(store: Store, seed: int) -> None:
+    """Every combination of cursors, time bounds, direction and page size gives exactly the
+    items a plain filter over all of them gives, although timestamps do not rise with ids."""
+    rng = random.Random(seed)
+    feed = Feed(rng=random.Random(seed))
+    random_commands(feed, rng, 400)
+    await store.apply(feed.log)
+    orders, trades = expected_state(feed.log)
+    assert any(b.ts < a.ts for a, b in itertools.pairwise(trades)), "ts must not rise"
+    trade_ids = [t.trade_id for t in trades]
+    order_ids = list(orders)
+    for _ in range(80):
+        want = random_window(rng, trade_ids, [t.ts for t in trades])
+        got = await store.list_trades(
+            limit=want["limit"], after=want["after"], before=want["before"],
+            since=want["since"], until=want["until"], descending=want["descending"],
+        )  # fmt: skip
+        assert got == pick(trades, lambda t: t.trade_id, {**want, "ts": lambda t: t.ts}), want
+
+        want = random_window(rng, order_ids, [o.created_ts for o in orders.values()])
+        alive = rng.choice((None, True, False))
+        side = rng.choice((None, BUY, SELL))
+        subset = [
+            o
+            for o in orders.values()
+            if (alive is None or o.alive == alive) and (side is None or o.side == side)
+        ]
+        got_orders = await store.list_orders(
+            alive=alive, side=side, limit=want["limit"], after=want["after"],
+            before=want["before"], since=want["since"], until=want["until"],
+            descending=want["descending"],
+        )  # fmt: skip
+        expected = pick(subset, lambda o: o.order_id, {**want, "ts": lambda o: o.created_ts})
+        assert got_orders == expected, want
+
+    # walking back from the newest with `before` visits every trade once, newest first
+    walked: list[TradeRecord] = []
+    before: int | None = None
+    while page := await store.list_trades(limit=7, after=None, before=before, descending=True):
+        walked += page
+        before = page[-1].trade_id
+    assert walked == trades[::-1]
+    # one order's fills, newest first and in a time window
+    busiest = max(orders.values(), key=lambda o: o.traded)
+    fills = [t for t in trades if busiest.order_id in (t.bid_order_id, t.ask_order_id)]
+    assert len(fills) > 1
+    newest = await store.list_trades(
+        limit=EVERYTHING, after=None, order_id=busiest.order_id, descending=True
+    )
+    assert newest == fills[::-1]
+    window = await store.list_trades(
+        limit=EVERYTHING, after=None, order_id=busiest.order_id, since=fills[-1].ts
+    )
+    assert window == [t for t in fills if t.ts >= fills[-1].ts]
+
+
+async def test_time_window_outside_every_event_is_empty(store: Store) -> None:
+    feed = Feed()
+    build_book(feed)
+    await store.apply(feed.log)
+    first, last = feed.log[0].ts, feed.log[-1].ts
+    assert await store.list_trades(limit=10, after=None, until=first) == []
+    assert await store.list_trades(limit=10, after=None, since=last + 1) == []
+    assert (
+        await store.list_orders(alive=None, side=None, limit=10, after=None, since=last + 10 * NS)
+        == []
+    )
+    everything = await store.list_orders(alive=None, side=None, limit=EVERYTHING, after=None)
+    assert (
+        await store.list_orders(
+            alive=None, side=None, limit=EVERYTHING, after=None, since=first, until=last + 1
+        )
+        == everything
+    )
+    assert await store.list_trades(limit=10, after=None, since=5, until=5) == []
+
+
+async def test_candles_at_bucket_edges(store: Store) -> None:
+    """A trade stamped on a bucket's first nanosecond opens that bucket; one nanosecond
+    earlier it closes the previous one; a late-stamped trade lands in the earlier bucket
+    but does not change that bucket's open; empty buckets have no candle."""
+    feed = Feed()
+    hour = 3600 * NS
+
+    def buy(ts: int, price: int, quantity: int) -> None:
+        """One trade of `quantity` at `price`, stamped `ts` (the taker's time)."""
+        feed.clock = ts - 14  # the ask is stamped ts - 7, the buy that takes it exactly ts
+        feed.place(SELL, price, quantity)
+        feed.place(BUY, price, quantity)
+
+    buy(hour - 1, 100, 2)  # the last nanosecond of hour 0 (and of its minute and second)
+    buy(hour, 100, 3)  # the first nanosecond of hour 1
+    buy(hour + 1, 105, 1)
+    buy(hour + 59 * NS + NS - 1, 90, 4)  # still minute 0 of hour 1
+    buy(hour + 300 * NS, 101, 5)  # the first nanosecond of the second 5-minute bucket
+    buy(hour + NS // 2, 95, 6)  # stamped late: second 0 again, though last by sequence
+    await store.apply(feed.log)
+    h = 3600
+    candles = await all_candles(store)
+
+    def ohlc(c: CandleRecord) -> tuple[int, int, int, int, int, int, int]:
+        return (c.start, c.open, c.high, c.low, c.close, c.volume, c.count)
+
+    assert [ohlc(c) for c in candles[3600]] == [
+        (0, 100, 100, 100, 100, 2, 1),
+        (h, 100, 105, 90, 95, 19, 5),
+    ]
+    assert [ohlc(c) for c in candles[300]] == [
+        (h - 300, 100, 100, 100, 100, 2, 1),
+        (h, 100, 105, 90, 95, 14, 4),
+        (h + 300, 101, 101, 101, 101, 5, 1),
+    ]
+    assert [ohlc(c) for c in candles[60]] == [
+        (h - 60, 100, 100, 100, 100, 2, 1),
+        (h, 100, 105, 90, 95, 14, 4),
+        (h + 300, 101, 101, 101, 101, 5, 1),
+    ]
+    assert [ohlc(c) for c in candles[1]] == [
+        (h - 1, 100, 100, 100, 100, 2, 1),
+        (h, 100, 105, 95, 95, 10, 3),
+        (h + 59, 90, 90, 90, 90, 4, 1),
+        (h + 300, 101, 101, 101, 101, 5, 1),
+    ]
+    await assert_store_matches(store, feed)
+    # the reads: start bounds are half-open, `newest` takes the last ones, ascending
+    read = store.candles
+    assert [
+        c.start for c in await read(instrument=0, interval=1, limit=9, since=h, until=h + 60)
+    ] == [h, h + 59]
+    assert [c.start for c in await read(instrument=0, interval=1, limit=2, newest=True)] == [
+        h + 59,
+        h + 300,
+    ]
+    assert [c.start for c in await read(instrument=0, interval=1, limit=2)] == [h - 1, h]
+    assert await read(instrument=1, interval=1, limit=9) == []
+
+
+async def test_batch_ahead_of_the_stored_ones_is_folded_when_the_gap_fills(store: Store) -> None:
+    """Candles and the time index follow the sequence even when a batch is stored before the
+    one it follows. (Orders do not: an update to an order not stored yet is lost, and the
+    archiver never writes out of order. Trades and the derived data need no order.)"""
+    feed = Feed(rng=random.Random(8))
+    random_commands(feed, random.Random(9), 200)
+    half = len(feed.log) // 2
+    await store.apply(feed.log[half:])  # arrives first: nothing continues the folds yet
+    assert await all_candles(store) == {interval: [] for interval in CANDLE_INTERVALS}
+    await store.apply(feed.log[:half])
+    _, trades = expected_state(feed.log)
+    snap = await snapshot(store)
+    assert snap.newest_trades == trades[::-1]
+    for interval in CANDLE_INTERVALS:
+        assert snap.candles[interval] == expected_candles(trades, interval), interval
+
+
+async def test_reopening_derives_what_an_older_store_lacks(backend: Backend) -> None:
+    """A store written before candles and the time index existed gets them when opened."""
+    feed = Feed(rng=random.Random(10))
+    random_commands(feed, random.Random(11), 200)
+    first = await backend.open()
+    await first.apply(feed.log)
+    await forget_derived(first)
+    assert await all_candles(first) == {interval: [] for interval in CANDLE_INTERVALS}
+    await backend.close(first)
+    second = await backend.open()
+    await assert_store_matches(second, feed)
+
+
+async def forget_derived(store: Store) -> None:
+    """What a store from before the derived data held: no candles, no time index, no mark."""
+    if isinstance(store, SqliteStore):
+        db = store.db
+        db.execute("DELETE FROM candles")
+        db.execute("DELETE FROM time_index")
+        db.execute("DELETE FROM meta WHERE key LIKE 'derived:%'")
+        return
+    from store.mongo import MongoStore
+
+    assert isinstance(store, MongoStore)
+    await store.candles_.delete_many({})
+    await store.time_index.delete_many({})
+    await store.meta.delete_many({"_id": {"$regex": "^derived:"}})
+
+
 # -- idempotency and order tolerance ---------------------------------------------------------
 
 
@@ -659,7 +922,7 @@ def random_commands(feed: Feed, rng: random.Random, count: int) -> None:
 @pytest.mark.parametrize("seed", [1, 2, 3])
 async def test_random_chunks_with_replays_match_the_engine(store: Store, seed: int) -> None:
     rng = random.Random(seed)
-    feed = Feed()
+    feed = Feed(rng=random.Random(seed + 100))
     random_commands(feed, rng, 300)
     log = feed.log
     kinds = {type(e) for e in log}
