@@ -50,8 +50,8 @@ class Feed:
         if self.rng is None:
             self.clock += 7
             return self.clock
-        self.clock += self.rng.choice((1, 999_999, NS - 3, 59 * NS, 299 * NS, 3599 * NS))
-        late = self.rng.randrange(2 * NS) if self.rng.random() < 0.2 else 0
+        self.clock += self.rng.choice((1, 999_999, NS // 3, NS - 3, 59 * NS, 3599 * NS))
+        late = self.rng.randrange(2 * NS) if self.rng.random() < 0.3 else 0
         return max(0, self.clock - late)
 
     def place(
