@@ -9,6 +9,14 @@ COPY requirements.lock ./
 # (a dependency without a wheel for this platform compiles here, not in the final image).
 RUN pip wheel --no-cache-dir --require-hashes --wheel-dir /wheels -r requirements.lock
 
+# GraphiQL's and the OpenAPI UI's browser files, as `make web-assets` installs them: the npm
+# tarballs pinned in web-assets.lock.json, each checked against its sha512.
+FROM node:20-slim AS web
+WORKDIR /src
+COPY web-assets.lock.json ./
+COPY tools/web_assets.mjs tools/
+RUN node tools/web_assets.mjs --dest /web_vendor
+
 FROM python:3.11-slim
 RUN useradd --create-home --uid 10001 app && mkdir /data && chown app /data
 COPY --from=build /wheels /wheels
@@ -22,6 +30,7 @@ COPY --chown=app archiver archiver
 COPY --chown=app store store
 COPY --chown=app graphql_api graphql_api
 COPY --chown=app web_playground web_playground
+COPY --from=web --chown=app /web_vendor web_vendor
 USER app
 ENV DATA_DIR=/data PYTHONUNBUFFERED=1
 CMD ["python", "-m", "graphql_api"]

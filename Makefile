@@ -7,6 +7,7 @@ STAMP := $(VENV)/.installed
 # test and lint tools (the venv). Both include the build backend, so nothing unpinned is fetched.
 LOCK := requirements.lock
 DEV_LOCK := requirements-dev.lock
+WEB_VENDOR := web_vendor/lock.json
 # Linux x86_64, Python 3.11: this machine, CI and the Docker image.
 UV_COMPILE = $(VENV)/bin/uv pip compile --quiet --generate-hashes --python-version 3.11 \
 	--python-platform x86_64-manylinux_2_28 --custom-compile-command 'make lock' $(UPGRADE)
@@ -14,7 +15,7 @@ BUILD_REQUIRES = $(PY) -c "import tomllib; print(*tomllib.load(open('pyproject.t
 
 
 .PHONY: chromium compose-validator
-.PHONY: install lock audit run test lint typecheck pytest fuzz bench crash mutate loadtest overload schema clean
+.PHONY: install web-assets lock audit run test lint typecheck pytest fuzz bench crash mutate loadtest overload schema clean
 .PHONY: cluster-test run-standby crash-standby bench-stall bench-restart bench-drain
 
 # The venv installs exactly the pinned, hash-checked versions in $(DEV_LOCK) (runtime, dev tools and
@@ -26,7 +27,18 @@ $(STAMP): $(DEV_LOCK) pyproject.toml
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP) $(WEB_VENDOR)
+
+# GraphiQL's and the OpenAPI UI's browser files: npm tarballs pinned with their sha512 in
+# web-assets.lock.json, checked and unpacked into web_vendor/, which the API serves at /vendor/
+# so that /graphql and /docs work with no internet. The stamp is a copy of the lock.
+$(WEB_VENDOR): web-assets.lock.json tools/web_assets.mjs
+	@command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || { \
+		echo "GraphiQL and the OpenAPI UI are installed from npm: install Node.js (>= 16) with npm"; \
+		exit 1; }
+	node tools/web_assets.mjs
+
+web-assets: $(WEB_VENDOR)
 
 # The one deliberate way to change pinned versions: re-resolve pyproject.toml (and the build backend)
 # to the newest releases allowed. `make lock UPGRADE=` keeps existing pins and only adds what changed.
@@ -35,7 +47,7 @@ lock: $(STAMP)
 	$(BUILD_REQUIRES) | $(UV_COMPILE) pyproject.toml - -o $(LOCK)
 	$(BUILD_REQUIRES) | $(UV_COMPILE) pyproject.toml - --extra dev -c $(LOCK) -o $(DEV_LOCK)
 
-run: $(STAMP)
+run: $(STAMP) $(WEB_VENDOR)
 	$(PY) -m shared.stack
 
 # The same with a hot standby engine (docs/recovery.md): twice the engine's memory and CPU.
@@ -49,7 +61,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
-pytest: $(STAMP) chromium compose-validator
+pytest: $(STAMP) $(WEB_VENDOR) chromium compose-validator
 	$(PY) -m pytest -q --ignore=tests/cluster
 
 # `docker compose config` needs no Docker engine; where the v2 plugin is missing, Debian's
@@ -76,7 +88,7 @@ test: lint typecheck audit pytest
 
 # The inner loop: unit tests and the API suite over the in-process gateway. No subprocess,
 # no Redis, no browser.
-test-fast: $(STAMP)
+test-fast: $(STAMP) $(WEB_VENDOR)
 	HYPOTHESIS_PROFILE=fast $(PY) -m pytest -q -m "not stack" -p no:cacheprovider
 
 fuzz: $(STAMP)
@@ -86,7 +98,7 @@ bench: $(STAMP)
 	$(PY) -m engine.bench
 
 clean:
-	rm -rf $(VENV) data .mypy_cache .ruff_cache .pytest_cache .hypothesis .mutate
+	rm -rf $(VENV) web_vendor data .mypy_cache .ruff_cache .pytest_cache .hypothesis .mutate
 
 # A real Redis Cluster (3 masters, 3 replicas) on this machine: the stack on it, failovers
 # under load, then the API suite's stack half run through a stack on a cluster (4 instruments,

@@ -31,6 +31,8 @@ from .rest import feeds, market, openapi, orders
 from .schema import build_schema
 from .security import ApiKeys, RateLimiter, RateLimitMiddleware, route_path
 from .service import ExchangeService
+from .tool_pages import graphiql_html
+from .tool_pages import mount as mount_tool_pages
 
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 PLAYGROUND = Path(__file__).resolve().parent.parent / "web_playground"
@@ -70,6 +72,11 @@ class ExchangeGraphQLRouter(GraphQLRouter[Any, Any]):  # Any: Strawberry's conte
                 raise json.JSONDecodeError("payload.query must be a string", "", 0)
         return message
 
+    @property
+    def graphql_ide_html(self) -> str:
+        """GraphiQL on the server's own copy of its assets (Strawberry's page uses a CDN)."""
+        return graphiql_html()
+
     def parse_json(self, data: str | bytes) -> Any:  # Any: Strawberry's signature
         """An HTTP body: a repeated key is a 422 naming it, as on REST."""
         try:
@@ -100,11 +107,14 @@ def build_app(service: ExchangeService) -> FastAPI:
         version="0.1.0",
         description="Limit order book with price-time priority. GraphQL at /graphql.",
         lifespan=lifespan,
+        docs_url=None,  # /docs is served from local assets by tool_pages
+        redoc_url=None,
         # Metrics are Prometheus (/metrics); FastAPI's OpenTelemetry hooks would only add
         # per-request environment lookups on the hot path.
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.service = service
+    mount_tool_pages(app)
 
     async def answered(request: Request, exc: Exception) -> JSONResponse:
         rendered = error_response(exc)

@@ -136,6 +136,7 @@ FAST_MODULES = {
     "tests/shared/test_prices.py",
     "tests/shared/test_wire.py",
     "tests/test_lock.py",
+    "tests/test_web_assets.py",
     "tests/store/test_contract.py",
     "tests/store/test_derived.py",
     "tests/api/test_rest.py",

@@ -1,12 +1,14 @@
 """The web playground in a real browser (Debian's Chromium driven by Playwright) against the
 real stack: trade through the form, watch the tape, the ladder and "my orders" follow, modify
-and cancel, see inline errors, survive a dropped WebSocket, and fit on a phone.
+and cancel, see inline errors, survive a dropped WebSocket, and fit on a phone. GraphiQL and
+the OpenAPI UI run a query each with every request off this machine refused.
 
 The screenshots in docs/img/ are taken here, after trades, so they show a populated view.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tempfile
@@ -14,10 +16,11 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from playwright.async_api import Browser, Locator, Page, async_playwright, expect
+from playwright.async_api import Browser, Locator, Page, Route, async_playwright, expect
 
 pytestmark = pytest.mark.usefixtures("empty_book")
 
@@ -281,3 +284,80 @@ async def test_subscriptions_come_back_after_a_dropped_socket(
     await expect(level(page, "asks", 0)).to_have_class(re.compile(r"\bempty\b"), timeout=TIMEOUT)
     assert errors == []
     await page.close()
+
+
+LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
+
+
+async def offline_page(browser: Browser) -> tuple[Page, list[str]]:
+    """A page that can reach this machine only, as on a host without internet; also returns
+    the URLs it tried to fetch from anywhere else (each refused)."""
+    context = await browser.new_context(viewport=WIDE)
+    outside: list[str] = []
+
+    async def only_local(route: Route) -> None:
+        if urlsplit(route.request.url).hostname in LOCAL_HOSTS:
+            await route.continue_()
+        else:
+            outside.append(route.request.url)
+            await route.abort("internetdisconnected")
+
+    await context.route("**/*", only_local)
+    page = await context.new_page()
+    return page, outside
+
+
+async def test_graphiql_runs_a_query_offline(
+    browser: Browser, base_url: str, ahttp: httpx.AsyncClient
+) -> None:
+    await place(ahttp, -1, "100.25", 3)
+    page, outside = await offline_page(browser)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    await page.goto(f"{base_url}/graphql")
+    editor = page.locator(".graphiql-query-editor .CodeMirror")
+    await expect(editor).to_be_visible(timeout=TIMEOUT)
+
+    # Type a query over the example, as a person would, and run it.
+    await editor.click()
+    await page.keyboard.press("Control+A")
+    await page.keyboard.press("Delete")
+    await page.keyboard.type("{ orderBook(depth: 3) { asks { price quantity ")
+    typed = await editor.evaluate("node => node.CodeMirror.getValue()")
+    assert typed.startswith("{ orderBook(depth: 3) { asks { price quantity"), typed
+    await page.locator(".graphiql-execute-button").click()
+    response = page.locator(".graphiql-response .CodeMirror")
+    await expect(response).to_contain_text("100.25", timeout=TIMEOUT)
+    answer = json.loads(await response.evaluate("node => node.CodeMirror.getValue()"))
+    assert answer == {"data": {"orderBook": {"asks": [{"price": "100.25", "quantity": 3}]}}}
+
+    assert outside == [], f"GraphiQL fetched from outside this machine: {outside}"
+    assert errors == []
+    await page.context.close()
+
+
+async def test_openapi_ui_tries_get_orderbook_offline(
+    browser: Browser, base_url: str, ahttp: httpx.AsyncClient
+) -> None:
+    await place(ahttp, 1, "99.75", 6)
+    page, outside = await offline_page(browser)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    await page.goto(f"{base_url}/docs")
+    operation = page.locator("#operations-default-order_book_orderbook_get")
+    await expect(operation).to_be_visible(timeout=TIMEOUT)
+
+    await operation.locator(".opblock-summary").click()
+    await operation.get_by_role("button", name="Try it out").click()
+    await operation.locator('input[placeholder="depth"]').fill("2")
+    await operation.get_by_role("button", name="Execute").click()
+    answer = operation.locator(".live-responses-table tr.response")
+    await expect(answer.locator(".response-col_status")).to_have_text("200", timeout=TIMEOUT)
+    body = json.loads(await answer.locator(".response-col_description pre").first.inner_text())
+    assert body["bids"] == [{"price": 99.75, "quantity": 6}], body
+    assert body["asks"] == []
+    await expect(operation.locator(".request-url pre")).to_contain_text("/orderbook?depth=2")
+
+    assert outside == [], f"the OpenAPI UI fetched from outside this machine: {outside}"
+    assert errors == []
+    await page.context.close()
