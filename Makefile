@@ -51,7 +51,7 @@ run: $(STAMP) $(WEB_VENDOR)
 	$(PY) -m shared.stack
 
 # The same with a hot standby engine (docs/recovery.md): twice the engine's memory and CPU.
-run-standby: $(STAMP)
+run-standby: $(STAMP) $(WEB_VENDOR)
 	$(PY) -m shared.stack --standby
 
 lint: $(STAMP)
