@@ -72,6 +72,23 @@ class BookView:
     asks: list[LevelView]
 
 
+@dataclass(frozen=True, slots=True)
+class InstrumentView:
+    """What a client needs to check an order before sending it."""
+
+    symbol: str
+    tick_size: Decimal
+    max_price: Decimal
+    max_quantity: int
+
+
+def instrument_views(settings: Settings) -> list[InstrumentView]:
+    return [
+        InstrumentView(i.symbol, i.tick_size, i.max_price, settings.max_quantity)
+        for i in settings.instruments
+    ]
+
+
 def utc(ts_ns: int) -> datetime:
     return datetime.fromtimestamp(ts_ns / 1e9, UTC)
 

@@ -1,4 +1,4 @@
-"""Market data over REST: `GET /trades` and `GET /orderbook`."""
+"""Market data over REST: `GET /trades`, `GET /orderbook` and `GET /instruments`."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 from ..errors import ERROR_RESPONSES
 from ..requests import MAX_DEPTH, MAX_PAGE, ORDER_ID_PATTERN, Requests
 from ..service import ExchangeService
-from ..views import book_view, to_json, trade_view
+from ..views import book_view, instrument_views, to_json, trade_view
 from .orders import SYMBOL_HELP
 
 
@@ -35,5 +35,9 @@ def reads(service: ExchangeService, requests: Requests) -> APIRouter:
         levels = await service.book(query)
         book: dict[str, Any] = to_json(book_view(query.instrument, levels, depth))  # Any: JSON
         return book
+
+    @router.get("/instruments", summary="The instruments, the default first, with their limits")
+    async def instruments() -> list[dict[str, Any]]:  # Any: JSON objects
+        return [to_json(v) for v in instrument_views(settings)]
 
     return router

@@ -20,10 +20,11 @@ from ..hub import Hub, SlowConsumer
 from ..requests import MAX_DEPTH, MAX_PAGE, InvalidInput, Requests
 from ..security import API_KEY_HEADER, ApiKeys, RateLimiter, Unauthenticated, client_id
 from ..service import ExchangeService, Rejection
-from ..views import book_view, order_view, trade_view
+from ..views import book_view, instrument_views, order_view, trade_view
 from .types import (
     ChangeResult,
     FieldError,
+    InstrumentNode,
     OrderBookNode,
     OrderConnection,
     OrderNode,
@@ -186,6 +187,11 @@ class Query:
             request = _requests(info).book(depth, symbol)
             levels = await _service(info).book(request)
         return OrderBookNode.of(book_view(request.instrument, levels, depth))
+
+    @strawberry.field
+    def instruments(self, info: GraphQLInfo) -> list[InstrumentNode]:
+        """The default first; their limits let a client check an order before sending it."""
+        return [InstrumentNode.of(v) for v in instrument_views(_service(info).settings)]
 
 
 @strawberry.type

@@ -13,7 +13,7 @@ import strawberry
 
 from shared.commands import FOK, GTC, IOC
 
-from ..views import BookView, OrderView, TradeView
+from ..views import BookView, InstrumentView, OrderView, TradeView
 
 Price = NewType("Price", Decimal)
 PRICE_SCALAR = strawberry.scalar(
@@ -123,6 +123,23 @@ class OrderBookNode:
             seq=v.seq,
             bids=[LevelNode(price=Price(level.price), quantity=level.quantity) for level in v.bids],
             asks=[LevelNode(price=Price(level.price), quantity=level.quantity) for level in v.asks],
+        )
+
+
+@strawberry.type(name="Instrument", description="A book and the limits its orders must respect")
+class InstrumentNode:
+    symbol: str
+    tick_size: Price = strawberry.field(description="every price is a multiple of it")
+    max_price: Price
+    max_quantity: int
+
+    @classmethod
+    def of(cls, v: InstrumentView) -> InstrumentNode:
+        return cls(
+            symbol=v.symbol,
+            tick_size=Price(v.tick_size),
+            max_price=Price(v.max_price),
+            max_quantity=v.max_quantity,
         )
 
 

@@ -447,6 +447,28 @@ async def test_order_book_aggregates_levels_and_respects_depth(gq: AsyncClientSe
     assert (levels(one["bids"]), levels(one["asks"])) == ([("99", 7)], [("101", 6)])
 
 
+async def test_instruments_give_each_book_its_limits_in_graphql_and_rest(
+    gq: AsyncClientSession, ahttp: httpx.AsyncClient
+) -> None:
+    """What a client needs to check an order before sending it (the playground does)."""
+    query = "{ instruments { symbol tickSize maxPrice maxQuantity } }"
+    instruments = (await run(gq, query))["instruments"]
+    assert instruments[0] == {
+        "symbol": "DEFAULT",
+        "tickSize": "0.01",
+        "maxPrice": "1000000",
+        "maxQuantity": 1_000_000_000,
+    }
+    rest = (await ahttp.get("/instruments")).json()
+    assert [i["symbol"] for i in rest] == [i["symbol"] for i in instruments]
+    assert rest[0] == {
+        "symbol": "DEFAULT",
+        "tick_size": 0.01,
+        "max_price": 1000000,
+        "max_quantity": 1_000_000_000,
+    }
+
+
 async def test_order_book_reflects_partial_fills(gq: AsyncClientSession) -> None:
     await gplace(gq, -1, "50", 4)
     await gplace(gq, -1, "50", 6)
