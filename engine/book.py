@@ -1,21 +1,28 @@
 """The limit order book's data structures.
 
-Why these shapes:
-- a level is an `OrderedDict` (a C doubly linked list plus a dict): appending at the tail,
-  removing any order by id and taking the head are all O(1), which gives FIFO priority
-  with O(1) cancel;
-- each side keeps its prices in a `SortedList` (O(log n) only when a level appears or
-  disappears) and caches its best price, so the crossing check on every order is a single
-  integer comparison. An empty side's best is a sentinel that never crosses: 0 for bids,
-  `NO_ASK` for asks (prices are >= 1 tick).
+Why these shapes (each chosen for the cost of one command on a large book, where a
+command's time goes mostly to cache misses):
+- a level is a `deque` of orders in arrival order. A cancelled order is not searched for in
+  it: it is marked dead (`remaining = 0`, which no resting order has otherwise) and left
+  where it is; matching drops dead orders when they reach the head, and a level whose
+  dead orders outnumber its live ones is compacted (amortised O(1) per cancel). A cancel
+  thus touches the order and its level's counters, nothing else. An order that moves
+  (a new price, or a larger size) is re-created, so that its old entry stays dead;
+- each side keeps its level prices in a binary heap (bids negated), and caches its best
+  price, so the crossing check on every order is a single integer comparison. A level that
+  empties away from the best stays in the heap and in `levels`, empty, until it reaches
+  the top or is reused; the heap is rebuilt when such levels outnumber the live ones. An
+  empty side's best is a sentinel that never crosses: 0 for bids, `NO_ASK` for asks
+  (prices are >= 1 tick).
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import deque
+from collections.abc import Iterator
+from heapq import heapify, heappop, heappush
 
 import msgspec
-from sortedcontainers import SortedList
 
 NO_BID = 0
 NO_ASK = 1 << 62
@@ -32,29 +39,42 @@ class Order(msgspec.Struct, array_like=True, gc=False):
     side: int
     price: int
     quantity: int
-    remaining: int
+    remaining: int  # 0 once the order has left the book (see the module docstring)
     ts: int
     client_order_id: str | None
     owner: str = ""
 
 
 class Level:
-    __slots__ = ("orders", "price", "total")
+    """The orders at one price. `live` counts the orders in `queue` that still rest;
+    `total` is their remaining quantity."""
+
+    __slots__ = ("live", "price", "queue", "total")
 
     def __init__(self, price: int) -> None:
         self.price = price
-        self.orders: OrderedDict[int, Order] = OrderedDict()
+        self.queue: deque[Order] = deque()
+        self.live = 0
         self.total = 0
+
+    def compact(self) -> None:
+        queue = self.queue
+        live = [order for order in queue if order.remaining]
+        queue.clear()
+        queue.extend(live)
 
 
 class BookSide:
-    __slots__ = ("best", "is_bid", "levels", "prices")
+    __slots__ = ("best", "empty", "heap", "is_bid", "key", "levels", "live_levels")
 
     def __init__(self, is_bid: bool) -> None:
         self.is_bid = is_bid
-        self.levels: dict[int, Level] = {}
-        self.prices = SortedList()
-        self.best = NO_BID if is_bid else NO_ASK
+        self.key = -1 if is_bid else 1  # heap key = key * price: the best price on top
+        self.empty = NO_BID if is_bid else NO_ASK
+        self.best = self.empty
+        self.levels: dict[int, Level] = {}  # every price in `heap`, live or empty
+        self.heap: list[int] = []
+        self.live_levels = 0
 
     def add(self, order: Order) -> None:
         """Append an order at the tail of its price level, creating the level if needed."""
@@ -62,42 +82,79 @@ class BookSide:
         level = self.levels.get(price)
         if level is None:
             level = self.levels[price] = Level(price)
-            self.prices.add(price)
+            heappush(self.heap, self.key * price)
+        if not level.live:
+            self.live_levels += 1
             if (price > self.best) if self.is_bid else (price < self.best):
                 self.best = price
-        level.orders[order.order_id] = order
+        level.queue.append(order)
+        level.live += 1
         level.total += order.remaining
 
     def remove(self, order: Order) -> None:
-        """Take a resting order out of its level, dropping the level when it empties."""
+        """Take a resting order out of the book: it is marked dead where it stands."""
         level = self.levels[order.price]
-        del level.orders[order.order_id]
         level.total -= order.remaining
-        if not level.orders:
-            self.drop_level(order.price)
+        order.remaining = 0
+        live = level.live = level.live - 1
+        if not live:
+            self.level_emptied(level)
+        elif len(level.queue) > 2 * live + 8:
+            level.compact()
 
-    def drop_level(self, price: int) -> None:
-        del self.levels[price]
-        prices = self.prices
-        prices.remove(price)
-        if price == self.best:
-            if prices:
-                self.best = prices[-1] if self.is_bid else prices[0]
-            else:
-                self.best = NO_BID if self.is_bid else NO_ASK
+    def level_emptied(self, level: Level) -> None:
+        """`level` has no live order left: forget its orders, and find the next best
+        price if it was the best."""
+        level.queue.clear()
+        self.live_levels -= 1
+        if level.price == self.best:
+            heap, levels, key = self.heap, self.levels, self.key
+            while heap:
+                top = levels[heap[0] * key]
+                if top.live:
+                    self.best = top.price
+                    return
+                heappop(heap)
+                del levels[top.price]
+            self.best = self.empty
+        elif len(self.levels) > 2 * self.live_levels + 64:
+            self.drop_empty_levels()
+
+    def drop_empty_levels(self) -> None:
+        """Forget the empty levels and rebuild the heap (in place: callers may hold them)."""
+        levels = self.levels
+        for price in [p for p, level in levels.items() if not level.live]:
+            del levels[price]
+        self.heap[:] = [self.key * price for price in levels]
+        heapify(self.heap)
+
+    def best_first(self) -> Iterator[Level]:
+        """Live levels, best first: a best-first walk of the heap, O(log n) per level."""
+        heap, levels, key = self.heap, self.levels, self.key
+        size = len(heap)
+        frontier = [(heap[0], 0)] if heap else []
+        while frontier:
+            _, i = heappop(frontier)
+            level = levels[heap[i] * key]
+            if level.live:
+                yield level
+            for child in (2 * i + 1, 2 * i + 2):
+                if child < size:
+                    heappush(frontier, (heap[child], child))
 
     def depth(self, n: int) -> list[tuple[int, int]]:
-        """Top `n` levels, best first, as (price, aggregated quantity): O(log book + n)."""
-        prices = self.prices
-        size = len(prices)
-        if self.is_bid:
-            top = prices.islice(max(0, size - n), size, reverse=True)
-        else:
-            top = prices.islice(0, min(n, size))
-        levels = self.levels
-        return [(price, levels[price].total) for price in top]
+        """Top `n` levels, best first, as (price, aggregated quantity)."""
+        top: list[tuple[int, int]] = []
+        if n <= 0:
+            return top
+        for level in self.best_first():
+            top.append((level.price, level.total))
+            if len(top) == n:
+                break
+        return top
 
     def iter_orders(self) -> list[Order]:
         """Every resting order, best level first, FIFO inside a level (canonical order)."""
-        ordered = reversed(self.prices) if self.is_bid else iter(self.prices)
-        return [order for price in ordered for order in self.levels[price].orders.values()]
+        live = sorted((p for p, level in self.levels.items() if level.live), reverse=self.is_bid)
+        levels = self.levels
+        return [order for price in live for order in levels[price].queue if order.remaining]

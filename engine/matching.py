@@ -128,11 +128,12 @@ class MatchingEngine:
             book = self.asks
         self.orders[order_id] = order
         level = book.levels.get(price)
-        if level is None:
-            book.add(order)
-        else:  # the common case, inlined: append to an existing level
-            level.orders[order_id] = order
+        if level is not None and level.live:  # the common case, inlined: a live level
+            level.queue.append(order)
+            level.live += 1
             level.total += order.remaining
+        else:
+            book.add(order)
         return events
 
     def _place_immediate(
@@ -151,7 +152,7 @@ class MatchingEngine:
         if key is not None and key in self.client_order_ids:
             self.seq += 1
             return [Rejected(self.seq, DUPLICATE_CLIENT_ORDER_ID, self.client_order_ids[key], ts)]
-        if price == MARKET and not opposite.levels:
+        if price == MARKET and opposite.best == opposite.empty:
             self.seq += 1
             return [Rejected(self.seq, NO_LIQUIDITY, 0, ts)]
         order_id = self.next_order_id
@@ -175,16 +176,13 @@ class MatchingEngine:
     @staticmethod
     def _available(book: BookSide, side: int, limit: int, quantity: int) -> bool:
         """Whether `quantity` rests at prices that cross `limit` (FOK's all-or-nothing
-        check); stops at the first level that completes it."""
-        prices = (
-            book.prices.irange(maximum=limit)
-            if side == BUY
-            else book.prices.irange(minimum=limit, reverse=True)
-        )
+        check); stops at the first level that completes it or does not cross."""
         total = 0
-        levels = book.levels
-        for level_price in prices:
-            total += levels[level_price].total
+        for level in book.best_first():
+            price = level.price
+            if (price > limit) if side == BUY else (price < limit):
+                return False
+            total += level.total
             if total >= quantity:
                 return True
         return False
@@ -215,9 +213,7 @@ class MatchingEngine:
                 order.remaining -= cut
                 order.quantity = quantity
             else:
-                own.remove(order)
-                order.remaining += quantity - order.quantity
-                order.quantity = quantity
+                order = self._move(own, order, order.price, quantity)
                 own.add(order)
             self.seq += 1
             events.append(QuantityChanged(self.seq, order_id, quantity, order.remaining, ts))
@@ -228,8 +224,7 @@ class MatchingEngine:
             return events
         self.seq += 1
         events.append(Modified(self.seq, order_id, price, ts))
-        own.remove(order)
-        order.price = price
+        order = self._move(own, order, price, order.quantity)
         if (price >= opposite.best) if order.side == BUY else (price <= opposite.best):
             self._match(order, opposite, events, ts)
             if not order.remaining:
@@ -237,6 +232,24 @@ class MatchingEngine:
                 return events
         own.add(order)
         return events
+
+    def _move(self, own: BookSide, order: Order, price: int, quantity: int) -> Order:
+        """Take `order` out of its level and return a fresh copy with a new price and
+        total quantity, not yet in a level (the old object stays dead in its queue)."""
+        remaining = order.remaining + quantity - order.quantity
+        own.remove(order)
+        moved = Order(
+            order.order_id,
+            order.side,
+            price,
+            quantity,
+            remaining,
+            order.ts,
+            order.client_order_id,
+            order.owner,
+        )
+        self.orders[order.order_id] = moved
+        return moved
 
     def cancel(self, order_id: int, ts: int, owner: str = "") -> list[Event]:
         order = self.orders.get(order_id)
@@ -246,9 +259,10 @@ class MatchingEngine:
             self.seq += 1
             return [Rejected(self.seq, NOT_OWNER, order_id, ts)]
         del self.orders[order_id]
+        remaining = order.remaining
         (self.bids if order.side == BUY else self.asks).remove(order)
         self.seq += 1
-        return [Cancelled(self.seq, order_id, order.remaining, ts)]
+        return [Cancelled(self.seq, order_id, remaining, ts)]
 
     # -- queries ----------------------------------------------------------------------------
 
@@ -288,15 +302,20 @@ class MatchingEngine:
             if (best > limit) if is_buy else (best < limit):
                 break
             level = levels[best]
-            queue = level.orders
-            while remaining and queue:
-                maker = next(iter(queue.values()))
+            queue = level.queue
+            total = level.total
+            live = level.live
+            while True:
+                maker = queue[0]
                 left = maker.remaining
+                if not left:  # cancelled or moved while queued
+                    queue.popleft()
+                    continue
                 fill = remaining if remaining < left else left
                 remaining -= fill
                 left -= fill
+                total -= fill
                 maker.remaining = left
-                level.total -= fill
                 seq += 1
                 maker_id = maker.order_id
                 if is_buy:
@@ -304,9 +323,16 @@ class MatchingEngine:
                 else:
                     append(Trade(seq, best, fill, maker_id, taker_id, side, left, remaining, ts))
                 if not left:
-                    queue.popitem(last=False)
+                    queue.popleft()
                     del resting[maker_id]
-            if not queue:
-                book.drop_level(best)
+                    live -= 1
+                    if not live:
+                        break
+                if not remaining:
+                    break
+            level.total = total
+            level.live = live
+            if not live:
+                book.level_emptied(level)
         self.seq = seq
         order.remaining = remaining

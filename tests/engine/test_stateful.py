@@ -654,26 +654,36 @@ class EngineVersusReference(RuleBasedStateMachine):
     @invariant()
     def book_never_crossed(self) -> None:
         bids, asks = self.engine.bids, self.engine.asks
-        if bids.prices and asks.prices:
+        bid_prices = sorted(p for p, level in bids.levels.items() if level.live)
+        ask_prices = sorted(p for p, level in asks.levels.items() if level.live)
+        if bid_prices and ask_prices:
             assert bids.best < asks.best
-        assert bids.best == (bids.prices[-1] if bids.prices else NO_BID)
-        assert asks.best == (asks.prices[0] if asks.prices else NO_ASK)
+        assert bids.best == (bid_prices[-1] if bid_prices else NO_BID)
+        assert asks.best == (ask_prices[0] if ask_prices else NO_ASK)
 
     @invariant()
     def indexes_are_consistent(self) -> None:
         engine = self.engine
         resting = {}
         for book, side in ((engine.bids, BUY), (engine.asks, SELL)):
-            assert list(book.prices) == sorted(book.levels)
+            heap = book.heap
+            assert sorted(heap) == sorted(book.key * price for price in book.levels)
+            assert all(heap[(i - 1) // 2] <= heap[i] for i in range(1, len(heap)))
+            if heap:  # the top of the heap is the best level, and it is live
+                assert book.levels[heap[0] * book.key].live
+            assert book.live_levels == sum(1 for level in book.levels.values() if level.live)
             for price, level in book.levels.items():
                 assert level.price == price
-                assert level.orders, "empty level left behind"
-                assert level.total == sum(o.remaining for o in level.orders.values())
-                for order_id, order in level.orders.items():
-                    assert order.order_id == order_id
+                live = [order for order in level.queue if order.remaining]
+                assert level.live == len(live)
+                assert level.live or not level.queue, "an emptied level keeps dead orders"
+                assert len(level.queue) <= 2 * level.live + 8, "dead orders pile up"
+                assert level.total == sum(o.remaining for o in live)
+                for order in live:
+                    assert order.order_id not in resting, "an order queued twice"
                     assert (order.side, order.price) == (side, price)
                     assert 0 < order.remaining <= order.quantity
-                    resting[order_id] = order
+                    resting[order.order_id] = order
         assert resting.keys() == engine.orders.keys()
         assert all(engine.orders[i] is o for i, o in resting.items())
 
