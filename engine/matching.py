@@ -78,29 +78,22 @@ class MatchingEngine:
     # -- commands ---------------------------------------------------------------------------
 
     def apply(self, command: Command) -> list[Event]:
+        """One command in, its events out. A GTC limit place, the commonest command, is
+        handled here rather than in a method of its own (a call costs as much as the
+        rest of a place that does not cross)."""
         kind = type(command)
-        if kind is Place:
-            p: Place = command  # type: ignore[assignment]
-            return self.place(p.side, p.price, p.quantity, p.client_order_id, p.ts, p.tif, p.owner)
-        if kind is Cancel:
-            c: Cancel = command  # type: ignore[assignment]
-            return self.cancel(c.order_id, c.ts, c.owner)
-        m: Modify = command  # type: ignore[assignment]
-        return self.modify(m.order_id, m.price, m.ts, m.quantity, m.owner)
-
-    def place(
-        self,
-        side: int,
-        price: int,
-        quantity: int,
-        client_order_id: str | None,
-        ts: int,
-        tif: int = GTC,
-        owner: str = "",
-    ) -> list[Event]:
-        if tif or price == MARKET:
-            return self._place_immediate(side, price, quantity, client_order_id, ts, tif, owner)
+        if kind is not Place:
+            if kind is Cancel:
+                return self._cancel(command)  # type: ignore[arg-type]
+            return self._modify(command)  # type: ignore[arg-type]
+        p: Place = command  # type: ignore[assignment]
+        price = p.price
+        if p.tif or price == MARKET:
+            return self._place_immediate(p)
         order_id = self.next_order_id
+        client_order_id = p.client_order_id
+        owner = p.owner
+        ts = p.ts
         if client_order_id is not None:
             key = _client_key(owner, client_order_id)
             known = self.client_order_ids.get(key)
@@ -110,8 +103,10 @@ class MatchingEngine:
             self._remember(key, order_id)
         self.next_order_id = order_id + 1
         seq = self.seq = self.seq + 1
+        side = p.side
+        quantity = p.quantity
         events: list[Event] = [
-            Accepted(seq, order_id, side, price, quantity, ts, client_order_id, tif, owner)
+            Accepted(seq, order_id, side, price, quantity, ts, client_order_id, GTC, owner)
         ]
         order = Order(order_id, side, price, quantity, quantity, ts, client_order_id, owner)
         if side == BUY:
@@ -131,22 +126,40 @@ class MatchingEngine:
         if level is not None and level.live:  # the common case, inlined: a live level
             level.queue.append(order)
             level.live += 1
-            level.total += order.remaining
+            level.total += quantity
         else:
             book.add(order)
         return events
 
-    def _place_immediate(
+    def place(
         self,
         side: int,
         price: int,
         quantity: int,
         client_order_id: str | None,
         ts: int,
-        tif: int,
-        owner: str,
+        tif: int = GTC,
+        owner: str = "",
     ) -> list[Event]:
+        return self.apply(Place(side, price, quantity, client_order_id, "", ts, tif, owner))
+
+    def modify(
+        self, order_id: int, price: int, ts: int, quantity: int = 0, owner: str = ""
+    ) -> list[Event]:
+        """Change the price and/or total quantity; 0 leaves that one unchanged.
+
+        Lowering the quantity keeps time priority; raising it or changing the price moves
+        the order to the tail of its level, and a new price may trade at once.
+        """
+        return self._modify(Modify(order_id, price, "", ts, quantity, owner))
+
+    def cancel(self, order_id: int, ts: int, owner: str = "") -> list[Event]:
+        return self._cancel(Cancel(order_id, "", ts, owner))
+
+    def _place_immediate(self, command: Place) -> list[Event]:
         """IOC, FOK and market orders: trade now, never rest; the remainder is cancelled."""
+        side, price, quantity, ts = command.side, command.price, command.quantity, command.ts
+        client_order_id, tif, owner = command.client_order_id, command.tif, command.owner
         opposite = self.asks if side == BUY else self.bids
         key = None if client_order_id is None else _client_key(owner, client_order_id)
         if key is not None and key in self.client_order_ids:
@@ -187,18 +200,15 @@ class MatchingEngine:
                 return True
         return False
 
-    def modify(
-        self, order_id: int, price: int, ts: int, quantity: int = 0, owner: str = ""
-    ) -> list[Event]:
-        """Change the price and/or total quantity; 0 leaves that one unchanged.
-
-        Lowering the quantity keeps time priority; raising it or changing the price moves
-        the order to the tail of its level, and a new price may trade at once.
-        """
+    def _modify(self, command: Modify) -> list[Event]:
+        order_id = command.order_id
+        price = command.price
+        quantity = command.quantity
+        ts = command.ts
         order = self.orders.get(order_id)
         if order is None:
             return self._reject(order_id, ts)
-        if order.owner != owner:
+        if order.owner != command.owner:
             self.seq += 1
             return [Rejected(self.seq, NOT_OWNER, order_id, ts)]
         own, opposite = (self.bids, self.asks) if order.side == BUY else (self.asks, self.bids)
@@ -251,18 +261,28 @@ class MatchingEngine:
         self.orders[order.order_id] = moved
         return moved
 
-    def cancel(self, order_id: int, ts: int, owner: str = "") -> list[Event]:
+    def _cancel(self, command: Cancel) -> list[Event]:
+        order_id = command.order_id
         order = self.orders.get(order_id)
         if order is None:
-            return self._reject(order_id, ts)
-        if order.owner != owner:
+            return self._reject(order_id, command.ts)
+        if order.owner != command.owner:
             self.seq += 1
-            return [Rejected(self.seq, NOT_OWNER, order_id, ts)]
+            return [Rejected(self.seq, NOT_OWNER, order_id, command.ts)]
         del self.orders[order_id]
         remaining = order.remaining
-        (self.bids if order.side == BUY else self.asks).remove(order)
-        self.seq += 1
-        return [Cancelled(self.seq, order_id, remaining, ts)]
+        # BookSide.remove, inlined
+        book = self.bids if order.side == BUY else self.asks
+        level = book.levels[order.price]
+        level.total -= remaining
+        order.remaining = 0
+        live = level.live = level.live - 1
+        if not live:
+            book.level_emptied(level)
+        elif len(level.queue) > 2 * live + 8:
+            level.compact()
+        seq = self.seq = self.seq + 1
+        return [Cancelled(seq, order_id, remaining, command.ts)]
 
     # -- queries ----------------------------------------------------------------------------
 
