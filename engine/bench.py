@@ -142,6 +142,15 @@ class Flow:
         return engine
 
 
+def make_flow(n: int, seed: int, engine: MatchingEngine | None = None) -> list[Command]:
+    """`n` commands of the realistic flow, continuing from `engine` (which they are applied
+    to; an empty book if None). The book is held near its starting size, or near
+    `STEADY_RESTING` orders if it starts smaller."""
+    shadow = engine if engine is not None else MatchingEngine()
+    gen = FlowGenerator(random.Random(seed), shadow, max(STEADY_RESTING, len(shadow.orders)))
+    return [gen.next() for _ in range(n)]
+
+
 def steady_flow(n: int, seed: int, resting: int = STEADY_RESTING) -> Flow:
     """The realistic flow: a warm-up from an empty book to its steady state, then `n`."""
     shadow = MatchingEngine()
