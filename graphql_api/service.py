@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import structlog
 from structlog.typing import FilteringBoundLogger
@@ -30,7 +32,7 @@ from shared.events import (
     Rejected,
     Trade,
 )
-from store.port import BookLevels, OrderRecord, Store, TradeRecord
+from store.port import BookLevels, CandleRecord, OrderRecord, Store, TradeRecord
 
 from .hub import Hub
 from .metrics import ANSWERED_BY_KIND, MUTATIONS, ROUND_TRIP_BY_KIND
@@ -38,14 +40,24 @@ from .ports import EngineGateway, EngineTimeout, Unavailable
 from .requests import (
     BookQuery,
     CancelOrder,
+    CandleQuery,
     GetOrder,
     ListOrders,
     ListTrades,
     ModifyOrder,
+    OrderTrades,
     PlaceOrder,
+    Window,
 )
 
+T = TypeVar("T")
 OWNER_LOOKUP_TIMEOUT_S = 1.0
+# A candle subscription reads the store at most this often, only after trades of its
+# instrument arrived on the trade feed, and at least every CANDLE_IDLE_S seconds anyway (a
+# trade the feed did not carry, say while it was starting, still shows up).
+CANDLE_POLL_S = 0.2
+CANDLE_IDLE_S = 5.0
+MAX_CANDLES_PER_POLL = 1000
 STORE_CHECK_TIMEOUT_S = 1.0
 REJECTION_MESSAGES = {
     NO_LIQUIDITY: "a market order needs resting orders on the other side",
@@ -216,23 +228,101 @@ class ExchangeService:
     async def orders(self, request: ListOrders, owner: str | None = None) -> list[OrderRecord]:
         scope = (request.instrument,) if request.instrument else None
         await self.read_barrier(scope)
-        return await self.store.list_orders(
+        window = request.window or Window(request.limit, request.after)
+        records = await self.store.list_orders(
             alive=request.alive,
             side=request.side,
-            limit=request.limit,
-            after=request.after,
+            limit=window.limit,
+            after=window.after,
             owner=owner,
             instrument=request.instrument.number if request.instrument else None,
+            before=window.before,
+            since=window.since,
+            until=window.until,
+            descending=window.from_end,
         )
+        return _shown(records, window)
 
     async def trades(self, request: ListTrades) -> list[TradeRecord]:
         scope = (request.instrument,) if request.instrument else None
+        if request.order_id is not None:
+            instrument = self.settings.instrument_of(request.order_id)
+            scope = (instrument,) if instrument else None
         await self.read_barrier(scope)
-        return await self.store.list_trades(
-            limit=request.limit,
-            after=request.after,
+        window = request.window or Window(request.limit, request.after)
+        records = await self.store.list_trades(
+            limit=window.limit,
+            after=window.after,
+            order_id=request.order_id,
             instrument=request.instrument.number if request.instrument else None,
+            before=window.before,
+            since=window.since,
+            until=window.until,
+            descending=window.from_end,
         )
+        return _shown(records, window)
+
+    async def order_trades(
+        self, request: OrderTrades, owner: str | None = None
+    ) -> list[TradeRecord] | None:
+        """One order's fills; None when the order is not found (or, with `owner`, is
+        someone else's), as for the order itself."""
+        if await self.order(request.order, owner) is None:
+            return None
+        return await self.trades(request.trades)
+
+    async def candles(self, request: CandleQuery) -> list[CandleRecord]:
+        await self.read_barrier((request.instrument,))
+        return await self.store.candles(
+            instrument=request.instrument.number,
+            interval=request.interval,
+            limit=request.limit,
+            since=request.since,
+            until=request.until,
+            newest=request.newest,
+        )
+
+    async def candle_updates(
+        self, instrument: Instrument, interval: int
+    ) -> AsyncIterator[CandleRecord]:
+        """The current candle, then each candle again whenever it changes: read from the
+        store after the read barrier, so a subscriber sees exactly what `candles` returns,
+        never a candle folded on the side. The trade feed only says when to look."""
+        sent: dict[int, int] = {}  # bucket start -> the last_seq sent for it
+        loop = asyncio.get_running_loop()
+        while True:
+            async with self.gateway.trades.subscribe() as sub:
+                while not sub.dropped:  # a subscriber the feed dropped subscribes again
+                    polled = loop.time()
+                    try:
+                        for candle in await self._changed_candles(instrument, interval, sent):
+                            yield candle
+                    except Unavailable as exc:
+                        self.log.warning("candle_poll_unavailable", error=str(exc))
+                    await _next_trade(sub.queue, instrument)
+                    await asyncio.sleep(max(0.0, polled + CANDLE_POLL_S - loop.time()))
+                    _drain(sub.queue)
+
+    async def _changed_candles(
+        self, instrument: Instrument, interval: int, sent: dict[int, int]
+    ) -> list[CandleRecord]:
+        await self.read_barrier((instrument,))
+        newest = max(sent, default=None)
+        fresh = await self.store.candles(
+            instrument=instrument.number,
+            interval=interval,
+            limit=1 if newest is None else MAX_CANDLES_PER_POLL,
+            since=None if newest is None else newest - interval,  # a late trade's too
+            newest=newest is None,
+        )
+        changed = [c for c in fresh if sent.get(c.start) != c.last_seq]
+        for c in changed:
+            sent[c.start] = c.last_seq
+        if sent:
+            oldest_kept = max(sent) - interval
+            for start in [s for s in sent if s < oldest_kept]:
+                del sent[start]
+        return changed
 
     async def book(self, request: BookQuery) -> BookLevels:
         await self.read_barrier((request.instrument,))
@@ -261,3 +351,25 @@ class ExchangeService:
         checks["ready"] = not down
         checks["down"] = down
         return checks
+
+
+def _shown(records: Sequence[T], window: Window) -> list[T]:
+    """The store returns a page in the order it read it (newest first from the newest end);
+    the client asked for it oldest or newest first."""
+    return list(records if window.from_end == window.newest_first else records[::-1])
+
+
+async def _next_trade(queue: asyncio.Queue[Trade], instrument: Instrument) -> None:
+    """Wait until a trade of `instrument` is queued, or CANDLE_IDLE_S seconds."""
+    try:
+        async with asyncio.timeout(CANDLE_IDLE_S):
+            while not instrument.owns((await queue.get()).seq):
+                pass
+    except TimeoutError:
+        pass
+
+
+def _drain(queue: asyncio.Queue[Trade]) -> None:
+    """Drop what is queued: the store read that follows covers it."""
+    while not queue.empty():
+        queue.get_nowait()

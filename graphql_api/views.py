@@ -13,7 +13,7 @@ same views, so the two APIs cannot drift apart.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -22,9 +22,9 @@ import msgspec
 from shared.config import Instrument, Settings
 from shared.events import Trade
 from shared.prices import ticks_to_decimal
-from store.port import BookLevels, OrderRecord, TradeRecord
+from store.port import BookLevels, CandleRecord, OrderRecord, TradeRecord
 
-from .requests import ORDER_ID_PATTERN, TIME_IN_FORCE_NAMES
+from .requests import CANDLE_INTERVAL_NAMES, ORDER_ID_PATTERN, TIME_IN_FORCE_NAMES
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +55,19 @@ class TradeView:
     ask_order_id: str
     aggressor_side: int
     timestamp: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class CandleView:
+    symbol: str
+    interval: str  # "1s", "1m", "5m", "1h"
+    start: datetime  # the bucket's first instant (UTC, aligned to the epoch)
+    open: Decimal
+    high: Decimal
+    low: Decimal
+    close: Decimal
+    volume: int  # the sum of the trades' quantities
+    trade_count: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,8 +102,13 @@ def instrument_views(settings: Settings) -> list[InstrumentView]:
     ]
 
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def utc(ts_ns: int) -> datetime:
-    return datetime.fromtimestamp(ts_ns / 1e9, UTC)
+    """Truncated to the microsecond with integers (a float's rounding could show a time
+    after the real one, which `since` set to that time would then exclude)."""
+    return EPOCH + timedelta(microseconds=ts_ns // 1000)
 
 
 def _instrument_of(settings: Settings, identifier: int) -> Instrument:
@@ -130,6 +148,21 @@ def trade_view(settings: Settings, t: TradeRecord | Trade) -> TradeView:
         ask_order_id=str(t.ask_order_id),
         aggressor_side=t.taker_side,
         timestamp=utc(t.ts),
+    )
+
+
+def candle_view(instrument: Instrument, c: CandleRecord) -> CandleView:
+    tick = instrument.tick_size
+    return CandleView(
+        symbol=instrument.symbol,
+        interval=CANDLE_INTERVAL_NAMES[c.interval],
+        start=EPOCH + timedelta(seconds=c.start),
+        open=ticks_to_decimal(c.open, tick),
+        high=ticks_to_decimal(c.high, tick),
+        low=ticks_to_decimal(c.low, tick),
+        close=ticks_to_decimal(c.close, tick),
+        volume=c.volume,
+        trade_count=c.count,
     )
 
 

@@ -143,6 +143,8 @@ FAST_MODULES = {
     "tests/api/test_graphql.py",
     "tests/api/test_websockets.py",
     "tests/api/test_order_types.py",
+    "tests/api/test_history.py",
+    "tests/api/test_candles.py",
     "tests/api/test_client_order_id.py",
 }
 SLOW_PARAMS = {"redis", "mongo"}  # the parameters of fixtures that start a server

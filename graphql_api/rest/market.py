@@ -1,4 +1,7 @@
-"""Market data over REST: `GET /trades`, `GET /orderbook` and `GET /instruments`."""
+"""Market data over REST: `GET /trades`, `GET /candles`, `GET /orderbook` and `GET /instruments`.
+
+The list parameters arrive as text and are parsed by `requests.py`, which names every bad
+one at once; `openapi.py` documents their types (`QUERY_SCHEMAS`)."""
 
 from __future__ import annotations
 
@@ -7,24 +10,62 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from ..errors import ERROR_RESPONSES
-from ..requests import MAX_DEPTH, MAX_PAGE, ORDER_ID_PATTERN, Requests
+from ..requests import MAX_DEPTH, Requests
 from ..service import ExchangeService
-from ..views import book_view, instrument_views, to_json, trade_view
-from .orders import SYMBOL_HELP
+from ..views import book_view, candle_view, instrument_views, to_json, trade_view
+from .orders import SYMBOL_HELP, Text
 
 
 def reads(service: ExchangeService, requests: Requests) -> APIRouter:
     router = APIRouter(responses=ERROR_RESPONSES)
     settings = service.settings
 
-    @router.get("/trades", summary="Trades, oldest first (cursor: the last trade_id seen)")
+    @router.get(
+        "/trades",
+        summary="Trades by id: oldest first, or newest first with order=desc",
+        description=LIST_HELP,
+    )
     async def list_trades(
-        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
-        after: Annotated[str | None, Query(pattern=ORDER_ID_PATTERN)] = None,
+        limit: Text = None,
+        after: Text = None,
+        before: Text = None,
+        order: Text = None,
+        since: Text = None,
+        until: Text = None,
         symbol: Annotated[str | None, Query(description=SYMBOL_HELP)] = None,
     ) -> list[dict[str, Any]]:  # Any: JSON objects
-        trades = await service.trades(requests.list_trades(limit=limit, after=after, symbol=symbol))
-        return [to_json(trade_view(settings, t)) for t in trades]
+        query = requests.list_trades(
+            limit=limit,
+            after=after,
+            before=before,
+            order=order,
+            since=since,
+            until=until,
+            symbol=symbol,
+        )
+        return [to_json(trade_view(settings, t)) for t in await service.trades(query)]
+
+    @router.get(
+        "/candles",
+        summary="OHLCV candles of one instrument, oldest first",
+        description=CANDLES_HELP,
+    )
+    async def list_candles(
+        interval: Text = None,
+        since: Text = None,
+        until: Text = None,
+        limit: Text = None,
+        symbol: Annotated[str | None, Query(description="instrument (default: the first)")] = None,
+    ) -> list[dict[str, Any]]:  # Any: JSON objects
+        query = requests.candles(
+            interval=interval,
+            since=since,
+            until=until,
+            limit=limit,
+            symbol=symbol,
+        )
+        candles = await service.candles(query)
+        return [to_json(candle_view(query.instrument, c)) for c in candles]
 
     @router.get("/orderbook", summary="Aggregated book, up to `depth` levels per side")
     async def order_book(
@@ -41,3 +82,18 @@ def reads(service: ExchangeService, requests: Requests) -> APIRouter:
         return [to_json(v) for v in instrument_views(settings)]
 
     return router
+
+
+LIST_HELP = (
+    "A page of `limit` trades with ids strictly between `after` and `before` and timestamps "
+    "within [`since`, `until`] (ISO 8601, both inclusive, to the microsecond). The page is "
+    "the one next to the cursor given: `after` alone pages forward, `before` alone pages "
+    "back; with both or neither, `order=desc` takes the newest page, `asc` (the default) the "
+    "oldest. `order` also sets how the page is sorted."
+)
+CANDLES_HELP = (
+    "OHLCV of the trades in each UTC bucket of `interval` (aligned to the epoch) whose start "
+    "is within [`since`, `until`] (both inclusive); empty buckets are omitted. Without "
+    "`since`, the newest `limit` candles. Prices in decimal units, `volume` the summed "
+    "quantity."
+)

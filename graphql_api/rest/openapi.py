@@ -1,6 +1,7 @@
 """The OpenAPI operations of the order mutations, which run below FastAPI: generated from the
 body types (`requests.py`) and answer types (`views.py`) the routes use, and merged into
-FastAPI's document."""
+FastAPI's document; and the types of the list reads' query parameters, which FastAPI hands
+over as text for `requests.py` to parse (so that every bad one is named at once)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,16 @@ from typing import Any
 import msgspec
 
 from ..errors import ERROR_RESPONSES
-from ..requests import ORDER_ID_PATTERN, ModifyOrderBody, PlaceOrderBody
+from ..requests import (
+    CANDLE_INTERVALS,
+    CANDLE_PAGE,
+    DEFAULT_PAGE,
+    MAX_PAGE,
+    ORDER_ID_PATTERN,
+    ORDERS,
+    ModifyOrderBody,
+    PlaceOrderBody,
+)
 from ..views import ChangedView, PlacedView
 
 REF = "#/components/schemas/{name}"
@@ -84,10 +94,73 @@ def order_operations() -> tuple[JSONObject, JSONObject]:
     return paths, components
 
 
+def _cursor(side: str) -> JSONObject:
+    return {
+        "schema": {"type": "string", "pattern": ORDER_ID_PATTERN},
+        "description": f"an id: only items with ids {side} it (exclusive; 0 is the start)",
+    }
+
+
+def _time(bound: str) -> JSONObject:
+    return {
+        "schema": {"type": "string", "format": "date-time"},
+        "description": f"ISO 8601 ({bound}, inclusive, to the microsecond; no offset: UTC)",
+    }
+
+
+def _page_size(default: int) -> JSONObject:
+    return {
+        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": default},
+        "description": "page size",
+    }
+
+
+# Each list read's query parameters: their type, and whether required.
+PAGE_PARAMETERS: dict[str, JSONObject] = {
+    "limit": _page_size(DEFAULT_PAGE),
+    "after": _cursor("above"),
+    "before": _cursor("below"),
+    "order": {
+        "schema": {"type": "string", "enum": list(ORDERS), "default": "asc"},
+        "description": "asc: oldest first; desc: newest first (and the newest page)",
+    },
+    "since": _time("from"),
+    "until": _time("to"),
+}
+QUERY_SCHEMAS: dict[str, dict[str, JSONObject]] = {
+    "/trades": PAGE_PARAMETERS,
+    "/orders/{order_id}/trades": PAGE_PARAMETERS,
+    "/orders": {
+        **PAGE_PARAMETERS,
+        "alive": {"schema": {"type": "boolean"}, "description": "resting (true) or not"},
+        "side": {"schema": {"type": "integer", "enum": [1, -1]}, "description": "1 buy, -1 sell"},
+    },
+    "/candles": {
+        "interval": {
+            "schema": {"type": "string", "enum": list(CANDLE_INTERVALS)},
+            "description": "bucket length",
+            "required": True,
+        },
+        "since": _time("bucket start from"),
+        "until": _time("bucket start to"),
+        "limit": _page_size(CANDLE_PAGE),
+    },
+}
+
+
+def type_query_parameters(document: JSONObject) -> None:
+    for path, parameters in QUERY_SCHEMAS.items():
+        for parameter in document["paths"][path]["get"]["parameters"]:
+            typed = parameters.get(parameter["name"])
+            if parameter["in"] == "query" and typed is not None:
+                parameter.update(typed)
+
+
 def merge(document: JSONObject) -> JSONObject:
-    """FastAPI's document plus the order mutations."""
+    """FastAPI's document plus the order mutations, and the list reads' parameter types."""
     paths, components = order_operations()
     for path, operations in paths.items():
         document["paths"].setdefault(path, {}).update(operations)
     document.setdefault("components", {}).setdefault("schemas", {}).update(components)
+    type_query_parameters(document)
     return document

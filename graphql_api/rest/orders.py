@@ -24,7 +24,6 @@ from shared.prices import InputError
 from ..asgi import ASGIApp, Receive, Scope, Send
 from ..errors import ERROR_RESPONSES, ApiError, error_response
 from ..requests import (
-    MAX_PAGE,
     MODIFY_FIELDS,
     ORDER_ID_PATTERN,
     PLACE_FIELDS,
@@ -34,7 +33,7 @@ from ..requests import (
 )
 from ..security import API_KEY_HEADER, ApiKeys, route_path
 from ..service import ChangeOutcome, ExchangeService
-from ..views import ChangedView, PlacedView, order_view, to_json
+from ..views import ChangedView, PlacedView, order_view, to_json, trade_view
 from .http import ClientGone, json_bytes, read_object, respond
 
 Headers = dict[bytes, bytes]
@@ -155,17 +154,65 @@ def reads(service: ExchangeService, requests: Requests, keys: ApiKeys) -> APIRou
         found: dict[str, Any] = to_json(order_view(settings, order))  # Any: JSON
         return found
 
-    @router.get("/orders", summary="Orders, oldest first (cursor: the last order_id seen)")
+    @router.get(
+        "/orders/{order_id}/trades",
+        summary="One order's fills (paged as GET /trades)",
+        description="404 as for `GET /orders/{order_id}`: with API keys, only your own.",
+    )
+    async def get_order_trades(
+        request: Request,
+        order_id: Annotated[str, Path(pattern=ORDER_ID_PATTERN)],
+        limit: Text = None,
+        after: Text = None,
+        before: Text = None,
+        order: Text = None,
+        since: Text = None,
+        until: Text = None,
+    ) -> list[dict[str, Any]]:  # Any: JSON objects
+        query = requests.order_trades(
+            order_id,
+            limit=limit,
+            after=after,
+            before=before,
+            order=order,
+            since=since,
+            until=until,
+        )
+        trades = await service.order_trades(query, owner=reader(request))
+        if trades is None:
+            raise ApiError(404, "not_found", f"order {order_id} not found", field="order_id")
+        return [to_json(trade_view(settings, t)) for t in trades]
+
+    @router.get(
+        "/orders",
+        summary="Orders by id: oldest first, or newest first with order=desc",
+        description=(
+            "Paged as `GET /trades`; `since` and `until` bound the creation time. With "
+            "API keys, only your own orders."
+        ),
+    )
     async def list_orders(
         request: Request,
-        alive: bool | None = None,
-        side: Annotated[int | None, Query(description="1 buy, -1 sell")] = None,
-        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
-        after: Annotated[str | None, Query(pattern=ORDER_ID_PATTERN)] = None,
+        alive: Text = None,
+        side: Text = None,
+        limit: Text = None,
+        after: Text = None,
+        before: Text = None,
+        order: Text = None,
+        since: Text = None,
+        until: Text = None,
         symbol: Annotated[str | None, Query(description=SYMBOL_HELP)] = None,
     ) -> list[dict[str, Any]]:  # Any: JSON objects
         query = requests.list_orders(
-            limit=limit, after=after, alive=alive, side=side, symbol=symbol
+            limit=limit,
+            after=after,
+            alive=alive,
+            side=side,
+            symbol=symbol,
+            before=before,
+            order=order,
+            since=since,
+            until=until,
         )
         orders = await service.orders(query, owner=reader(request))
         return [to_json(order_view(settings, o)) for o in orders]
@@ -174,3 +221,6 @@ def reads(service: ExchangeService, requests: Requests, keys: ApiKeys) -> APIRou
 
 
 SYMBOL_HELP = "instrument (default: all for lists, the default instrument for the book)"
+# A list parameter as the client sent it: `requests.py` parses them all together (naming
+# every bad one), and `openapi.py` documents each one's type (QUERY_SCHEMAS).
+Text = Annotated[str | None, Query()]

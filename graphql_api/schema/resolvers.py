@@ -9,19 +9,36 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from dataclasses import replace
+from datetime import datetime
+from typing import Annotated, Any, TypeVar
 
 import strawberry
 from graphql import GraphQLError
 from starlette.websockets import WebSocket
 from strawberry.types import Info
+from strawberry.types.nodes import SelectedField
+
+from shared.prices import InputError
 
 from ..hub import Hub, SlowConsumer
-from ..requests import MAX_DEPTH, MAX_PAGE, InvalidInput, Requests
+from ..requests import (
+    CANDLE_PAGE,
+    DEFAULT_PAGE,
+    MAX_DEPTH,
+    MAX_PAGE,
+    InvalidInput,
+    ListOrders,
+    ListTrades,
+    Requests,
+    Window,
+)
 from ..security import API_KEY_HEADER, ApiKeys, RateLimiter, Unauthenticated, client_id
 from ..service import ExchangeService, Rejection
-from ..views import book_view, instrument_views, order_view, trade_view
+from ..views import book_view, candle_view, instrument_views, order_view, trade_view
 from .types import (
+    CandleInterval,
+    CandleNode,
     ChangeResult,
     FieldError,
     InstrumentNode,
@@ -31,6 +48,7 @@ from .types import (
     OrderPlaced,
     OrderRejected,
     OrderType,
+    PageInfo,
     PlaceOrderInput,
     PlaceOrderResult,
     Price,
@@ -39,6 +57,7 @@ from .types import (
 )
 
 T = TypeVar("T")
+R = TypeVar("R", ListOrders, ListTrades)
 RATE_LIMITED = "rate_limited"
 # Strawberry's Info is generic over the context and root types; ours are plain dicts and None.
 GraphQLInfo = Info[dict[str, Any], None]
@@ -111,16 +130,105 @@ def _field_errors(exc: InvalidInput) -> list[FieldError]:
 
 
 @contextmanager
-def _argument_errors() -> Iterator[None]:
-    """Bad query arguments become GraphQL errors that name the argument as the client wrote it."""
+def _argument_errors(**names: str) -> Iterator[None]:
+    """Bad query arguments become GraphQL errors that name the argument as the client wrote it
+    (`names`: REST names that this field's arguments keep, or rename otherwise)."""
     try:
         yield
     except InvalidInput as exc:
-        fields = [{"field": _argument(e.field), "message": e.message} for e in exc.errors]
+        fields = [
+            {"field": names.get(e.field) or _argument(e.field), "message": e.message}
+            for e in exc.errors
+        ]
         message = "; ".join(f"{f['field']}: {f['message']}" for f in fields)
         raise GraphQLError(
             message, extensions={"code": "BAD_USER_INPUT", "errors": fields}
         ) from None
+
+
+Since = Annotated[
+    datetime | None, strawberry.argument(description="from this time (inclusive, to the µs)")
+]
+Until = Annotated[
+    datetime | None, strawberry.argument(description="to this time (inclusive, to the µs)")
+]
+FirstStart = Annotated[
+    datetime | None, strawberry.argument(description="first bucket start (inclusive)")
+]
+LastStart = Annotated[
+    datetime | None, strawberry.argument(description="last bucket start (inclusive)")
+]
+
+
+def _relay(info: GraphQLInfo, first: int, last: int | None) -> tuple[object, bool]:
+    """(page size, whether it counts from the end): Relay's `first` or `last`, not both.
+    Sizes above MAX_PAGE are clamped, as `first` always was."""
+    if last is None:
+        return min(first, MAX_PAGE), False
+    field = info.selected_fields[0]
+    if isinstance(field, SelectedField) and "first" in field.arguments:
+        raise InvalidInput([InputError("first", "cannot be combined with last")])
+    return min(last, MAX_PAGE), True
+
+
+def _one_more(request: R) -> R:
+    """The request for one item beyond its page: whether there is a next (or, counting
+    from the end, a previous) page."""
+    assert request.window is not None
+    return replace(request, window=replace(request.window, limit=request.window.limit + 1))
+
+
+def _trim(records: list[T], window: Window | None) -> tuple[list[T], bool, bool]:
+    """(the page, has a previous page, has a next page) from one item too many."""
+    assert window is not None
+    more = len(records) > window.limit
+    if window.from_end:  # oldest first, the extra one is the oldest
+        return (records[1:] if more else records), more, False
+    return records[: window.limit], False, more
+
+
+def _page_info(
+    ids: list[strawberry.ID], after: str | None, before: str | None, previous: bool, following: bool
+) -> PageInfo:
+    """Cursors are ids; an empty page keeps the cursors it was asked with, so a client can
+    poll from there."""
+    return PageInfo(
+        start_cursor=str(ids[0]) if ids else before,
+        end_cursor=str(ids[-1]) if ids else after,
+        has_previous_page=previous,
+        has_next_page=following,
+    )
+
+
+async def _trade_connection(
+    info: GraphQLInfo, request: ListTrades, after: str | None, before: str | None
+) -> TradeConnection:
+    service = _service(info)
+    with _argument_errors():
+        records = await service.trades(_one_more(request))
+    page, previous, following = _trim(records, request.window)
+    nodes = [TradeNode.of(trade_view(service.settings, t)) for t in page]
+    info_ = _page_info([n.trade_id for n in nodes], after, before, previous, following)
+    return TradeConnection(
+        nodes=nodes, end_cursor=info_.end_cursor, has_next_page=info_.has_next_page, page_info=info_
+    )
+
+
+async def order_trades(
+    info: GraphQLInfo,
+    order_id: strawberry.ID,
+    first: int | None,
+    after: str | None,
+    last: int | None,
+    before: str | None,
+) -> TradeConnection:
+    """`Order.trades`: whoever sees the order (through `order` or `orders`) sees its fills."""
+    with _argument_errors():
+        size, from_end = _relay(info, DEFAULT_PAGE if first is None else first, last)
+        request = _requests(info).list_trades(
+            limit=size, after=after, before=before, last=from_end, order_id=int(order_id)
+        )
+    return await _trade_connection(info, request, after, before)
 
 
 @strawberry.type
@@ -141,43 +249,68 @@ class Query:
         info: GraphQLInfo,
         alive: bool | None = None,
         side: int | None = None,
-        first: int = 100,
+        first: int = DEFAULT_PAGE,
         after: str | None = None,
         symbol: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+        since: Since = None,
+        until: Until = None,
     ) -> OrderConnection:
         service = _service(info)
-        limit = min(first, MAX_PAGE)
         with _argument_errors():
+            size, from_end = _relay(info, first, last)
             request = _requests(info).list_orders(
-                limit=limit, after=after, alive=alive, side=side, symbol=symbol
-            )
-            records = await service.orders(request, owner=_reader(info))
-        nodes = [OrderNode.of(order_view(service.settings, o)) for o in records]
+                limit=size, after=after, before=before, since=since, until=until,
+                alive=alive, side=side, symbol=symbol, last=from_end,
+            )  # fmt: skip
+            records = await service.orders(_one_more(request), owner=_reader(info))
+        page, previous, following = _trim(records, request.window)
+        nodes = [OrderNode.of(order_view(service.settings, o)) for o in page]
+        info_ = _page_info([n.order_id for n in nodes], after, before, previous, following)
         return OrderConnection(
             nodes=nodes,
-            end_cursor=str(nodes[-1].order_id) if nodes else after,
-            has_next_page=len(nodes) == limit,
+            end_cursor=info_.end_cursor,
+            has_next_page=info_.has_next_page,
+            page_info=info_,
         )
 
     @strawberry.field
     async def trades(
         self,
         info: GraphQLInfo,
-        first: int = 100,
+        first: int = DEFAULT_PAGE,
         after: str | None = None,
         symbol: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+        since: Since = None,
+        until: Until = None,
     ) -> TradeConnection:
-        service = _service(info)
-        limit = min(first, MAX_PAGE)
         with _argument_errors():
-            request = _requests(info).list_trades(limit=limit, after=after, symbol=symbol)
-            records = await service.trades(request)
-        nodes = [TradeNode.of(trade_view(service.settings, t)) for t in records]
-        return TradeConnection(
-            nodes=nodes,
-            end_cursor=str(nodes[-1].trade_id) if nodes else after,
-            has_next_page=len(nodes) == limit,
-        )
+            size, from_end = _relay(info, first, last)
+            request = _requests(info).list_trades(
+                limit=size, after=after, before=before, since=since, until=until,
+                symbol=symbol, last=from_end,
+            )  # fmt: skip
+        return await _trade_connection(info, request, after, before)
+
+    @strawberry.field
+    async def candles(
+        self,
+        info: GraphQLInfo,
+        interval: CandleInterval,
+        symbol: str | None = None,
+        since: FirstStart = None,
+        until: LastStart = None,
+        limit: int = CANDLE_PAGE,
+    ) -> list[CandleNode]:
+        with _argument_errors(limit="limit"):
+            request = _requests(info).candles(
+                interval=interval.value, symbol=symbol, since=since, until=until, limit=limit
+            )
+            candles = await _service(info).candles(request)
+        return [CandleNode.of(candle_view(request.instrument, c)) for c in candles]
 
     @strawberry.field
     async def order_book(
@@ -273,6 +406,18 @@ class Subscription:
         depth = max(1, min(depth, MAX_DEPTH))
         async for book in _feed(service.book_feed(instrument)):
             yield OrderBookNode.of(book_view(instrument, book, depth))
+
+    @strawberry.subscription
+    async def candles(
+        self, info: GraphQLInfo, interval: CandleInterval, symbol: str | None = None
+    ) -> AsyncGenerator[CandleNode, None]:
+        """The current candle, then every candle again each time trades change it, as the
+        `candles` query would show it then (`ExchangeService.candle_updates`)."""
+        service = _service(info)
+        with _argument_errors():
+            instrument = _requests(info).instrument(symbol)
+        async for candle in service.candle_updates(instrument, interval.value):
+            yield CandleNode.of(candle_view(instrument, candle))
 
 
 async def _feed(hub: Hub[T]) -> AsyncGenerator[T, None]:

@@ -7,13 +7,15 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, NewType
+from typing import Annotated, Any, NewType
 
 import strawberry
+from strawberry.types import Info
 
 from shared.commands import FOK, GTC, IOC
 
-from ..views import BookView, InstrumentView, OrderView, TradeView
+from ..requests import CANDLE_INTERVALS
+from ..views import BookView, CandleView, InstrumentView, OrderView, TradeView
 
 Price = NewType("Price", Decimal)
 PRICE_SCALAR = strawberry.scalar(
@@ -55,6 +57,19 @@ class OrderNode:
     client_order_id: str | None
     created_at: datetime
     updated_at: datetime
+
+    @strawberry.field
+    async def trades(
+        self,
+        info: Info[dict[str, Any], None],  # Any: Strawberry adds its own context entries
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+    ) -> TradeConnection:
+        from .resolvers import order_trades  # the resolvers import this module
+
+        return await order_trades(info, self.order_id, first, after, last, before)
 
     @classmethod
     def of(cls, v: OrderView) -> OrderNode:
@@ -144,17 +159,87 @@ class InstrumentNode:
 
 
 @strawberry.type
-class OrderConnection:
-    nodes: list[OrderNode]
+class PageInfo:
+    """Relay's page info. `hasPreviousPage` is known when paging with `last`, and
+    `hasNextPage` with `first`; the other is false, as the Relay specification allows."""
+
+    start_cursor: str | None
     end_cursor: str | None
+    has_previous_page: bool
     has_next_page: bool
 
 
 @strawberry.type
+class OrderEdge:
+    cursor: str
+    node: OrderNode
+
+
+@strawberry.type
+class TradeEdge:
+    cursor: str
+    node: TradeNode
+
+
+@strawberry.type(description="Relay connection; `endCursor`, `hasNextPage`: as in `pageInfo`")
+class OrderConnection:
+    nodes: list[OrderNode]
+    end_cursor: str | None
+    has_next_page: bool
+    page_info: PageInfo
+
+    @strawberry.field
+    def edges(self) -> list[OrderEdge]:
+        return [OrderEdge(cursor=str(n.order_id), node=n) for n in self.nodes]
+
+
+@strawberry.type(description="Relay connection; `endCursor`, `hasNextPage`: as in `pageInfo`")
 class TradeConnection:
     nodes: list[TradeNode]
     end_cursor: str | None
     has_next_page: bool
+    page_info: PageInfo
+
+    @strawberry.field
+    def edges(self) -> list[TradeEdge]:
+        return [TradeEdge(cursor=str(n.trade_id), node=n) for n in self.nodes]
+
+
+@strawberry.enum(name="CandleInterval")
+class CandleInterval(enum.Enum):
+    """Values are the bucket lengths in seconds, as the store keeps them."""
+
+    ONE_SECOND = 1
+    ONE_MINUTE = 60
+    FIVE_MINUTE = 300
+    ONE_HOUR = 3600
+
+
+@strawberry.type(name="Candle", description="OHLCV of one UTC bucket's trades")
+class CandleNode:
+    symbol: str
+    interval: CandleInterval
+    start: datetime = strawberry.field(description="the bucket's first instant")
+    open: Price
+    high: Price
+    low: Price
+    close: Price
+    volume: int = strawberry.field(description="the sum of the trades' quantities")
+    trade_count: int
+
+    @classmethod
+    def of(cls, v: CandleView) -> CandleNode:
+        return cls(
+            symbol=v.symbol,
+            interval=CandleInterval(CANDLE_INTERVALS[v.interval]),
+            start=v.start,
+            open=Price(v.open),
+            high=Price(v.high),
+            low=Price(v.low),
+            close=Price(v.close),
+            volume=v.volume,
+            trade_count=v.trade_count,
+        )
 
 
 @strawberry.type
