@@ -15,7 +15,7 @@ BUILD_REQUIRES = $(PY) -c "import tomllib; print(*tomllib.load(open('pyproject.t
 
 
 .PHONY: chromium compose-validator
-.PHONY: install web-assets lock audit run test lint typecheck pytest fuzz bench crash mutate loadtest overload schema clean
+.PHONY: install web-assets lock audit run test lint typecheck pytest fuzz bench crash mutate loadtest overload abuse schema clean
 .PHONY: cluster-test run-standby crash-standby bench-stall bench-restart bench-drain
 
 # The venv installs exactly the pinned, hash-checked versions in $(DEV_LOCK) (runtime, dev tools and
@@ -137,6 +137,9 @@ loadtest: $(STAMP)
 
 overload: $(STAMP)
 	$(PY) -m tests.overload
+
+abuse: $(STAMP)
+	$(PY) -m tests.abuse_bench
 
 # Files generated from the code, checked by tests/test_deploy.py.
 schema: $(STAMP)

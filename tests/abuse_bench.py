@@ -24,6 +24,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +42,11 @@ from tests.attacks import (
     Outcome,
     api_fds,
     host_port,
+    send_head_and_wait,
     status_of,
     trickle,
+    ws_frame_header,
+    ws_handshake,
 )
 
 PROBE_INTERVAL_S = 0.05
@@ -108,6 +112,16 @@ def spread(values: list[float]) -> str:
     )
 
 
+def spread_ms(values: list[float]) -> str:
+    if not values:
+        return "none"
+    ordered = sorted(values)
+    median = statistics.median(ordered) * 1000
+    return (
+        f"min {ordered[0] * 1000:.1f} ms, median {median:.1f} ms, max {ordered[-1] * 1000:.1f} ms"
+    )
+
+
 def counted(values: list[Any]) -> str:
     counts: dict[str, int] = {}
     for value in values:
@@ -118,9 +132,10 @@ def counted(values: list[Any]) -> str:
 # -- attacks --------------------------------------------------------------------------------
 
 
-async def big_bodies(url: str, seconds: float) -> str:
-    """Four clients send 10.5 MB GraphQL bodies (a 10 MB comment and a query), back to
-    back: the time from the first byte sent to the answer's status line."""
+async def big_bodies(url: str, seconds: float, pace: float) -> str:
+    """Four clients send 10.5 MB GraphQL bodies (a 10 MB comment and a query), each one
+    body every `pace` seconds (0: back to back): the time from the first byte sent to the
+    answer's status line."""
     host, port = host_port(url)
     body = b'{"query": "# ' + b"x" * 10_000_000 + b'\\n{ orderBook { seq } }"}'
     head = (
@@ -132,7 +147,7 @@ async def big_bodies(url: str, seconds: float) -> str:
     deadline = time.monotonic() + seconds
 
     async def client() -> None:
-        while time.monotonic() < deadline:
+        while (due := time.monotonic()) < deadline:
             reader, writer = await asyncio.open_connection(host, port)
             started = time.perf_counter()
             writer.write(head + body)
@@ -144,26 +159,28 @@ async def big_bodies(url: str, seconds: float) -> str:
             except (OSError, TimeoutError):
                 statuses.append(None)
             writer.close()
+            await asyncio.sleep(due + pace - time.monotonic())
 
     await asyncio.gather(*(client() for _ in range(4)))
-    answered = spread(times)
+    answered = spread_ms(times)
     return (
         f"{len(times)} bodies of 10.5 MB, statuses {counted(statuses)}; answered after {answered}"
     )
 
 
-async def big_frames(url: str, seconds: float) -> str:
+async def big_frames(url: str, seconds: float, pace: float) -> str:
     """Three GraphQL WebSocket clients send 15 MB subscribe messages, each on a new
-    connection, back to back: the close code and the time from the send to the close."""
+    connection, one every `pace` seconds: the close code and the time from the send to the
+    close."""
     ws_url = url.replace("http", "ws") + "/graphql"
     query = "subscription { trades { tradeId } }" + " " * 15_000_000
     message = json.dumps({"id": "1", "type": "subscribe", "payload": {"query": query}})
-    codes: list[int | None] = []
+    codes: list[int | str | None] = []
     times: list[float] = []
     deadline = time.monotonic() + seconds
 
     async def client() -> None:
-        while time.monotonic() < deadline:
+        while (due := time.monotonic()) < deadline:
             async with websockets.connect(
                 ws_url,
                 subprotocols=["graphql-transport-ws"],
@@ -174,16 +191,17 @@ async def big_frames(url: str, seconds: float) -> str:
                 started = time.perf_counter()
                 try:
                     await ws.send(message)
-                    await asyncio.wait_for(ws.recv(), 30)
-                    codes.append(None)  # answered: the message was read and parsed
+                    await asyncio.wait_for(ws.recv(), 10)
+                    codes.append("answered")  # the message was read and parsed
                 except ConnectionClosed as closed:
                     codes.append(closed.rcvd.code if closed.rcvd else None)
                 except TimeoutError:
-                    codes.append(None)
+                    codes.append("accepted, open after 10 s")  # the subscription runs
                 times.append(time.perf_counter() - started)
+            await asyncio.sleep(due + pace - time.monotonic())
 
     await asyncio.gather(*(client() for _ in range(3)))
-    closed = spread(times)
+    closed = spread_ms(times)
     return f"{len(codes)} messages of 15 MB, close codes {counted(codes)}; closed after {closed}"
 
 
@@ -214,7 +232,8 @@ async def slow_and_silent(url: str, pid: int | None, count: int) -> str:
             await asyncio.sleep(0.5)
 
     watcher = asyncio.ensure_future(watch())
-    results = {kind: await asyncio.gather(*attacks) for kind, attacks in kinds.items()}
+    gathered = await asyncio.gather(*(asyncio.gather(*attacks) for attacks in kinds.values()))
+    results = dict(zip(kinds, gathered, strict=True))
     watcher.cancel()
     lines = []
     for kind, outcomes in results.items():
@@ -241,7 +260,8 @@ async def json_and_utf8(url: str) -> str:
         )
         graphql = await client.post(
             "/graphql",
-            content=b'{"query": "{ orderBook { seq } }", "query": "{ trades { nodes { seq } } }"}',
+            content=b'{"query": "{ orderBook { seq } }", '
+            b'"query": "{ trades { nodes { tradeId } } }"}',
             headers={"content-type": "application/json"},
         )
     return (
@@ -265,9 +285,65 @@ def readiness(stack: Stack, rounds: int = 3) -> str:
             started = time.perf_counter()
             while client.get("/health/ready").status_code != 200:
                 time.sleep(0.005)
+            ready_at = time.time()
             up = time.perf_counter() - started
-            lines.append(f"503 {down:.3f} s after the kill, 200 {up:.3f} s after the restart")
+            recovered = ready_at - last_event_time(stack, "engine", "recovery_done")
+            lines.append(
+                f"503 {down:.3f} s after the kill, 200 {up:.3f} s after the restart "
+                f"({recovered:.3f} s after the engine's recovery_done)"
+            )
     return "; ".join(lines)
+
+
+async def decision_times(url: str, samples: int = 20) -> str:
+    """How long the server takes to refuse when it need not read the body: a declared
+    10.5 MB GraphQL body of which only the headers and 1 KB are sent (until the 413's first
+    byte), and a 15 MB WebSocket frame of which only the header and 1 KB are sent (until
+    the close frame's first byte). Sequential, with nothing else running."""
+    head = (
+        b"POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 10500000\r\n\r\n"
+    )
+    http_times: list[float] = []
+    http_statuses: list[int | None] = []
+    for _ in range(samples):
+        answer, first = await send_head_and_wait(url, head, b'{"query": "' + b" " * 1024, 5)
+        http_statuses.append(status_of(answer))
+        if answer:
+            http_times.append(first)
+    host, port = host_port(url)
+    ws_times: list[float] = []
+    ws_codes: list[int | str] = []
+    for _ in range(samples):
+        reader, writer = await asyncio.open_connection(host, port)
+        writer.write(ws_handshake("/ws/trades"))
+        await reader.readuntil(b"\r\n\r\n")
+        started = time.perf_counter()
+        writer.write(ws_frame_header(15_000_000) + b"x" * 1024)
+        try:
+            frame = await asyncio.wait_for(reader.read(4), 5)
+            ws_times.append(time.perf_counter() - started)
+            code = int.from_bytes(frame[2:4], "big") if frame[:1] == b"\x88" else "no close"
+            ws_codes.append(code)
+        except TimeoutError:
+            ws_codes.append("no answer within 5 s")
+        writer.close()
+    return (
+        f"\n    declared 10.5 MB GraphQL body, 1 KB sent: statuses {counted(http_statuses)}, "
+        f"answered after {spread_ms(http_times)}"
+        f"\n    15 MB WebSocket frame, 1 KB sent: {counted(ws_codes)}, "
+        f"closed after {spread_ms(ws_times)}"
+    )
+
+
+def last_event_time(stack: Stack, service: str, event: str) -> float:
+    """When `service` last logged `event` (its JSON line's timestamp), as a Unix time."""
+    assert stack.log_dir is not None
+    stamp = ""
+    for line in (stack.log_dir / f"{service}.log").read_text().splitlines():
+        if f'"{event}"' in line:
+            stamp = json.loads(line)["timestamp"]
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
 
 
 # -- main -----------------------------------------------------------------------------------
@@ -304,8 +380,22 @@ def main() -> None:
     try:
         time.sleep(2)  # the probe's connection is up
         phase("baseline, no attack", lambda: time.sleep(args.seconds) or "")
-        phase("10 MB GraphQL bodies x4", lambda: asyncio.run(big_bodies(url, args.seconds)))
-        phase("15 MB WebSocket messages x3", lambda: asyncio.run(big_frames(url, args.seconds)))
+        phase(
+            "time to refuse without reading (20 of each, one at a time)",
+            lambda: asyncio.run(decision_times(url)),
+        )
+        phase(
+            "10 MB GraphQL bodies, 4 at once every second",
+            lambda: asyncio.run(big_bodies(url, args.seconds, 1.0)),
+        )
+        phase(
+            "10 MB GraphQL bodies, 4 clients back to back (a flood over loopback)",
+            lambda: asyncio.run(big_bodies(url, args.seconds, 0.0)),
+        )
+        phase(
+            "15 MB WebSocket messages, 3 at once every second",
+            lambda: asyncio.run(big_frames(url, args.seconds, 1.0)),
+        )
         phase(
             f"{args.slow} slow-header + {args.slow} slow-body + {args.slow} silent connections",
             lambda: asyncio.run(slow_and_silent(url, pid, args.slow)),
