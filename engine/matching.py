@@ -99,7 +99,7 @@ class MatchingEngine:
             known = self.client_order_ids.get(key)
             if known is not None:
                 self.seq += 1
-                return [Rejected(self.seq, DUPLICATE_CLIENT_ORDER_ID, known, ts)]
+                return [Rejected(self.seq, DUPLICATE_CLIENT_ORDER_ID, known, ts, owner)]
             self._remember(key, order_id)
         self.next_order_id = order_id + 1
         seq = self.seq = self.seq + 1
@@ -164,10 +164,11 @@ class MatchingEngine:
         key = None if client_order_id is None else _client_key(owner, client_order_id)
         if key is not None and key in self.client_order_ids:
             self.seq += 1
-            return [Rejected(self.seq, DUPLICATE_CLIENT_ORDER_ID, self.client_order_ids[key], ts)]
+            known = self.client_order_ids[key]
+            return [Rejected(self.seq, DUPLICATE_CLIENT_ORDER_ID, known, ts, owner)]
         if price == MARKET and opposite.best == opposite.empty:
             self.seq += 1
-            return [Rejected(self.seq, NO_LIQUIDITY, 0, ts)]
+            return [Rejected(self.seq, NO_LIQUIDITY, 0, ts, owner)]
         order_id = self.next_order_id
         self.next_order_id = order_id + 1
         if key is not None:
@@ -207,16 +208,16 @@ class MatchingEngine:
         ts = command.ts
         order = self.orders.get(order_id)
         if order is None:
-            return self._reject(order_id, ts)
+            return self._reject(order_id, ts, command.owner)
         if order.owner != command.owner:
             self.seq += 1
-            return [Rejected(self.seq, NOT_OWNER, order_id, ts)]
+            return [Rejected(self.seq, NOT_OWNER, order_id, ts, command.owner)]
         own, opposite = (self.bids, self.asks) if order.side == BUY else (self.asks, self.bids)
         events: list[Event] = []
         if quantity and quantity != order.quantity:
             if quantity <= order.quantity - order.remaining:
                 self.seq += 1
-                return [Rejected(self.seq, INVALID_QUANTITY, order_id, ts)]
+                return [Rejected(self.seq, INVALID_QUANTITY, order_id, ts, command.owner)]
             if quantity < order.quantity:  # reduce in place: keeps its place in the queue
                 cut = order.quantity - quantity
                 own.levels[order.price].total -= cut
@@ -265,10 +266,10 @@ class MatchingEngine:
         order_id = command.order_id
         order = self.orders.get(order_id)
         if order is None:
-            return self._reject(order_id, command.ts)
+            return self._reject(order_id, command.ts, command.owner)
         if order.owner != command.owner:
             self.seq += 1
-            return [Rejected(self.seq, NOT_OWNER, order_id, command.ts)]
+            return [Rejected(self.seq, NOT_OWNER, order_id, command.ts, command.owner)]
         del self.orders[order_id]
         remaining = order.remaining
         # BookSide.remove, inlined
@@ -299,12 +300,12 @@ class MatchingEngine:
         while len(ids) > self.client_id_window:
             ids.popitem(last=False)
 
-    def _reject(self, order_id: int, ts: int) -> list[Event]:
+    def _reject(self, order_id: int, ts: int, owner: str) -> list[Event]:
         # Ids are handed out in sequence, so a lower id that is not resting was filled or
         # cancelled: no need to remember dead orders to tell the two apart.
         reason = ORDER_NOT_ALIVE if self.base < order_id < self.next_order_id else UNKNOWN_ORDER
         self.seq += 1
-        return [Rejected(self.seq, reason, order_id, ts)]
+        return [Rejected(self.seq, reason, order_id, ts, owner)]
 
     def _match(self, order: Order, book: BookSide, events: list[Event], ts: int) -> None:
         """Fill `order` against `book` while prices cross, best level first, FIFO within."""

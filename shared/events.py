@@ -23,10 +23,14 @@ class Accepted(msgspec.Struct, tag="accepted", array_like=True, frozen=True, gc=
 
 
 class Rejected(msgspec.Struct, tag="rejected", array_like=True, frozen=True, gc=False):
+    """`owner`: who sent the refused command (not always the order's owner: `not_owner`
+    goes to the one who tried), so that the private order feed can tell them."""
+
     seq: int
     reason: str
     order_id: int
     ts: int
+    owner: str = ""
 
 
 class Trade(msgspec.Struct, tag="trade", array_like=True, frozen=True, gc=False):

@@ -107,9 +107,9 @@ class ReferenceBook:
                 return order
         return None
 
-    def _reject(self, order_id: int, ts: int) -> list[Event]:
+    def _reject(self, order_id: int, ts: int, owner: str) -> list[Event]:
         reason = ORDER_NOT_ALIVE if order_id in self.accepted else UNKNOWN_ORDER
-        return [Rejected(self._next_seq(), reason, order_id, ts)]
+        return [Rejected(self._next_seq(), reason, order_id, ts, owner)]
 
     def _rest(self, order: RefOrder) -> None:
         """Put at the tail of its price level (a fresh arrival)."""
@@ -175,11 +175,12 @@ class ReferenceBook:
         key = None if client_order_id is None else (owner, client_order_id)
         # a client order id seen before (from the same owner) wins over everything else
         if key is not None and key in self.client_ids:
-            return [Rejected(self._next_seq(), DUPLICATE_CLIENT_ORDER_ID, self.client_ids[key], ts)]
+            known = self.client_ids[key]
+            return [Rejected(self._next_seq(), DUPLICATE_CLIENT_ORDER_ID, known, ts, owner)]
         market = price == MARKET
         opposite = self.asks if side == BUY else self.bids
         if market and not opposite:  # nothing to trade with: no order, no id, no client id
-            return [Rejected(self._next_seq(), NO_LIQUIDITY, 0, ts)]
+            return [Rejected(self._next_seq(), NO_LIQUIDITY, 0, ts, owner)]
         order_id = self.next_id
         self.next_id += 1
         self.accepted.add(order_id)
@@ -207,14 +208,14 @@ class ReferenceBook:
     def modify(self, order_id: int, price: int, ts: int, quantity: int, owner: str) -> list[Event]:
         order = self._find(order_id)
         if order is None:
-            return self._reject(order_id, ts)
+            return self._reject(order_id, ts, owner)
         if order.owner != owner:
-            return [Rejected(self._next_seq(), NOT_OWNER, order_id, ts)]
+            return [Rejected(self._next_seq(), NOT_OWNER, order_id, ts, owner)]
         events: list[Event] = []
         if quantity != 0 and quantity != order.quantity:
             traded = order.quantity - order.remaining
             if quantity <= traded:
-                return [Rejected(self._next_seq(), INVALID_QUANTITY, order_id, ts)]
+                return [Rejected(self._next_seq(), INVALID_QUANTITY, order_id, ts, owner)]
             raised = quantity > order.quantity
             order.quantity = quantity
             order.remaining = quantity - traded
@@ -240,9 +241,9 @@ class ReferenceBook:
     def cancel(self, order_id: int, ts: int, owner: str) -> list[Event]:
         order = self._find(order_id)
         if order is None:
-            return self._reject(order_id, ts)
+            return self._reject(order_id, ts, owner)
         if order.owner != owner:
-            return [Rejected(self._next_seq(), NOT_OWNER, order_id, ts)]
+            return [Rejected(self._next_seq(), NOT_OWNER, order_id, ts, owner)]
         self._unrest(order)
         return [Cancelled(self._next_seq(), order_id, order.remaining, ts)]
 
@@ -497,7 +498,7 @@ class EngineVersusReference(RuleBasedStateMachine):
             assert first.reason in (UNKNOWN_ORDER, ORDER_NOT_ALIVE)
             return
         if order.owner != owner:
-            assert first == Rejected(self.engine.seq, NOT_OWNER, order_id, self.ts)
+            assert first == Rejected(self.engine.seq, NOT_OWNER, order_id, self.ts, owner)
             return
         assert before is not None
         total, remaining = before
@@ -506,7 +507,9 @@ class EngineVersusReference(RuleBasedStateMachine):
         rest = events
         if resized:
             if quantity <= traded:
-                assert first == Rejected(self.engine.seq, INVALID_QUANTITY, order_id, self.ts)
+                assert first == Rejected(
+                    self.engine.seq, INVALID_QUANTITY, order_id, self.ts, owner
+                )
                 return
             assert isinstance(first, QuantityChanged)
             assert (first.quantity, first.remaining) == (quantity, quantity - traded)
@@ -551,7 +554,7 @@ class EngineVersusReference(RuleBasedStateMachine):
         if order is None:
             assert isinstance(events[0], Rejected)
         elif order.owner != owner:
-            assert events[0] == Rejected(self.engine.seq, NOT_OWNER, order_id, self.ts)
+            assert events[0] == Rejected(self.engine.seq, NOT_OWNER, order_id, self.ts, owner)
             assert self.engine.orders[order_id] is order
         else:
             if before != self.accounts[order_id].quantity:
