@@ -39,6 +39,8 @@ from .port import (
     BookLevels,
     CandleRecord,
     OrderRecord,
+    RestingOrder,
+    RestingOrders,
     TradeRecord,
     id_range,
     id_window,
@@ -483,6 +485,29 @@ class MongoStore:
             return [(d["_id"], d["quantity"]) async for d in cursor]
 
         return BookLevels(seq, await side(1, DESCENDING), await side(-1, ASCENDING))
+
+    async def resting(self, instrument: int = 0) -> RestingOrders:
+        if not self.transactions:
+            return await self._resting(instrument, None)  # seq first: a lower bound
+        async with (
+            self._client.start_session() as session,
+            await session.start_transaction(read_concern=ReadConcern("snapshot")),
+        ):
+            return await self._resting(instrument, session)
+
+    async def _resting(self, instrument: int, session: AsyncClientSession | None) -> RestingOrders:
+        seq = await self._progress(instrument, session)
+        low, high = id_range(instrument, None)
+        cursor = self.orders.find(
+            {"alive": True, "_id": {"$gt": low, "$lte": high}},
+            {"side": 1, "price": 1, "remaining": 1, "last_seq": 1},
+            session=session,
+        )
+        orders = [
+            RestingOrder(d["_id"], d["side"], d["price"], d["remaining"], d["last_seq"])
+            async for d in cursor
+        ]
+        return RestingOrders(seq, orders)
 
     async def events(self, after: int, limit: int) -> list[Event]:
         cursor = self.events_.find({"_id": {"$gt": after}}).sort("_id", ASCENDING).limit(limit)

@@ -71,6 +71,22 @@ class BookLevels(NamedTuple):
     ts: int = 0
 
 
+class RestingOrder(NamedTuple):
+    order_id: int
+    side: int
+    price: int
+    remaining: int
+    last_seq: int  # the sequence number of the last event applied to it
+
+
+class RestingOrders(NamedTuple):
+    """Every resting order of one instrument and the progress the read reflects: what a
+    replica of the book is built from (the API's incremental book feed)."""
+
+    seq: int
+    orders: list[RestingOrder]
+
+
 def id_range(instrument: int | None, after: int | None) -> tuple[int, int]:
     """(exclusive low, inclusive high) ids of an instrument, or of all, after a cursor."""
     if instrument is None:
@@ -163,6 +179,11 @@ class Store(Protocol):
         ascending) with the progress it reflects, read in one snapshot: a book is never half
         a batch (never crossed, say). Only a standalone MongoDB (no transactions) cannot:
         there `seq` is read first and is a lower bound."""
+
+    async def resting(self, instrument: int = 0) -> RestingOrders:
+        """One instrument's alive orders, read in one snapshot with the progress, as
+        `book` is (a standalone MongoDB: `seq` is read first and is a lower bound; each
+        order's `last_seq` then tells which later events it already reflects)."""
 
     async def events(self, after: int, limit: int) -> list[Event]:
         """The stored event log, ascending seq, strictly after `after`."""

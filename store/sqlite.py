@@ -25,6 +25,8 @@ from .port import (
     BookLevels,
     CandleRecord,
     OrderRecord,
+    RestingOrder,
+    RestingOrders,
     TradeRecord,
     id_range,
     id_window,
@@ -446,6 +448,21 @@ class SqliteStore:
             bids = db.execute(sql.format("DESC"), (1, low, high, levels)).fetchall()
             asks = db.execute(sql.format("ASC"), (-1, low, high, levels)).fetchall()
         return BookLevels(seq, [(p, q) for p, q in bids], [(p, q) for p, q in asks])
+
+    async def resting(self, instrument: int = 0) -> RestingOrders:
+        return await self._run(self._resting, instrument)
+
+    def _resting(self, instrument: int) -> RestingOrders:
+        low, high = id_range(instrument, None)
+        db = self.db
+        with transaction(db):
+            seq = self._progress(instrument)
+            rows = db.execute(
+                "SELECT order_id, side, price, remaining, last_seq FROM orders "
+                "WHERE alive = 1 AND order_id > ? AND order_id <= ?",
+                (low, high),
+            ).fetchall()
+        return RestingOrders(seq, [RestingOrder(*row) for row in rows])
 
     async def events(self, after: int, limit: int) -> list[Event]:
         rows = await self._run(

@@ -25,7 +25,15 @@ from engine.matching import MatchingEngine
 from shared.commands import BUY, SELL
 from shared.events import Accepted, Cancelled, Event, Modified, QuantityChanged, Rejected, Trade
 from store.derived import CANDLE_INTERVALS, NS
-from store.port import BookLevels, CandleRecord, GapError, OrderRecord, Store, TradeRecord
+from store.port import (
+    BookLevels,
+    CandleRecord,
+    GapError,
+    OrderRecord,
+    RestingOrder,
+    Store,
+    TradeRecord,
+)
 from store.sqlite import SqliteStore
 from tests.mongo_wire import wire_server
 
@@ -1039,3 +1047,58 @@ async def test_book_is_one_snapshot_while_the_archiver_writes(backend: Backend) 
     await archiving
     assert len(seen) > 10  # the reads did interleave with the writes
     assert sides(await reader.book(EVERYTHING)) == feed.engine.depth(EVERYTHING)
+
+
+def last_event_of(events: Sequence[Event]) -> dict[int, int]:
+    """Per order id: the sequence number of the last event that changed it."""
+    last: dict[int, int] = {}
+    for e in events:
+        match e:
+            case Trade():
+                last[e.bid_order_id] = last[e.ask_order_id] = e.seq
+            case Accepted() | Modified() | QuantityChanged() | Cancelled():
+                last[e.order_id] = e.seq
+    return last
+
+
+@pytest.mark.parametrize("seed", [4, 5])
+async def test_resting_orders_are_the_alive_orders_at_the_progress(
+    backend: Backend, seed: int
+) -> None:
+    """What the API's replica of the book starts from: every alive order with its side,
+    price, remaining and last event, in one read with the progress, while the archiver
+    writes (so each read is the book at the `seq` it reports)."""
+    writer, reader = await backend.open(), await backend.open()
+    assert getattr(writer, "transactions", True), "a MongoDB test server without transactions"
+    feed, rng = Feed(), random.Random(seed)
+    expected: dict[int, dict[int, RestingOrder]] = {0: {}}
+    batches: list[list[Event]] = []
+    for _ in range(150):
+        start = len(feed.log)
+        random_commands(feed, rng, 3)
+        batches.append(feed.log[start:])
+        orders, _ = expected_state(feed.log)
+        last = last_event_of(feed.log)
+        expected[feed.log[-1].seq] = {
+            o.order_id: RestingOrder(o.order_id, o.side, o.price, o.remaining, last[o.order_id])
+            for o in orders.values()
+            if o.alive
+        }
+
+    async def archive() -> None:
+        for batch in batches:
+            await writer.apply(batch)
+
+    archiving = asyncio.create_task(archive())
+    seen: set[int] = set()
+    while not archiving.done():
+        resting = await reader.resting()
+        assert {o.order_id: o for o in resting.orders} == expected[resting.seq], resting.seq
+        seen.add(resting.seq)
+    await archiving
+    final = await reader.resting()
+    assert final.seq == feed.log[-1].seq
+    assert {o.order_id: o for o in final.orders} == expected[final.seq]
+    assert {o.order_id for o in final.orders} == set(feed.engine.orders)
+    assert len(seen) > 5  # the reads did interleave with the writes
+    assert (await reader.resting(1)) == (1 << 40, [])  # another instrument's: empty
