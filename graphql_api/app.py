@@ -172,7 +172,7 @@ def build_app(service: ExchangeService) -> FastAPI:
 
     app.include_router(orders.reads(service, requests, keys))
     app.include_router(market.reads(service, requests))
-    app.include_router(feeds.feeds(service, requests))
+    app.include_router(feeds.feeds(service, requests, keys))
 
     limiter = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
 

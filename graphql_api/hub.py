@@ -1,4 +1,4 @@
-"""Fan-out of live data (trades, book snapshots) to many subscribers.
+"""Fan-out of live data (event batches, book snapshots, level changes) to many subscribers.
 
 Each subscriber has a bounded queue. Publishing never waits: a subscriber whose queue is
 full is dropped (it sees `SlowConsumer` once it has drained what it had), so one slow
@@ -16,18 +16,33 @@ T = TypeVar("T")
 
 
 class SlowConsumer(Exception):
-    """The subscriber fell too far behind and was dropped."""
+    """The subscriber fell too far behind, or its source failed, and was dropped."""
+
+
+class _End:
+    """Queued by `Hub.drop_all` to wake a subscriber waiting on an empty queue."""
+
+
+_END = _End()
 
 
 class Subscriber(Generic[T]):
     def __init__(self, maxsize: int) -> None:
-        self.queue: asyncio.Queue[T] = asyncio.Queue(maxsize)
+        self.queue: asyncio.Queue[T | _End] = asyncio.Queue(maxsize)
         self.dropped = False
 
     async def get(self) -> T:
         if self.dropped and self.queue.empty():
             raise SlowConsumer
-        return await self.queue.get()
+        item = await self.queue.get()
+        if isinstance(item, _End):
+            raise SlowConsumer
+        return item
+
+    def clear(self) -> None:
+        """Forget what is queued (a reader that rereads the source instead)."""
+        while not self.queue.empty():
+            self.queue.get_nowait()
 
 
 class Hub(Generic[T]):
@@ -43,9 +58,17 @@ class Hub(Generic[T]):
                 sub.dropped = True
                 self.subscribers.pop(sub, None)
 
+    def drop_all(self) -> None:
+        """Drop every subscriber: the source can no longer promise them every item."""
+        for sub in self.subscribers:
+            sub.dropped = True
+            if not sub.queue.full():  # (a full queue's reader is not waiting)
+                sub.queue.put_nowait(_END)
+        self.subscribers.clear()
+
     @asynccontextmanager
-    async def subscribe(self) -> AsyncIterator[Subscriber[T]]:
-        sub: Subscriber[T] = Subscriber(self.maxsize)
+    async def subscribe(self, maxsize: int | None = None) -> AsyncIterator[Subscriber[T]]:
+        sub: Subscriber[T] = Subscriber(maxsize or self.maxsize)
         self.subscribers[sub] = None
         try:
             yield sub

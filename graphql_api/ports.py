@@ -7,15 +7,21 @@ engine called in the API process, for tests and demos). One behaviour suite runs
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
 from shared.commands import Command
 from shared.config import Instrument
-from shared.events import Event, Trade
+from shared.events import Event
 from store.port import BookLevels
 
-from .hub import Hub
+from .hub import Hub, Subscriber
+
+# One instrument's events in ascending seq, as its engine published them together (the
+# events of one command): a batch never ends inside a command, so after a whole batch a
+# book is in a state that the store can also show.
+EventBatch = Sequence[Event]
 
 
 class Unavailable(Exception):
@@ -28,9 +34,15 @@ class EngineTimeout(Unavailable):
 
 
 class EngineGateway(Protocol):
-    @property
-    def trades(self) -> Hub[Trade]:
-        """Every trade of every instrument, live."""
+    def event_feed(
+        self, maxsize: int | None = None
+    ) -> AbstractAsyncContextManager[Subscriber[EventBatch]]:
+        """Every instrument's events, live, batch by batch, from the moment the context is
+        entered: every event that the subscriber is not given has a sequence number at
+        most the position `published` reports from then on. So a subscriber that reads
+        the store after a read barrier, and then takes batches, misses nothing (the
+        snapshot-and-buffer technique). The events are read only while someone
+        subscribes. `maxsize`: how many batches may wait before the subscriber is dropped."""
 
     @property
     def books(self) -> Mapping[str, Hub[BookLevels]]:

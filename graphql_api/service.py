@@ -34,9 +34,10 @@ from shared.events import (
 )
 from store.port import BookLevels, CandleRecord, OrderRecord, Store, TradeRecord
 
-from .hub import Hub
+from .hub import Hub, SlowConsumer, Subscriber
+from .live import LiveFeeds
 from .metrics import ANSWERED_BY_KIND, MUTATIONS, ROUND_TRIP_BY_KIND
-from .ports import EngineGateway, EngineTimeout, Unavailable
+from .ports import EngineGateway, EngineTimeout, EventBatch, Unavailable
 from .requests import (
     BookQuery,
     CancelOrder,
@@ -93,6 +94,7 @@ class ExchangeService:
         self.gateway = gateway
         self.store = store
         self.log: FilteringBoundLogger = structlog.get_logger(service="api")
+        self.live = LiveFeeds(gateway, store, self.read_barrier)
 
     async def start(self) -> None:
         await self.store.open()
@@ -193,10 +195,6 @@ class ExchangeService:
 
     # -- feeds ------------------------------------------------------------------------------
 
-    @property
-    def trade_feed(self) -> Hub[Trade]:
-        return self.gateway.trades
-
     def book_feed(self, instrument: Instrument) -> Hub[BookLevels]:
         return self.gateway.books[instrument.symbol]
 
@@ -291,7 +289,7 @@ class ExchangeService:
         sent: dict[int, int] = {}  # bucket start -> the last_seq sent for it
         loop = asyncio.get_running_loop()
         while True:
-            async with self.gateway.trades.subscribe() as sub:
+            async with self.gateway.event_feed() as sub:
                 while not sub.dropped:  # a subscriber the feed dropped subscribes again
                     polled = loop.time()
                     try:
@@ -299,9 +297,9 @@ class ExchangeService:
                             yield candle
                     except Unavailable as exc:
                         self.log.warning("candle_poll_unavailable", error=str(exc))
-                    await _next_trade(sub.queue, instrument)
+                    await _next_trade(sub, instrument)
                     await asyncio.sleep(max(0.0, polled + CANDLE_POLL_S - loop.time()))
-                    _drain(sub.queue)
+                    sub.clear()  # the store read that follows covers what was queued
 
     async def _changed_candles(
         self, instrument: Instrument, interval: int, sent: dict[int, int]
@@ -359,17 +357,13 @@ def _shown(records: Sequence[T], window: Window) -> list[T]:
     return list(records if window.from_end == window.newest_first else records[::-1])
 
 
-async def _next_trade(queue: asyncio.Queue[Trade], instrument: Instrument) -> None:
-    """Wait until a trade of `instrument` is queued, or CANDLE_IDLE_S seconds."""
+async def _next_trade(sub: Subscriber[EventBatch], instrument: Instrument) -> None:
+    """Wait until a trade of `instrument` is published, or CANDLE_IDLE_S seconds."""
     try:
         async with asyncio.timeout(CANDLE_IDLE_S):
-            while not instrument.owns((await queue.get()).seq):
-                pass
-    except TimeoutError:
+            while True:
+                batch = await sub.get()
+                if instrument.owns(batch[0].seq) and any(type(e) is Trade for e in batch):
+                    return
+    except (TimeoutError, SlowConsumer):
         pass
-
-
-def _drain(queue: asyncio.Queue[Trade]) -> None:
-    """Drop what is queued: the store read that follows covers it."""
-    while not queue.empty():
-        queue.get_nowait()

@@ -146,6 +146,8 @@ FAST_MODULES = {
     "tests/api/test_history.py",
     "tests/api/test_candles.py",
     "tests/api/test_client_order_id.py",
+    "tests/api/test_book_replica.py",
+    "tests/api/test_feed_resume.py",
 }
 SLOW_PARAMS = {"redis", "mongo"}  # the parameters of fixtures that start a server
 

@@ -13,14 +13,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import AsyncIterator
 
 from engine.matching import MatchingEngine
 from shared.commands import Command
 from shared.config import Instrument, Settings
-from shared.events import Event, Trade
+from shared.events import Event
 from store.port import BookLevels, Store
 
-from ..hub import Hub
+from ..hub import Hub, Subscriber
+from ..ports import EventBatch
 
 BOOK_DEPTH = 50  # as the engine service broadcasts
 
@@ -30,7 +32,7 @@ class InProcessGateway:
         self.settings = settings
         self.store = store
         self.engines = {i.symbol: MatchingEngine(i.base) for i in settings.instruments}
-        self.trades: Hub[Trade] = Hub()
+        self.events: Hub[EventBatch] = Hub()
         self.books: dict[str, Hub[BookLevels]] = {
             i.symbol: Hub(maxsize=16) for i in settings.instruments
         }
@@ -57,10 +59,15 @@ class InProcessGateway:
         async with self._lock:
             events = self.engines[instrument.symbol].apply(command)
             await self.store.apply(events)
-        for event in events:
-            if type(event) is Trade:
-                self.trades.publish(event)
+            self.events.publish(events)  # in the lock: batches go out in sequence order
         return events
+
+    @contextlib.asynccontextmanager
+    async def event_feed(self, maxsize: int | None = None) -> AsyncIterator[Subscriber[EventBatch]]:
+        """Live from the moment of entry: events are published in `submit` itself, so
+        there is no reader to wait for."""
+        async with self.events.subscribe(maxsize) as sub:
+            yield sub
 
     def backlog(self, instrument: Instrument) -> int:
         return 0  # every command is applied before it is answered

@@ -1,23 +1,25 @@
-"""What a replica reads from Redis besides its answers: live trades from the event streams,
-the engines' book broadcasts, and each engine's backlog."""
+"""What a replica reads from Redis besides its answers: live events from the event streams
+(while anyone subscribes), the engines' book broadcasts, and each engine's backlog."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import structlog
 from structlog.typing import FilteringBoundLogger
 
 from shared.config import Settings
-from shared.events import Trade, decode_events
+from shared.events import decode_events
 from shared.redis_client import TRANSIENT_ERRORS, AsyncClient
 from store.port import BookLevels
 
-from ..hub import Hub
+from ..hub import Hub, Subscriber
 from ..metrics import BACKLOG
+from ..ports import EventBatch
 from .redis_journal import Journal
 
 # Commands (stream KEYS[1]) after the last one the engine answered (the `c` field of the
@@ -50,7 +52,7 @@ class Feeds:
         self.redis = client
         self.journal = journal  # for its guarded reads
         self.log: FilteringBoundLogger = structlog.get_logger(service="api")
-        self.trades: Hub[Trade] = Hub()
+        self.events: Hub[EventBatch] = Hub()
         self.books: dict[str, Hub[BookLevels]] = {
             i.symbol: Hub(maxsize=16) for i in settings.instruments
         }
@@ -58,24 +60,39 @@ class Feeds:
         # MAX_BACKLOG + 1).
         self.backlog: dict[str, int] = dict.fromkeys(self.books, 0)
         self._event_streams = [settings.event_stream_of(i.symbol) for i in settings.instruments]
+        # Per event stream: set while its reader follows it for the current subscribers.
+        self._following = {stream: asyncio.Event() for stream in self._event_streams}
 
     def tasks(self) -> list[asyncio.Task[None]]:
         return [
-            *(asyncio.create_task(self._read_trades(s)) for s in self._event_streams),
+            *(asyncio.create_task(self._read_events(s)) for s in self._event_streams),
             asyncio.create_task(self._read_books()),
             asyncio.create_task(self._watch_backlog()),
         ]
 
-    async def _read_trades(self, stream: str) -> None:
-        """Feed trade subscribers from one event stream (one XREAD per stream: several
-        instruments' streams in one would be cross-slot on a cluster), only while there
-        are any. When the first one arrives, reading starts at the stream's newest entry,
-        by id (never "$", which would drop what arrives between two reads)."""
+    @asynccontextmanager
+    async def event_feed(self, maxsize: int | None = None) -> AsyncIterator[Subscriber[EventBatch]]:
+        """Subscribe, then wait until every stream's reader follows its stream: from then
+        on each publishes every entry after a position that was already published, so
+        whatever this subscriber misses is at or below any later `published` position."""
+        async with self.events.subscribe(maxsize) as sub:
+            for following in self._following.values():
+                await following.wait()
+            yield sub
+
+    async def _read_events(self, stream: str) -> None:
+        """Feed event subscribers from one event stream (one XREAD per stream: several
+        instruments' streams in one would be cross-slot on a cluster), one batch per
+        entry, only while there are any. When the first one arrives, reading starts at
+        the stream's newest entry, by id (never "$", which would drop what arrives between
+        two reads)."""
         after: bytes | None = None
         guarded = self.journal.guarded
+        following = self._following[stream]
         while True:
-            if not self.trades.subscribers:
+            if not self.events.subscribers:
                 after = None
+                following.clear()
                 await asyncio.sleep(0.02)
                 continue
             if after is None:
@@ -83,14 +100,14 @@ class Feeds:
                 if newest is None:
                     continue
                 after = newest[stream] or b"0-0"
+                following.set()
             response: Any = await guarded(  # Any: redis-py's untyped reply
                 "event_reader", self.redis.xread({stream: after}, count=1000, block=200)
             )
+            publish = self.events.publish
             for _, entries in response or ():
                 for _, fields in entries:
-                    for event in decode_events(fields[b"e"]):
-                        if type(event) is Trade:
-                            self.trades.publish(event)
+                    publish(decode_events(fields[b"e"]))
                 after = entries[-1][0]
 
     async def _watch_backlog(self) -> None:

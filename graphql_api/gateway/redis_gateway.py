@@ -10,12 +10,12 @@ import redis
 
 from shared.commands import Command
 from shared.config import Instrument, Settings
-from shared.events import Event, Trade
+from shared.events import Event
 from shared.redis_client import TRANSIENT_ERRORS, AsyncClient, connect_async
 from store.port import BookLevels
 
 from ..hub import Hub
-from ..ports import EngineTimeout, Unavailable
+from ..ports import EngineTimeout, EventBatch, Unavailable
 from .redis_feeds import Feeds, newest_ids
 from .redis_journal import Journal
 
@@ -41,7 +41,8 @@ class RedisGateway:
         self.redis = client
         self.journal = Journal(settings, client)
         self.feeds = Feeds(settings, client, self.journal)
-        self.trades: Hub[Trade] = self.feeds.trades
+        self.events: Hub[EventBatch] = self.feeds.events
+        self.event_feed = self.feeds.event_feed
         self.books: Mapping[str, Hub[BookLevels]] = self.feeds.books
         self._command_streams = {
             i.symbol: settings.command_stream_of(i.symbol) for i in settings.instruments

@@ -1,5 +1,5 @@
 """The GraphQL schema (Strawberry): types (`types.py`), resolvers (`resolvers.py`) and
-extensions (`extensions.py`).
+extensions (`extensions.py`); subscriptions (`subscriptions.py`, `feed_types.py`).
 
 Prices travel as the `Price` scalar: a decimal string on output; a string or a number on
 input, validated by the same parser as REST.
@@ -11,7 +11,8 @@ import strawberry
 from strawberry.schema.config import StrawberryConfig
 
 from .extensions import extensions
-from .resolvers import Mutation, Query, Subscription
+from .resolvers import Mutation, Query
+from .subscriptions import Subscription
 from .types import PRICE_SCALAR, Price
 
 

@@ -7,7 +7,7 @@ left for what the client cannot act on in its own terms (engine unavailable, bug
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime
@@ -21,11 +21,9 @@ from strawberry.types.nodes import SelectedField
 
 from shared.prices import InputError
 
-from ..hub import Hub, SlowConsumer
 from ..requests import (
     CANDLE_PAGE,
     DEFAULT_PAGE,
-    MAX_DEPTH,
     MAX_PAGE,
     InvalidInput,
     ListOrders,
@@ -380,51 +378,3 @@ class Mutation:
             return ChangeResult(success=False, reason="invalid_input", errors=_field_errors(exc))
         outcome = await _service(info).cancel(request, _caller(info))
         return ChangeResult(success=outcome.success, reason=outcome.reason)
-
-
-@strawberry.type
-class Subscription:
-    @strawberry.subscription
-    async def trades(
-        self, info: GraphQLInfo, symbol: str | None = None
-    ) -> AsyncGenerator[TradeNode, None]:
-        """Every trade, or `symbol`'s only."""
-        service = _service(info)
-        with _argument_errors():
-            only = _requests(info).instrument(symbol) if symbol is not None else None
-        async for event in _feed(service.trade_feed):
-            if only is None or only.owns(event.seq):
-                yield TradeNode.of(trade_view(service.settings, event))
-
-    @strawberry.subscription
-    async def order_book(
-        self, info: GraphQLInfo, depth: int = 5, symbol: str | None = None
-    ) -> AsyncGenerator[OrderBookNode, None]:
-        service = _service(info)
-        with _argument_errors():
-            instrument = _requests(info).instrument(symbol)
-        depth = max(1, min(depth, MAX_DEPTH))
-        async for book in _feed(service.book_feed(instrument)):
-            yield OrderBookNode.of(book_view(instrument, book, depth))
-
-    @strawberry.subscription
-    async def candles(
-        self, info: GraphQLInfo, interval: CandleInterval, symbol: str | None = None
-    ) -> AsyncGenerator[CandleNode, None]:
-        """The current candle, then every candle again each time trades change it, as the
-        `candles` query would show it then (`ExchangeService.candle_updates`)."""
-        service = _service(info)
-        with _argument_errors():
-            instrument = _requests(info).instrument(symbol)
-        async for candle in service.candle_updates(instrument, interval.value):
-            yield CandleNode.of(candle_view(instrument, candle))
-
-
-async def _feed(hub: Hub[T]) -> AsyncGenerator[T, None]:
-    """A hub's items until the subscriber is dropped for being too slow."""
-    async with hub.subscribe() as sub:
-        while True:
-            try:
-                yield await sub.get()
-            except SlowConsumer:
-                return

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import httpx
 import pytest
 import uvicorn
 
@@ -119,3 +120,10 @@ def base_url2(api: Api) -> str:
 @pytest.fixture
 def commands(api: Api) -> CommandLog | AppliedLog:
     return api.commands()
+
+
+@pytest.fixture
+async def ahttp(base_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    """An async HTTP client on replica 1."""
+    async with httpx.AsyncClient(base_url=base_url, timeout=10.0) as client:
+        yield client
