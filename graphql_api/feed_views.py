@@ -33,7 +33,7 @@ class AcceptedView:
     symbol: str
     order_id: str
     side: int
-    price: Decimal | None  # None for a market order
+    order_price: Decimal | None  # None for a market order (as an order's `order_price`)
     quantity: int
     order_type: str  # "limit" or "market"
     time_in_force: str

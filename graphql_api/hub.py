@@ -2,17 +2,20 @@
 
 Each subscriber has a bounded queue. Publishing never waits: a subscriber whose queue is
 full is dropped (it sees `SlowConsumer` once it has drained what it had), so one slow
-client can never slow the reader that feeds everyone else.
+client can never slow the reader that feeds everyone else. A `BatchHub` bounds its
+subscribers' queues in items of the batches (events), not in batches, since one command
+can make thousands of events.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
+E = TypeVar("E")
 
 
 class SlowConsumer(Exception):
@@ -66,11 +69,50 @@ class Hub(Generic[T]):
                 sub.queue.put_nowait(_END)
         self.subscribers.clear()
 
+    def _subscriber(self, maxsize: int) -> Subscriber[T]:
+        return Subscriber(maxsize)
+
     @asynccontextmanager
     async def subscribe(self, maxsize: int | None = None) -> AsyncIterator[Subscriber[T]]:
-        sub: Subscriber[T] = Subscriber(maxsize or self.maxsize)
+        sub = self._subscriber(maxsize or self.maxsize)
         self.subscribers[sub] = None
         try:
             yield sub
         finally:
+            self.subscribers.pop(sub, None)
+
+
+class BatchSubscriber(Subscriber[Sequence[E]]):
+    def __init__(self, limit: int) -> None:
+        super().__init__(0)  # bounded by `limit` items, counted by the hub
+        self.limit = limit
+        self.pending = 0
+
+    async def get(self) -> Sequence[E]:
+        batch = await super().get()
+        self.pending -= len(batch)
+        return batch
+
+
+class BatchHub(Hub[Sequence[E]]):
+    """A hub of batches whose subscribers may be `maxsize` items behind. One that a batch
+    would take past it gets the part that fits, then is dropped: it receives what was
+    queued, in order, and then `SlowConsumer`."""
+
+    def _subscriber(self, maxsize: int) -> Subscriber[Sequence[E]]:
+        return BatchSubscriber(maxsize)
+
+    def publish(self, item: Sequence[E]) -> None:
+        size = len(item)
+        for sub in list(self.subscribers):
+            assert isinstance(sub, BatchSubscriber)
+            room = sub.limit - sub.pending
+            if size <= room:
+                sub.queue.put_nowait(item)
+                sub.pending += size
+                continue
+            if room > 0:
+                sub.queue.put_nowait(item[:room])
+                sub.pending += room
+            sub.dropped = True
             self.subscribers.pop(sub, None)

@@ -22,6 +22,9 @@ from .hub import Hub, Subscriber
 # events of one command): a batch never ends inside a command, so after a whole batch a
 # book is in a state that the store can also show.
 EventBatch = Sequence[Event]
+# Events a subscriber of the event feed may be behind before it is dropped (a client's
+# feed; the API's own followers, the book replicas and the order router, ask for more).
+EVENT_QUEUE = 1000
 
 
 class Unavailable(Exception):
@@ -42,7 +45,8 @@ class EngineGateway(Protocol):
         most the position `published` reports from then on. So a subscriber that reads
         the store after a read barrier, and then takes batches, misses nothing (the
         snapshot-and-buffer technique). The events are read only while someone
-        subscribes. `maxsize`: how many batches may wait before the subscriber is dropped."""
+        subscribes. `maxsize`: how many events (default EVENT_QUEUE) may wait before the
+        subscriber is dropped; it gets what fitted, then `SlowConsumer`."""
 
     @property
     def books(self) -> Mapping[str, Hub[BookLevels]]:

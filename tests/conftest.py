@@ -148,6 +148,9 @@ FAST_MODULES = {
     "tests/api/test_client_order_id.py",
     "tests/api/test_book_replica.py",
     "tests/api/test_feed_resume.py",
+    "tests/api/test_book_feed.py",
+    "tests/api/test_order_feed.py",
+    "tests/api/test_order_feed_keys.py",
 }
 SLOW_PARAMS = {"redis", "mongo"}  # the parameters of fixtures that start a server
 

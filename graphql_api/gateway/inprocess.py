@@ -21,8 +21,8 @@ from shared.config import Instrument, Settings
 from shared.events import Event
 from store.port import BookLevels, Store
 
-from ..hub import Hub, Subscriber
-from ..ports import EventBatch
+from ..hub import BatchHub, Hub, Subscriber
+from ..ports import EVENT_QUEUE, EventBatch
 
 BOOK_DEPTH = 50  # as the engine service broadcasts
 
@@ -32,7 +32,7 @@ class InProcessGateway:
         self.settings = settings
         self.store = store
         self.engines = {i.symbol: MatchingEngine(i.base) for i in settings.instruments}
-        self.events: Hub[EventBatch] = Hub()
+        self.events: BatchHub[Event] = BatchHub(EVENT_QUEUE)
         self.books: dict[str, Hub[BookLevels]] = {
             i.symbol: Hub(maxsize=16) for i in settings.instruments
         }

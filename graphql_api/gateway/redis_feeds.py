@@ -13,13 +13,13 @@ import structlog
 from structlog.typing import FilteringBoundLogger
 
 from shared.config import Settings
-from shared.events import decode_events
+from shared.events import Event, decode_events
 from shared.redis_client import TRANSIENT_ERRORS, AsyncClient
 from store.port import BookLevels
 
-from ..hub import Hub, Subscriber
+from ..hub import BatchHub, Hub, Subscriber
 from ..metrics import BACKLOG
-from ..ports import EventBatch
+from ..ports import EVENT_QUEUE, EventBatch
 from .redis_journal import Journal
 
 # Commands (stream KEYS[1]) after the last one the engine answered (the `c` field of the
@@ -52,7 +52,7 @@ class Feeds:
         self.redis = client
         self.journal = journal  # for its guarded reads
         self.log: FilteringBoundLogger = structlog.get_logger(service="api")
-        self.events: Hub[EventBatch] = Hub()
+        self.events: BatchHub[Event] = BatchHub(EVENT_QUEUE)
         self.books: dict[str, Hub[BookLevels]] = {
             i.symbol: Hub(maxsize=16) for i in settings.instruments
         }

@@ -14,8 +14,8 @@ from shared.events import Event
 from shared.redis_client import TRANSIENT_ERRORS, AsyncClient, connect_async
 from store.port import BookLevels
 
-from ..hub import Hub
-from ..ports import EngineTimeout, EventBatch, Unavailable
+from ..hub import BatchHub, Hub
+from ..ports import EngineTimeout, Unavailable
 from .redis_feeds import Feeds, newest_ids
 from .redis_journal import Journal
 
@@ -41,7 +41,7 @@ class RedisGateway:
         self.redis = client
         self.journal = Journal(settings, client)
         self.feeds = Feeds(settings, client, self.journal)
-        self.events: Hub[EventBatch] = self.feeds.events
+        self.events: BatchHub[Event] = self.feeds.events
         self.event_feed = self.feeds.event_feed
         self.books: Mapping[str, Hub[BookLevels]] = self.feeds.books
         self._command_streams = {

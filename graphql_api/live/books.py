@@ -26,7 +26,7 @@ from ..ports import EngineGateway
 from .book import LevelChange, ReplicaBook
 from .resume import Barrier
 
-REPLICA_QUEUE = 10_000  # batches a replica may fall behind by before it starts over
+REPLICA_QUEUE = 100_000  # events a replica may fall behind by before it starts over
 WINDOW_QUEUE = 10_000  # level changes a subscriber may fall behind by before it is dropped
 
 

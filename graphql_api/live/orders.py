@@ -32,7 +32,7 @@ from .resume import PAGE, Barrier, Page, Source, follow
 
 BID, ASK = 1, 2
 BOTH = BID | ASK
-ROUTER_QUEUE = 10_000  # batches the router may fall behind by before it starts over
+ROUTER_QUEUE = 100_000  # events the router may fall behind by before it starts over
 
 
 class OrderUpdate(NamedTuple):

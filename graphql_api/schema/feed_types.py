@@ -33,7 +33,7 @@ class AcceptedNode:
     symbol: str
     order_id: strawberry.ID
     side: int
-    price: Price | None  # null for a market order
+    order_price: Price | None  # null for a market order
     quantity: int
     order_type: OrderType
     time_in_force: TimeInForce
@@ -88,7 +88,11 @@ class CancelledNode:
 class RejectedNode:
     seq: strawberry.ID
     symbol: str
-    order_id: strawberry.ID | None
+    # Not `orderId`: a nullable field of that name would conflict with the others' ID!
+    # in one selection over the union.
+    rejected_order_id: strawberry.ID | None = strawberry.field(
+        description="the order the refused command named; null when it named none"
+    )
     reason: str
     timestamp: datetime
 
@@ -106,7 +110,8 @@ def order_event_node(
         case AcceptedView():
             return AcceptedNode(
                 seq=_id(v.seq), symbol=v.symbol, order_id=_id(v.order_id), side=v.side,
-                price=None if v.price is None else Price(v.price), quantity=v.quantity,
+                order_price=None if v.order_price is None else Price(v.order_price),
+                quantity=v.quantity,
                 order_type=OrderType(v.order_type), time_in_force=TimeInForce[v.time_in_force],
                 client_order_id=v.client_order_id, timestamp=v.timestamp,
             )  # fmt: skip
@@ -136,7 +141,7 @@ def order_event_node(
         case RejectedView():
             return RejectedNode(
                 seq=_id(v.seq), symbol=v.symbol,
-                order_id=None if v.order_id is None else _id(v.order_id),
+                rejected_order_id=None if v.order_id is None else _id(v.order_id),
                 reason=v.reason, timestamp=v.timestamp,
             )  # fmt: skip
 

@@ -90,6 +90,7 @@ class Api:
     url: str
     url2: str  # a second replica (the in-process API serves both)
     commands: Callable[[], CommandLog | AppliedLog]
+    gateway: str  # "inprocess" or "redis"
 
 
 @pytest.fixture(scope="session", params=GATEWAYS)
@@ -98,13 +99,13 @@ def api(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
         stack: Stack = request.getfixturevalue("stack")
         client = connect(stack.redis_url)
         urls = stack.api_url(stack.api_ports[0]), stack.api_url(stack.api_ports[1])
-        yield Api(*urls, lambda: CommandLog(client))
+        yield Api(*urls, lambda: CommandLog(client), "redis")
         client.close()
         return
     with ThreadServer(inprocess_settings(tmp_path_factory.mktemp("inprocess"))) as server:
         gateway = server.app.state.service.gateway
         assert isinstance(gateway, InProcessGateway)
-        yield Api(server.url, server.url, lambda: AppliedLog(gateway))
+        yield Api(server.url, server.url, lambda: AppliedLog(gateway), "inprocess")
 
 
 @pytest.fixture(scope="session")

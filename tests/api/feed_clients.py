@@ -1,5 +1,6 @@
 """Clients for the feed tests: orders sent as fast as the API takes them (a 429 waits as
-told and sends again), the newest trade id, and plain WebSocket feeds."""
+told and sends again), the newest trade id, plain WebSocket feeds and GraphQL
+subscriptions with a connection_init payload."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
+from gql import Client, GraphQLRequest
+from gql.transport.websockets import WebsocketsTransport
 from websockets.asyncio.client import ClientConnection, connect
 
 from tests.api.test_graphql import TIMEOUT, Feed, ws_url
@@ -59,5 +62,31 @@ async def ws_feed(
         feed = Feed(_messages(ws))
         try:
             yield feed, ws
+        finally:
+            await feed.close()
+
+
+@asynccontextmanager
+async def gql_subscription(
+    base_url: str, query: str, init_payload: dict[str, Any] | None = None, **variables: Any
+) -> AsyncIterator[Feed]:
+    """A GraphQL subscription (graphql-transport-ws), with `init_payload` (an apiKey, say)."""
+    transport = WebsocketsTransport(
+        url=ws_url(base_url, "/graphql"),
+        subprotocols=[WebsocketsTransport.GRAPHQLWS_SUBPROTOCOL],
+        init_payload=init_payload or {},
+        close_timeout=5,
+    )
+    async with Client(transport=transport) as session:
+
+        async def results() -> AsyncIterator[dict[str, Any]]:
+            request = GraphQLRequest(query, variable_values=variables or None)
+            async for data in session.subscribe(request):
+                (payload,) = data.values()
+                yield payload
+
+        feed = Feed(results())
+        try:
+            yield feed
         finally:
             await feed.close()
