@@ -56,10 +56,10 @@ MUTATIONS: tuple[Mutation, ...] = (
         ENGINE_TESTS,
     ),
     Mutation(
-        "LIFO within a level",
+        "LIFO within a level (a new order joins a live level at its head)",
         "engine/matching.py",
-        "maker = next(iter(queue.values()))",
-        "maker = next(reversed(queue.values()))",
+        "level.queue.append(order)",
+        "level.queue.appendleft(order)",
         ENGINE_TESTS,
     ),
     Mutation(
@@ -72,7 +72,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "IOC and FOK limit orders rest like GTC",
         "engine/matching.py",
-        "if tif or price == MARKET:",
+        "if p.tif or price == MARKET:",
         "if price == MARKET:",
         ENGINE_TESTS,
     ),
@@ -86,8 +86,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "a market order on an empty side is not rejected",
         "engine/matching.py",
-        "if price == MARKET and not opposite.levels:",
-        "if price == MARKET and opposite.levels is None:",
+        "if price == MARKET and opposite.best == opposite.empty:",
+        "if price == MARKET and opposite.best is None:",
         ENGINE_TESTS,
     ),
     Mutation(
@@ -127,17 +127,17 @@ MUTATIONS: tuple[Mutation, ...] = (
         ENGINE_TESTS,
     ),
     Mutation(
-        "the best bid after its level empties is the lowest bid",
+        "the best price after its level empties is the worst one left",
         "engine/book.py",
-        "self.best = prices[-1] if self.is_bid else prices[0]",
-        "self.best = prices[0] if self.is_bid else prices[0]",
+        "top = levels[heap[0] * key]",
+        "top = levels[max(heap) * key]",
         ENGINE_TESTS,
     ),
     Mutation(
-        "a removed order's quantity stays in its level's total",
-        "engine/book.py",
-        "        level.total -= order.remaining\n        if not level.orders:",
-        "        if not level.orders:",
+        "a cancelled order's quantity stays in its level's total",
+        "engine/matching.py",
+        "        level.total -= remaining\n        order.remaining = 0\n",
+        "        order.remaining = 0\n",
         ENGINE_TESTS,
     ),
     # -- shared/prices.py -----------------------------------------------------------------
