@@ -7,13 +7,19 @@
 //   const stop = client.subscribe({ query: "subscription { trades { tradeId } }" },
 //                                 { next: (payload) => ..., error: (errors) => ..., complete: () => ... });
 //   stop();  // unsubscribe
+//
+// `payload` may be a function returning the payload: it is called at every (re)send, so a
+// resumable subscription resubscribes from where it stopped (e.g. `after` the last id seen).
 
 const PROTOCOL = "graphql-transport-ws";
+
+const resolve = (payload) => (typeof payload === "function" ? payload() : payload);
 
 export class GraphQLWsClient {
   constructor(url, options = {}) {
     this.url = url;
     this.onStatus = options.onStatus || (() => {});
+    this.connectionParams = options.connectionParams || (() => ({}));
     this.ackTimeoutMs = options.ackTimeoutMs ?? 5000;
     this.pingIntervalMs = options.pingIntervalMs ?? 10000;
     this.pongTimeoutMs = options.pongTimeoutMs ?? 5000;
@@ -33,7 +39,7 @@ export class GraphQLWsClient {
   subscribe(payload, sink) {
     const id = String(++this.nextId);
     this.subs.set(id, { payload, sink });
-    if (this.acked) this._send({ id, type: "subscribe", payload });
+    if (this.acked) this._send({ id, type: "subscribe", payload: resolve(payload) });
     return () => {
       if (this.subs.delete(id) && this.acked) this._send({ id, type: "complete" });
     };
@@ -45,6 +51,12 @@ export class GraphQLWsClient {
       this._clear("retry");
       this._connect();
     }
+  }
+
+  /** Drop the socket and connect again at once (e.g. with new connection params). */
+  reconnect() {
+    if (this.ws) this._abort(4000, "reconnect");
+    this.retryNow();
   }
 
   dispose() {
@@ -83,7 +95,7 @@ export class GraphQLWsClient {
     }
     this.ws = ws;
     ws.onopen = () => {
-      ws.send(JSON.stringify({ type: "connection_init", payload: {} }));
+      ws.send(JSON.stringify({ type: "connection_init", payload: this.connectionParams() }));
       this.timers.ack = setTimeout(() => this._abort(4408, "connection_ack timeout"), this.ackTimeoutMs);
     };
     ws.onmessage = (event) => this._message(event.data);
@@ -135,7 +147,9 @@ export class GraphQLWsClient {
         this._clear("ack");
         this.acked = true;
         this.attempt = 0;
-        for (const [id, { payload }] of this.subs) this._send({ id, type: "subscribe", payload });
+        for (const [id, { payload }] of this.subs) {
+          this._send({ id, type: "subscribe", payload: resolve(payload) });
+        }
         this.timers.ping = setInterval(() => this._ping(), this.pingIntervalMs);
         this._status("open");
         break;
