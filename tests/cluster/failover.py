@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
 import random
 import signal
 import statistics
@@ -29,12 +30,70 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from shared.redis_cluster import LocalCluster
+from shared.stack import Stack
 from tests.cluster.stack import INSTRUMENTS, cluster_stack
 from tests.crash.harness import CommandTap, Ledger, Report, load, stack_settings, verify
 
 PROMOTION_TIMEOUT_S = 30.0
+LOAD_PROCESSES = 2  # the load runs beside the taps and the failovers: give it its own cores
+
+
+@dataclass(frozen=True)
+class StackView:
+    """What the load needs of a running stack, in a form a load process can receive."""
+
+    api_ports: list[int]
+    api_host: str
+    redis_url: str
+    data_dir: Path
+    environment: dict[str, str]
+
+    @classmethod
+    def of(cls, stack: Stack) -> StackView:
+        return cls(stack.api_ports, stack.api_host, stack.redis_url, stack.data_dir, stack.env())
+
+    def env(self) -> dict[str, str]:
+        return self.environment
+
+    def api_url(self, port: int | None = None) -> str:
+        return f"http://{self.api_host}:{port or self.api_ports[0]}"
+
+
+def load_process(
+    view: StackView, rate: float, seed: int, symbols: tuple[str, ...], stop: Any, out: Any
+) -> None:
+    """The crash harness's load, in a process of its own until `stop` is set; puts its
+    ledger on `out`."""
+
+    async def main() -> None:
+        ledger, until = Ledger(), asyncio.Event()
+
+        async def watch() -> None:
+            while not stop.is_set():
+                await asyncio.sleep(0.05)
+            until.set()
+
+        watcher = asyncio.create_task(watch())
+        await load(view, ledger, rate, until, seed, symbols)  # duck-typed: a StackView
+        await watcher
+        out.put(ledger)
+
+    asyncio.run(main())
+
+
+def merged(ledgers: list[Ledger]) -> Ledger:
+    total = Ledger()
+    for ledger in ledgers:
+        total.places.update(ledger.places)
+        total.changes += ledger.changes
+        total.no_liquidity += ledger.no_liquidity
+        total.sent += ledger.sent
+        total.kinds.update(ledger.kinds)
+        total.failed.update(ledger.failed)
+    return total
 
 
 @dataclass
@@ -135,18 +194,29 @@ async def run(
             for tap in taps.values():
                 tap.thread.start()
             pids = {name: process.pid for name, process in stack.processes.items()}
-            ledger = Ledger()
-            until = asyncio.Event()
+            context = multiprocessing.get_context("spawn")
+            stop, out = context.Event(), context.Queue()
+            view, share = StackView.of(stack), rate / LOAD_PROCESSES
+            loads = [
+                context.Process(
+                    target=load_process, args=(view, share, seed * 100 + i, symbols, stop, out)
+                )
+                for i in range(LOAD_PROCESSES)
+            ]
             load_started = time.monotonic()
-            load_task = asyncio.create_task(load(stack, ledger, rate, until, seed, symbols))
+            for process in loads:
+                process.start()
             keys = {s: settings.command_stream_of(s) for s in symbols}
             try:
                 await fail_over(cluster, keys, failovers, interval, stall_ms / 1000, seed, record)
                 await asyncio.sleep(2.0)  # load on the final topology
             finally:
-                until.set()
-                await load_task
-            record.load_seconds = time.monotonic() - load_started
+                stop.set()
+                load_ended = time.monotonic()
+                ledger = merged([await asyncio.to_thread(out.get, True, 120) for _ in loads])
+                for process in loads:
+                    process.join()
+            record.load_seconds = load_ended - load_started
             record.sent, record.acknowledged = ledger.sent, ledger.acknowledged
             restarted = [
                 name
@@ -165,7 +235,7 @@ async def run(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--failovers", type=int, default=10)
-    parser.add_argument("--rate", type=float, default=300.0, help="mutations per second")
+    parser.add_argument("--rate", type=float, default=360.0, help="mutations per second")
     parser.add_argument("--interval", type=float, default=5.0, help="mean s between failovers")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--replica-ack", choices=("auto", "off"), default="auto")

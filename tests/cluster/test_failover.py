@@ -9,7 +9,7 @@ from tests.cluster.failover import run
 
 
 async def test_failovers_lose_and_duplicate_nothing_acknowledged(tmp_path: Path) -> None:
-    report, failovers = await run(failovers=3, rate=300, seed=5, data_dir=tmp_path, interval=4)
+    report, failovers = await run(failovers=3, rate=360, seed=5, data_dir=tmp_path, interval=4)
     print(report.summary())
     print(failovers.summary())
     assert len(failovers.promoted_after) == 3

@@ -32,8 +32,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from engine.matching import MatchingEngine
 from engine.snapshot import state_hash
 from shared.commands import Command, decode_command
@@ -54,6 +52,7 @@ from shared.stack import Stack
 from store import Store, open_store
 from tests.crash.mix import INSTRUMENTS, INSTRUMENTS_SPEC, Request, next_request
 from tests.crash.standby import Takeovers, engines_in_stop_order, kill_leader
+from tests.load import FAILURES, Pool
 from tests.mongo_wire import wire_server
 
 
@@ -141,7 +140,7 @@ async def load(
     places spread over `symbols` (none: the default instrument)."""
     rng = random.Random(seed)
     settings = stack_settings(stack)
-    clients = [httpx.AsyncClient(base_url=stack.api_url(p), timeout=15) for p in stack.api_ports]
+    clients = [Pool(stack.api_url(p), timeout=15) for p in stack.api_ports]
     pending: set[asyncio.Task[None]] = set()
     n = 0
 
@@ -149,22 +148,21 @@ async def load(
         instrument = settings.instrument_of(order_id) or settings.default_instrument
         return int(Decimal(str(price)) / instrument.tick_size)
 
-    async def one(client: httpx.AsyncClient, request: Request) -> None:
+    async def one(client: Pool, request: Request) -> None:
         kind, body = request.kind, request.body or {}
         try:
-            r = await client.request(request.method, request.path, json=request.body)
+            status, answer = await client.request(request.method, request.path, request.body)
             if kind.startswith("place"):
-                if r.status_code in (200, 201):
-                    ledger.places[body["client_order_id"]] = r.json()["order_id"]
+                if status in (200, 201):
+                    ledger.places[body["client_order_id"]] = answer["order_id"]
                     ledger.kinds[kind] += 1
                     ledger.kinds[f"place:{body['symbol']}"] += 1
                     return
-                if r.status_code == 409 and r.json().get("reason") == NO_LIQUIDITY:
+                if status == 409 and answer.get("reason") == NO_LIQUIDITY:
                     ledger.no_liquidity += 1
                     ledger.kinds[f"{kind}:no_liquidity"] += 1
                     return
-            elif r.status_code == 200:
-                answer = r.json()
+            elif status == 200:
                 oid = int(request.order_id)
                 price = body.get("price")
                 ledger.changes.append(
@@ -179,8 +177,8 @@ async def load(
                 )
                 ledger.kinds[kind] += 1
                 return
-            ledger.failed[f"{kind}:{r.status_code}"] += 1
-        except httpx.HTTPError as exc:
+            ledger.failed[f"{kind}:{status}"] += 1
+        except FAILURES as exc:
             ledger.failed[f"{kind}:{type(exc).__name__}"] += 1
 
     start = time.monotonic()
@@ -199,7 +197,7 @@ async def load(
     if pending:
         await asyncio.wait(pending)
     for client in clients:
-        await client.aclose()
+        client.close()
 
 
 async def chaos(
