@@ -119,6 +119,9 @@ export function fieldMessage(field, message) {
   if (/^must be an integer|Int cannot represent/.test(message)) {
     return `${name} must be a whole number of units`;
   }
+  if (/^a market order cannot rest/.test(message)) {
+    return "A market order cannot rest in the book: choose IOC or FOK";
+  }
   if (/^is required|not to be (None|null)/.test(message)) return `Enter a ${name.toLowerCase()}`;
   if (/^must be a decimal|cannot represent|invalid/i.test(message)) {
     return `${name} must be a number, such as 100.25`;
