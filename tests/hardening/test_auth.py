@@ -172,3 +172,29 @@ def test_a_repeated_key_header_counts_its_first_value_on_every_route(anon: httpx
     ):
         assert response.status_code == 401, response.text
     assert anon.delete(f"/orders/{order_id}", headers=first_valid).json() == {"success": True}
+
+
+def test_an_orders_fills_are_its_owners_only(
+    alice: httpx.Client, bob: httpx.Client, anon: httpx.Client
+) -> None:
+    ask = place(alice, side=-1, price=77, quantity=2)
+    bid = place(bob, side=1, price=77, quantity=2)
+    (fill,) = alice.get(f"/orders/{ask}/trades").json()
+    assert (fill["ask_order_id"], fill["bid_order_id"], fill["quantity"]) == (ask, bid, 2)
+    assert bob.get(f"/orders/{bid}/trades").json() == [fill]
+    # another key's order is not found, exactly as GET /orders/{id} answers
+    for client, order_id in ((bob, ask), (alice, bid)):
+        response = client.get(f"/orders/{order_id}/trades")
+        assert response.status_code == 404, response.text
+        assert response.json() == client.get(f"/orders/{order_id}").json()
+    assert anon.get(f"/orders/{ask}/trades").status_code == 401
+    # newest first lists only the caller's own orders
+    newest = bob.get("/orders", params={"order": "desc", "limit": 1000}).json()
+    assert newest[0]["order_id"] == bid
+    assert ask not in {o["order_id"] for o in newest}
+    # GraphQL reaches an order's fills only through an order the caller may see
+    query = "query($id: ID!) { order(id: $id) { trades { nodes { tradeId } } } }"
+    seen = alice.post("/graphql", json={"query": query, "variables": {"id": ask}}).json()
+    assert seen["data"]["order"]["trades"]["nodes"] == [{"tradeId": fill["trade_id"]}]
+    hidden = bob.post("/graphql", json={"query": query, "variables": {"id": ask}}).json()
+    assert hidden["data"]["order"] is None
