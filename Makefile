@@ -15,7 +15,7 @@ BUILD_REQUIRES = $(PY) -c "import tomllib; print(*tomllib.load(open('pyproject.t
 
 
 .PHONY: chromium compose-validator
-.PHONY: install web-assets lock audit run test lint typecheck pytest fuzz bench crash mutate loadtest overload abuse schema clean
+.PHONY: install web-assets lock audit run test lint typecheck pytest fuzz bench crash mutate loadtest overload feedbench abuse schema clean
 .PHONY: cluster-test run-standby crash-standby bench-stall bench-restart bench-drain
 
 # The venv installs exactly the pinned, hash-checked versions in $(DEV_LOCK) (runtime, dev tools and
@@ -137,6 +137,10 @@ loadtest: $(STAMP)
 
 overload: $(STAMP)
 	$(PY) -m tests.overload
+
+# A client resuming /ws/trades (and trades(after:)) after 100,000 missed trades: trades/s.
+feedbench: $(STAMP)
+	$(PY) -m tests.feed_bench --graphql
 
 abuse: $(STAMP)
 	$(PY) -m tests.abuse_bench

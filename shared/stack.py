@@ -175,7 +175,7 @@ class Stack:
         self._logs.clear()
 
 
-FEEDS = ("trades", "orderbook")
+FEEDS = ("trades", "orderbook", "orders", "book")
 
 
 def main() -> None:

@@ -8,6 +8,9 @@ and archiver lag. Without --url it starts its own stack (as `make run` does) wit
 `--instruments 8 --engines 2` spreads the places over 8 instruments owned by 2 engine
 processes and prints each engine's share; `--cluster` runs the stack on a local Redis
 Cluster of 3 masters and 3 replicas (shared/redis_cluster.py) instead of one server.
+`--book-subscriber 10` keeps one `/ws/book?depth=10` client connected to the first
+replica during the run (in its own process; its CPU is printed apart from the stack's):
+run with and without it, back to back, for what the incremental book costs per mutation.
 """
 
 from __future__ import annotations
@@ -301,6 +304,30 @@ def lag(client: Client, settings: Settings) -> tuple[int, int]:
     return engine_lag, archiver_lag
 
 
+async def book_client(url: str, depth: int, seconds: float, ready: Any) -> dict[str, Any]:
+    """One incremental-book subscriber: its snapshot, then every level change, parsed."""
+    from websockets.asyncio.client import connect as ws_connect
+
+    ws_url = url.replace("http://", "ws://") + f"/ws/book?depth={depth}"
+    cpu_before = time.process_time()
+    messages = 0
+    async with ws_connect(ws_url, max_size=None, open_timeout=60) as ws:
+        json.loads(await ws.recv())  # the snapshot: the replica is built
+        ready.set()
+        deadline = time.perf_counter() + seconds
+        while (left := deadline - time.perf_counter()) > 0:
+            try:
+                json.loads(await asyncio.wait_for(ws.recv(), left))
+            except TimeoutError:
+                break
+            messages += 1
+    return {"messages": messages, "cpu": time.process_time() - cpu_before}
+
+
+def book_client_main(url: str, depth: int, seconds: float, ready: Any, out: Any) -> None:
+    out.put(uvloop.run(book_client(url, depth, seconds, ready)))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--url", action="append", help="API base URL (repeat for replicas)")
@@ -321,6 +348,13 @@ def main() -> None:
     )
     parser.add_argument("--engines", type=int, default=1, help="engine processes (own stack)")
     parser.add_argument("--cluster", action="store_true", help="on a local 3+3 Redis Cluster")
+    parser.add_argument(
+        "--book-subscriber",
+        type=int,
+        default=0,
+        metavar="DEPTH",
+        help="one /ws/book?depth=DEPTH subscriber on the first replica during the run",
+    )
     args = parser.parse_args()
 
     stack = cluster = None
@@ -368,6 +402,17 @@ def main() -> None:
         for node in cluster.nodes if cluster else ():
             if node.process is not None:
                 services[f"redis-{node.port}"] = node.process
+        book_queue: Any = multiprocessing.Queue()
+        book_proc = None
+        if args.book_subscriber:
+            ready = multiprocessing.Event()
+            book_proc = multiprocessing.Process(
+                target=book_client_main,
+                args=(urls[0], args.book_subscriber, args.seconds, ready, book_queue),
+            )
+            book_proc.start()
+            if not ready.wait(60):
+                raise SystemExit("the book subscriber got no snapshot")
         cpu_before = {name: cpu_seconds(proc.pid) for name, proc in services.items()}
         started = time.monotonic()
         for p in procs:
@@ -380,7 +425,13 @@ def main() -> None:
                 max_lag = (max(max_lag[0], now[0]), max(max_lag[1], now[1]))
         results = [queue.get(timeout=30) for _ in procs]
         cpu = {name: cpu_seconds(proc.pid) - cpu_before[name] for name, proc in services.items()}
+        stack_cpu = sum(cpu.values())
         cpu["client"] = sum(r["cpu"] for r in results)
+        book = None
+        if book_proc is not None:
+            book = book_queue.get(timeout=60)
+            book_proc.join()
+            cpu["book-client"] = book["cpu"]
         for p in procs:
             p.join()
         latencies = sorted(x for r in results for x in r["latencies"])
@@ -405,6 +456,14 @@ def main() -> None:
             f"{name} {seconds / max(answered, 1) * 1e6:.0f}" for name, seconds in cpu.items()
         )
         print(f"CPU per mutation (µs): {per}")
+        print(
+            f"stack CPU per mutation (µs, every service): {stack_cpu / max(answered, 1) * 1e6:.0f}"
+        )
+        if book is not None:
+            print(
+                f"book subscriber (depth {args.book_subscriber}): {book['messages']:,} messages, "
+                f"{book['messages'] / max(answered, 1):.2f} per mutation"
+            )
         if rclient is not None:
             print(
                 f"lag (max during run): engine {max_lag[0]} commands, archiver {max_lag[1]} events"

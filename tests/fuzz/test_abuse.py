@@ -705,7 +705,7 @@ async def test_ws_orderbook_ignores_garbage_and_keeps_delivering(
     still_serving()
 
 
-@pytest.mark.parametrize("path", ["/ws/trades", "/ws/orderbook"])
+@pytest.mark.parametrize("path", ["/ws/trades", "/ws/orderbook", "/ws/orders", "/ws/book"])
 async def test_ws_invalid_utf8_text_is_closed_with_1007(
     base_url: str, still_serving: Callable[[], None], path: str
 ) -> None:
