@@ -11,6 +11,7 @@ the gateway hides whether the engine is behind Redis or in this process.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -289,7 +290,13 @@ class ExchangeService:
         sent: dict[int, int] = {}  # bucket start -> the last_seq sent for it
         loop = asyncio.get_running_loop()
         while True:
-            async with self.gateway.event_feed() as sub:
+            async with contextlib.AsyncExitStack() as stack:
+                try:
+                    sub = await stack.enter_async_context(self.gateway.event_feed())
+                except Unavailable as exc:  # no live events yet: look again shortly
+                    self.log.warning("candle_feed_unavailable", error=str(exc))
+                    await asyncio.sleep(CANDLE_POLL_S)
+                    continue
                 while not sub.dropped:  # a subscriber the feed dropped subscribes again
                     polled = loop.time()
                     try:

@@ -19,7 +19,7 @@ from store.port import BookLevels
 
 from ..hub import BatchHub, Hub, Subscriber
 from ..metrics import BACKLOG
-from ..ports import EVENT_QUEUE, EventBatch
+from ..ports import EVENT_QUEUE, EventBatch, Unavailable
 from .redis_journal import Journal
 
 # Commands (stream KEYS[1]) after the last one the engine answered (the `c` field of the
@@ -74,10 +74,15 @@ class Feeds:
     async def event_feed(self, maxsize: int | None = None) -> AsyncIterator[Subscriber[EventBatch]]:
         """Subscribe, then wait until every stream's reader follows its stream: from then
         on each publishes every entry after a position that was already published, so
-        whatever this subscriber misses is at or below any later `published` position."""
+        whatever this subscriber misses is at or below any later `published` position. `Unavailable`
+        if a reader cannot start (Redis away) within REQUEST_TIMEOUT_S."""
         async with self.events.subscribe(maxsize) as sub:
-            for following in self._following.values():
-                await following.wait()
+            try:
+                async with asyncio.timeout(self.settings.request_timeout_s):
+                    for following in self._following.values():
+                        await following.wait()
+            except TimeoutError:
+                raise Unavailable("the event streams are unavailable; retry shortly") from None
             yield sub
 
     async def _read_events(self, stream: str) -> None:

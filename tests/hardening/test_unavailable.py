@@ -14,6 +14,8 @@ from typing import Any
 
 import httpx
 import pytest
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
 
 from shared.stack import Stack
 from tests.conftest import running_stack
@@ -226,3 +228,18 @@ def test_redis_down_reads_503(http: httpx.Client, down: Callable[[str], None]) -
         assert_unavailable(http.get(path), "")
     (error,) = graphql(http, "{ orders { nodes { orderId } } }")["errors"]
     assert error["message"] != "Unexpected error.", error
+
+
+@pytest.mark.parametrize("path", ["/ws/trades?after=0", "/ws/orders?after=0", "/ws/book"])
+def test_redis_down_feeds_close_1013_to_come_back(
+    outage: Stack, down: Callable[[str], None], path: str
+) -> None:
+    """A feed that cannot go live (no live events, no read barrier) says so with 1013, the
+    code that tells a client to reconnect later, rather than hang or fail with 1011. (What
+    the store holds after `after` may come first: the store is up.)"""
+    down("redis")
+    url = outage.api_url().replace("http://", "ws://") + path
+    with connect(url, open_timeout=10) as ws, pytest.raises(ConnectionClosed) as closed:
+        for _ in range(10_000):
+            ws.recv(timeout=20)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1013, closed.value
