@@ -12,7 +12,12 @@ from graphql import (
     GraphQLInt,
     GraphQLList,
     GraphQLSchema,
+    ListValueNode,
+    ObjectValueNode,
+    ValidationRule,
+    ValueNode,
     get_nullable_type,
+    print_ast,
 )
 from graphql.utilities import get_operation_ast, type_from_ast
 from strawberry.extensions import (
@@ -30,11 +35,39 @@ from ..security import Unauthenticated
 
 
 def _mask(error: GraphQLError) -> bool:
-    """Hide internal errors; keep what a client can act on (bad arguments, auth, retry)."""
+    """Hide internal errors of the resolvers; keep what a client can act on (bad arguments,
+    auth, retry). An error without a path comes from parsing or validation, about the
+    client's own document (a 5000-digit Int literal, say): never masked."""
     original = error.original_error
-    return original is not None and not isinstance(
-        original, GraphQLError | Unavailable | Unauthenticated
+    return (
+        original is not None
+        and error.path is not None
+        and not isinstance(original, GraphQLError | Unavailable | Unauthenticated)
     )
+
+
+class IntLiterals(ValidationRule):
+    """A list or an object literal written where an Int goes, reported at the literal.
+
+    graphql-core refuses them too, but without a location, so the client cannot tell which
+    argument was wrong; its unlocated error is then dropped (`_located`)."""
+
+    def enter_list_value(self, node: ListValueNode, *_: object) -> None:
+        self._check(node, self.context.get_parent_input_type())
+
+    def enter_object_value(self, node: ObjectValueNode, *_: object) -> None:
+        self._check(node, self.context.get_input_type())
+
+    def _check(self, node: ValueNode, expected: GraphQLInputType | None) -> None:
+        if expected is not None and get_nullable_type(expected) is GraphQLInt:
+            message = f"Int cannot represent non-integer value: {print_ast(node)}"
+            self.report_error(GraphQLError(message, node))
+
+
+def _located(errors: list[GraphQLError]) -> list[GraphQLError]:
+    """Drop graphql-core's unlocated twin of an error `IntLiterals` reported with one."""
+    located = {e.message for e in errors if e.locations}
+    return [e for e in errors if e.locations or e.message not in located]
 
 
 class StrictIntVariables(SchemaExtension):
@@ -52,7 +85,8 @@ class StrictIntVariables(SchemaExtension):
         document = context.graphql_document
         if document is not None and context.pre_execution_errors is None:
             schema = context.schema._schema
-            errors = validate_document(schema, document, context.validation_rules)
+            rules = (*context.validation_rules, IntLiterals)
+            errors = _located(validate_document(schema, document, rules))
             if not errors:
                 errors = _float_ints(schema, document, context.operation_name, context.variables)
             context.pre_execution_errors = errors
