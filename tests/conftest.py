@@ -151,6 +151,7 @@ FAST_MODULES = {
     "tests/api/test_book_feed.py",
     "tests/api/test_order_feed.py",
     "tests/api/test_order_feed_keys.py",
+    "tests/api/test_feed_views.py",
 }
 SLOW_PARAMS = {"redis", "mongo"}  # the parameters of fixtures that start a server
 

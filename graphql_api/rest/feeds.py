@@ -8,10 +8,11 @@ from __future__ import annotations
 from fastapi import APIRouter, WebSocket
 
 from ..feed_requests import feed_request
+from ..feed_views import trade_text
 from ..requests import InvalidInput, Requests
 from ..security import ApiKeys
 from ..service import ExchangeService
-from ..views import book_view, to_json, trade_view
+from ..views import book_view, to_json
 from . import book_feed, order_feed
 from .websocket import accept, hub_items, pump, refuse, text
 
@@ -33,7 +34,7 @@ def feeds(service: ExchangeService, requests: Requests, keys: ApiKeys) -> APIRou
             return
         if await accept(websocket, settings.allowed_origins):
             trades = service.live.trades(request)
-            await pump(websocket, trades, lambda t: text(to_json(trade_view(settings, t))))
+            await pump(websocket, trades, lambda t: trade_text(settings, t))
 
     @router.websocket("/ws/orderbook")
     async def ws_orderbook(websocket: WebSocket) -> None:
