@@ -90,6 +90,7 @@ def main() -> None:
             engine = subprocess.Popen([sys.executable, "-m", "engine"], env=env)
             redis_cpu = cpu_seconds(server.pid)
             first: tuple[float, int, float] | None = None
+            client.config_resetstat()
             while True:
                 last: Any = client.xrevrange(settings.event_stream, "+", "-", count=1)
                 now = time.monotonic()
@@ -109,6 +110,15 @@ def main() -> None:
             engine_cpu = cpu_seconds(engine.pid) - first[2]
             redis_cpu = cpu_seconds(server.pid) - redis_cpu
             events = client.xlen(settings.event_stream)
+            stats = client.info("commandstats")
+            spent = sorted(
+                ((name.removeprefix("cmdstat_"), v["usec"]) for name, v in stats.items()),
+                key=lambda item: -item[1],
+            )
+            print(
+                "Redis time in commands per drained command (us): "
+                + ", ".join(f"{name} {usec / drained:.2f}" for name, usec in spent[:5])
+            )
             print(
                 f"drained {drained:,} commands in {seconds:.2f} s: {drained / seconds:,.0f} "
                 f"commands/s ({events:,} event entries); CPU per command: engine "

@@ -35,6 +35,7 @@ import socket
 from collections.abc import Callable
 from typing import Any, cast
 
+import hiredis
 import redis
 from redis.exceptions import NoScriptError
 
@@ -224,6 +225,7 @@ class Lease:
         self.book_channel = settings.book_channel_of(symbol)
         self.standby_key = key(symbol, "engine:standby")
         self._fence_keys = [self.token_key, self.lease_key]
+        self._in_flight: tuple[redis.Redis, Any, list[Any], list[Any]] | None = None
 
     @property
     def leading(self) -> bool:
@@ -252,13 +254,18 @@ class Lease:
             return results
         raise AssertionError("unreachable")
 
-    def _fenced(self, script: str, keys: list[str], args: list[Any], wait: int = 0) -> list[Any]:
-        results = self._run(script, [*self._fence_keys, *keys], [*self._fence_args(), *args], wait)
-        if results[0] == FENCED:
+    def _fenced(self, script: str, keys: list[str], args: list[Any]) -> list[Any]:
+        self.settle()  # in order: the publish in flight first
+        results = self._run(script, [*self._fence_keys, *keys], [*self._fence_args(), *args])
+        self._fence_check(results[0])
+        return results
+
+    def _fence_check(self, result: Any) -> int:
+        if result == FENCED:
             token = self.token
             self.token = 0
             raise LeaseLost(f"{self.symbol}: fencing token {token} is no longer the newest")
-        return results
+        return int(result)
 
     def _fence_args(self) -> list[Any]:
         return [self.token, self.owner, LEASE_MS]
@@ -276,25 +283,77 @@ class Lease:
     def release(self) -> None:
         """Give the lease up at a clean stop, so that a standby need not wait for it to expire."""
         if self.leading:
+            self.settle()
             self._run(_RELEASE, self._fence_keys, [self.token, self.owner])
             self.token = 0
 
     def publish(
-        self, rows: list[Any], reply_keys: list[str], marker: tuple[str, bytes] | None
-    ) -> int:
+        self,
+        rows: list[Any],
+        reply_keys: list[str],
+        marker: tuple[str, bytes] | None,
+        wait: bool = True,
+    ) -> int | None:
         """Append a batch's events and replies (and a checkpoint marker); returns how many
-        entries were already published. `rows` is the flat five-per-command list."""
-        keys = [self.event_stream, self.markers_key, self.published_key, *reply_keys]
+        entries were already published. `rows` is the flat five-per-command list.
+
+        `wait=False` sends the script and returns None at once: the engine matches the next
+        batch while Redis appends this one, and `settle` reads the outcome (before the next
+        publish, any other write, or a fork). Where a replica must confirm the events first,
+        the publish always waits."""
+        self.settle()
+        keys = [*self._fence_keys, self.event_stream, self.markers_key, self.published_key]
+        keys += reply_keys
         marker_id, marker_command = marker if marker else ("", b"")
         node = self.node()
         replicas = self.acks.wanted(node)
-        args = [marker_id, marker_command, "0" if replicas else "1", *rows]
-        results = self._fenced(_PUBLISH, keys, args, wait=replicas)
-        skipped = int(results[0])
+        args = [*self._fence_args(), marker_id, marker_command, "0" if replicas else "1", *rows]
+        if not replicas and not wait:
+            connection: Any = node.connection_pool.get_connection()
+            try:
+                packed = hiredis.pack_command(("EVALSHA", _SHA[_PUBLISH], len(keys), *keys, *args))
+                connection.send_packed_command([packed])
+            except BaseException:
+                node.connection_pool.release(connection)
+                raise
+            self._in_flight = (node, connection, keys, args)
+            return None
+        results = self._run(_PUBLISH, keys, args, wait=replicas)
+        skipped = self._fence_check(results[0])
         if replicas:
             self.acks.check(node, replicas, int(results[1]))
-            self._fenced(_REPLIES, keys, [marker_id, marker_command, skipped, *rows])
+            args[5] = skipped  # the replies of the entries published now
+            self._fence_check(self._run(_REPLIES, keys, args)[0])
         return skipped
+
+    def settle(self) -> int | None:
+        """The outcome of the publish in flight, if any: how many entries were already
+        published; raises LeaseLost when it was fenced, or its Redis error."""
+        if self._in_flight is None:
+            return None
+        node, connection, keys, args = self._in_flight
+        self._in_flight = None
+        try:
+            result = connection.read_response()
+        except NoScriptError:  # the node restarted meanwhile: nothing was written
+            result = self._run(_PUBLISH, keys, args)[0]
+        except BaseException:
+            connection.disconnect()
+            raise
+        finally:
+            node.connection_pool.release(connection)
+        if isinstance(result, redis.ResponseError):
+            raise result
+        return self._fence_check(result)
+
+    def abandon(self) -> None:
+        """Forget the publish in flight (its connection is closed: after a Redis error,
+        recovery finds out what was published)."""
+        if self._in_flight is not None:
+            node, connection, _, _ = self._in_flight
+            self._in_flight = None
+            connection.disconnect()
+            node.connection_pool.release(connection)
 
     def checkpointed(
         self,

@@ -60,21 +60,22 @@ class StreamReader:
                 thread.start()
 
     def _xread(self, positions: dict[str, str], block_ms: int) -> Read:
-        response: Any = self.client.xread(positions, count=self.count, block=block_ms)  # type: ignore[arg-type]
+        block = block_ms or None  # 0: do not wait (XREAD's BLOCK 0 would wait forever)
+        response: Any = self.client.xread(positions, count=self.count, block=block)  # type: ignore[arg-type]
         read = {_decoded(stream): entries for stream, entries in streams_of(response) if entries}
         for stream, entries in read.items():
             positions[stream] = _decoded(entries[-1][0])
         return read
 
     def read(self, block_ms: int) -> list[Batch]:
-        """What arrived, waiting up to `block_ms` for the first entries; a reader thread's
-        Redis error is raised here, on the engine thread."""
+        """What arrived, waiting up to `block_ms` (0: not at all) for the first entries; a
+        reader thread's Redis error is raised here, on the engine thread."""
         if not self._threads:
             ((name, positions),) = self.groups.items()
             read = self._xread(positions, block_ms)
             return [(name, read)] if read else []
         try:
-            first = self._ready.get(timeout=block_ms / 1000)
+            first = self._ready.get(block_ms > 0, block_ms / 1000)
         except queue.Empty:
             return []
         got = [first]

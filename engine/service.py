@@ -95,6 +95,7 @@ class BookService:
         self.next_book = 0.0
         self.waiting_since = 0.0  # when this book started waiting for the lease
         self.recoveries = 0  # a reader built before the last recovery reads stale positions
+        self.held: tuple[list[Any], list[str], tuple[str, bytes] | None] | None = None
 
     @property
     def leading(self) -> bool:
@@ -115,7 +116,9 @@ class BookService:
         self.recoveries += 1
         # Leading again takes the lease again: still ours (a short Redis blip) gives back
         # the same token; expired meanwhile, any engine may take it, with a new one.
+        self.lease.abandon()
         self.lease.token = 0
+        self.held = None
         self.job.abandon()
         for name in checkpoint.remove_orphaned_tmp(self.checkpoint_dir):
             self.log.info("checkpoint_tmp_removed", file=name)
@@ -225,18 +228,24 @@ class BookService:
         )
         return True
 
-    def process(self, entries: Entries, now: float) -> int:
-        """Apply commands in order and publish their events; returns how many were
-        published already (a replay after a crash, or a takeover)."""
+    def process(self, entries: Entries, now: float) -> None:
+        """Apply commands in order and prepare the publish of their events, which `flush`
+        sends: the serve loop reads the next batch first, so that Redis appends this one
+        while the engine matches the next."""
+        self.flush()
         engine, settings, symbol = self.engine, self.settings, self.symbol
         rows: list[Any] = []
         append = rows.append
         replies: dict[str, int] = {}
         reply_keys: list[str] = []
+        decode = decode_command
         for entry_id, fields in entries:
-            command = self.decode(entry_id, fields)
-            if command is None:
-                continue
+            try:  # the API writes one field, "c": a list [b"c", body] as Redis sends it
+                command = decode(fields[1] if fields[0] == b"c" else field(fields, b"c"))
+            except Exception:
+                command = self.decode(entry_id, fields)  # logs the poison entry
+                if command is None:
+                    continue
             events = engine.apply(command)
             request_id = command.request_id
             replica, dash, _ = request_id.partition("-")
@@ -258,13 +267,29 @@ class BookService:
         marker = None
         if self.checkpoint_due(now):
             marker = (f"{engine.seq}-0", entries[-1][0])
-        duplicates = self.lease.publish(rows, reply_keys, marker)
-        self.renewed_at = now
+        self.held = (rows, reply_keys, marker)
+
+    def flush(self) -> None:
+        """Send the prepared publish, without waiting for Redis's answer (`Lease.settle`
+        reads it before the next write) unless a checkpoint follows: a checkpoint is forked
+        only once the events up to its state are published."""
+        held, self.held = self.held, None
+        if held is None:
+            return
+        rows, reply_keys, marker = held
+        self.settle()
+        duplicates = self.lease.publish(rows, reply_keys, marker, wait=marker is not None)
         if duplicates:
-            self.log.info("events_already_published", entries=duplicates, seq=engine.seq)
+            self.log.info("events_already_published", entries=duplicates, seq=self.engine.seq)
+        self.renewed_at = time.monotonic()
         if marker is not None:
             self.start_checkpoint()
-        return duplicates
+
+    def settle(self) -> None:
+        """Wait for the publish in flight; log entries that were published already."""
+        duplicates = self.lease.settle()
+        if duplicates:
+            self.log.info("events_already_published", entries=duplicates, seq=self.engine.seq)
 
     def checkpoint_due(self, now: float) -> bool:
         if self.job.running:
@@ -346,6 +371,8 @@ class BookService:
         if not self.leading:
             self.job.abandon()
             return
+        self.flush()
+        self.settle()
         if self.job.running:
             self.reap_checkpoint(block=True)
         if not self.leading:
@@ -413,7 +440,12 @@ class EngineService:
                 for book in self.books.values():
                     if book.leading:
                         wait = min(wait, book.next_book - now)
-                batches = reader.read(max(1, int(wait * 1000)))
+                held = any(book.held is not None for book in self.books.values())
+                # With a publish prepared, only look for more (the next batch is read before
+                # this one is sent, so that Redis appends it while the engine matches on).
+                batches = reader.read(0 if held else max(1, int(wait * 1000)))
+                for book in self.books.values():
+                    book.flush()
                 now = time.monotonic()
                 for symbol, read in batches:
                     book = self.books[symbol]
