@@ -61,12 +61,13 @@ class ArchiverService:
         self.stopping = asyncio.Event()
 
     async def run(self) -> None:
-        """Archive every instrument's event stream in a task of its own, each from its own
-        stored progress: one XREAD per stream (an XREAD of several instruments' streams is
-        cross-slot on a Redis Cluster), and a shard that fails over stalls only its own
-        instruments. Returns on stop; a sequence gap in any stream ends the service."""
+        """Archive each instrument's event stream (ARCHIVER_SYMBOLS, default all) in a task
+        of its own, each from its own stored progress: one XREAD per stream (an XREAD of
+        several instruments' streams is cross-slot on a Redis Cluster), and a shard that
+        fails over stalls only its own instruments. Returns on stop; a sequence gap in any
+        stream ends the service."""
         tasks = [asyncio.create_task(self._beat())] + [
-            asyncio.create_task(self._archive(i)) for i in self.settings.instruments
+            asyncio.create_task(self._archive(i)) for i in self.settings.archived_instruments()
         ]
         gc_policy.settle()
         try:

@@ -58,6 +58,7 @@ ENV_VARS: dict[str, tuple[str, str]] = {
         "SYMBOL[:tick[:max_price]] list; the first is the default; only ever append",
     ),
     "ENGINE_SYMBOLS": ("", "instruments this engine process owns, comma-separated; empty: all"),
+    "ARCHIVER_SYMBOLS": ("", "instruments this archiver stores, comma-separated; empty: all"),
     "MAX_BODY_BYTES": ("65536", "largest request body on any HTTP route; a bigger one gets a 413"),
     "MAX_HEADER_BYTES": ("32768", "largest request line plus headers; bigger gets a 414 or 431"),
     "HEADER_TIMEOUT_S": ("10", "a request's headers must arrive within this; else 408 and close"),
@@ -120,6 +121,10 @@ def parse_instruments(spec: str, tick: Decimal, max_price: Decimal) -> tuple[Ins
     return tuple(instruments)
 
 
+def _symbols(spec: str) -> tuple[str, ...]:
+    return tuple(s.strip() for s in spec.split(",") if s.strip())
+
+
 def _env(name: str) -> str:
     return os.environ.get(name, ENV_VARS[name][0])
 
@@ -156,6 +161,7 @@ class Settings:
     engine_gateway: str = "redis"
     instruments_spec: str = "DEFAULT"
     engine_symbols: tuple[str, ...] = ()
+    archiver_symbols: tuple[str, ...] = ()
     max_body_bytes: int = 65536
     max_header_bytes: int = 32768
     header_timeout_s: float = 10.0
@@ -202,7 +208,8 @@ class Settings:
             production=_env("PRODUCTION") in ("1", "true", "yes"),
             engine_gateway=_env("ENGINE_GATEWAY"),
             instruments_spec=_env("INSTRUMENTS"),
-            engine_symbols=tuple(s.strip() for s in _env("ENGINE_SYMBOLS").split(",") if s.strip()),
+            engine_symbols=_symbols(_env("ENGINE_SYMBOLS")),
+            archiver_symbols=_symbols(_env("ARCHIVER_SYMBOLS")),
             max_body_bytes=int(_env("MAX_BODY_BYTES")),
             max_header_bytes=int(_env("MAX_HEADER_BYTES")),
             header_timeout_s=float(_env("HEADER_TIMEOUT_S")),
@@ -243,6 +250,13 @@ class Settings:
         if not self.engine_symbols:
             return self.instruments
         return tuple(self.instrument(symbol) for symbol in self.engine_symbols)
+
+    def archived_instruments(self) -> tuple[Instrument, ...]:
+        """What this archiver stores: ARCHIVER_SYMBOLS, or every instrument. Archivers of
+        disjoint sets split the work; overlapping ones only repeat idempotent writes."""
+        if not self.archiver_symbols:
+            return self.instruments
+        return tuple(self.instrument(symbol) for symbol in self.archiver_symbols)
 
     def key(self, symbol: str, name: str) -> str:
         """Redis key of an instrument: the symbol is a Redis Cluster hash tag, so that all

@@ -36,6 +36,40 @@ def until(condition: Any, what: str, timeout: float = 30.0) -> None:
         time.sleep(0.05)
 
 
+def drive(client: Any, settings: Settings, per_symbol: int) -> dict[str, list[Any]]:
+    """Journal `per_symbol` crossing places on every instrument, as an API replica named "t"
+    would, and return each instrument's answers once all have come back."""
+    symbols = [i.symbol for i in settings.instruments]
+    until(
+        lambda: all(client.exists(settings.key(s, "engine:lease")) for s in symbols),
+        "every instrument's engine",
+    )
+    replies = {s: settings.reply_stream_of(s, "t") for s in symbols}
+    positions: dict[Any, Any] = {}
+    for stream in replies.values():
+        positions[stream] = client.xadd(stream, {"open": "t"})
+    for n, symbol in enumerate(symbols * per_symbol):
+        side = 1 if (n // len(symbols)) % 2 else -1
+        command = Place(side=side, price=100, quantity=1, request_id=f"t-{n}")
+        client.xadd(settings.command_stream_of(symbol), {"c": encode_command(command)})
+    answered: dict[str, list[Any]] = {s: [] for s in symbols}
+
+    def read_replies() -> bool:
+        for symbol in symbols:
+            stream = replies[symbol]
+            response: Any = client.xread({stream: positions[stream]}, count=100)
+            for _, entries in response or ():
+                for entry_id, fields in entries:
+                    answered[symbol].extend(decode_events(fields[b"e"]))
+                    positions[stream] = entry_id
+        return all(
+            len([e for e in a if type(e) is Accepted]) == per_symbol for a in answered.values()
+        )
+
+    until(read_replies, "every command's answer")
+    return answered
+
+
 def test_engines_and_archiver_serve_every_shard(tmp_path: Path, cluster: LocalCluster) -> None:
     """Two engines owning two instruments each on different shards answer every command
     (published only once a replica has it), and the archiver stores every instrument."""
@@ -44,31 +78,7 @@ def test_engines_and_archiver_serve_every_shard(tmp_path: Path, cluster: LocalCl
             instruments_spec=INSTRUMENTS, stream_prefix=stack.env()["STREAM_PREFIX"]
         )
         client = connect(stack.redis_url)
-        symbols = [i.symbol for i in settings.instruments]
-        until(
-            lambda: all(client.exists(settings.key(s, "engine:book")) for s in symbols),
-            "every engine's heartbeat",
-        )
-        replies = {s: settings.reply_stream_of(s, "t") for s in symbols}
-        positions: dict[Any, Any] = {}
-        for stream in replies.values():
-            positions[stream] = client.xadd(stream, {"open": "t"})
-        for n, symbol in enumerate(symbols * 10):
-            side = 1 if (n // len(symbols)) % 2 else -1
-            command = Place(side=side, price=100, quantity=1, request_id=f"t-{n}")
-            client.xadd(settings.command_stream_of(symbol), {"c": encode_command(command)})
-        answered: dict[str, list[Any]] = {s: [] for s in symbols}
-
-        def read_replies() -> bool:
-            for stream, symbol in ((replies[s], s) for s in symbols):
-                response: Any = client.xread({stream: positions[stream]}, count=100)
-                for _, entries in response or ():
-                    for entry_id, fields in entries:
-                        answered[symbol].extend(decode_events(fields[b"e"]))
-                        positions[stream] = entry_id
-            return all(len([e for e in a if type(e) is Accepted]) == 10 for a in answered.values())
-
-        until(read_replies, "every command's answer")
+        answered = drive(client, settings, 10)
         for instrument in settings.instruments:
             events = answered[instrument.symbol]
             assert len([e for e in events if type(e) is Trade]) == 5
@@ -83,6 +93,27 @@ def test_engines_and_archiver_serve_every_shard(tmp_path: Path, cluster: LocalCl
                 f"the archiver storing {instrument.symbol}",
             )
         assert all(p.poll() is None for p in stack.processes.values())
+        client.close()
+
+
+def test_an_archiver_stores_only_its_instruments(tmp_path: Path, cluster: LocalCluster) -> None:
+    """ARCHIVER_SYMBOLS splits the archiving between processes, as ENGINE_SYMBOLS splits the
+    matching: this one stores two of the four instruments and leaves the others alone."""
+    with cluster_stack(tmp_path, cluster, api_replicas=0, ARCHIVER_SYMBOLS="AAA,CCC") as stack:
+        settings = Settings(
+            instruments_spec=INSTRUMENTS, stream_prefix=stack.env()["STREAM_PREFIX"]
+        )
+        client = connect(stack.redis_url)
+        answered = drive(client, settings, 4)
+        for symbol in ("AAA", "CCC"):
+            last = max(e.seq for e in answered[symbol])
+            progress = settings.key(symbol, "archiver:progress")
+            until(
+                lambda key=progress, last=last: int(client.get(key) or 0) == last,
+                f"the archiver storing {symbol}",
+            )
+        for symbol in ("DEFAULT", "BBB"):
+            assert client.get(settings.key(symbol, "archiver:progress")) is None
         client.close()
 
 
