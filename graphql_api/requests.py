@@ -263,6 +263,9 @@ def parse_time_in_force(value: object, field: str = "time_in_force") -> int | No
     return TIME_IN_FORCE[value]
 
 
+LAST_TIME_US = (2**63 - 1) // 1000 - 1  # its exclusive bound in ns still fits
+
+
 def parse_time(value: object, field: str) -> int:
     """An ISO 8601 time (or a GraphQL DateTime) -> microseconds since the epoch, the
     precision of the times the API shows. Without an offset it is UTC. A query string's
@@ -282,7 +285,10 @@ def parse_time(value: object, field: str) -> int:
     delta = moment - EPOCH
     if delta.days < 0:
         raise InputError(field, "must not be before 1970-01-01T00:00:00Z")
-    return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
+    micros = (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
+    # Stored times are nanoseconds in a signed 64-bit integer (until 2262): a later bound
+    # means "no bound", not a 500 from the store.
+    return min(micros, LAST_TIME_US)
 
 
 def parse_order(value: object, field: str = "order") -> bool:

@@ -245,3 +245,14 @@ def test_graphql_bad_history_arguments_are_named(http: httpx.Client) -> None:
     )
     fields = {e["field"] for e in errors[0]["extensions"]["errors"]}
     assert fields == {"last", "before", "until"}
+
+
+def test_a_bound_past_2262_means_no_bound(http: httpx.Client) -> None:
+    """Stored times are 64-bit nanoseconds: a later `until` (schemathesis found year 3592)
+    lists everything up to now instead of failing in the store."""
+    _, trades = make_trades(http, 2)
+    far = "3592-05-28T14:36:32-04:21"
+    newest = get(http, "/trades", until=far, order="desc", limit=2)
+    assert ids(newest) == ids(trades)[::-1]
+    assert get(http, "/trades", since=far) == []
+    assert get(http, "/orders", until=far, order="desc", limit=1)
