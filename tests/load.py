@@ -305,7 +305,8 @@ def lag(client: Client, settings: Settings) -> tuple[int, int]:
 
 
 async def book_client(url: str, depth: int, seconds: float, ready: Any) -> dict[str, Any]:
-    """One incremental-book subscriber: its snapshot, then every level change, parsed."""
+    """One incremental-book subscriber: its snapshot, then every level change (counted, not
+    parsed: the subscriber shares the machine with the stack it measures)."""
     from websockets.asyncio.client import connect as ws_connect
 
     ws_url = url.replace("http://", "ws://") + f"/ws/book?depth={depth}"
@@ -317,7 +318,7 @@ async def book_client(url: str, depth: int, seconds: float, ready: Any) -> dict[
         deadline = time.perf_counter() + seconds
         while (left := deadline - time.perf_counter()) > 0:
             try:
-                json.loads(await asyncio.wait_for(ws.recv(), left))
+                await asyncio.wait_for(ws.recv(), left)
             except TimeoutError:
                 break
             messages += 1

@@ -11,8 +11,8 @@ during the last pages.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager, aclosing
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -59,7 +59,7 @@ async def follow(
                     yield item
     last = dict(request.after)
 
-    async def history() -> AsyncIterator[T]:
+    async def history() -> AsyncGenerator[T, None]:
         for instrument in request.instruments:
             number = instrument.number
             while True:
@@ -70,12 +70,14 @@ async def follow(
                 if not page.more:
                     break
 
-    async for item in history():  # most of a long catch-up, with no live queue yet
-        yield item
+    async with aclosing(history()) as pages:  # most of a long catch-up, no live queue yet
+        async for item in pages:
+            yield item
     async with source.subscribe() as sub:
         await barrier(request.instruments)
-        async for item in history():  # the rest, up to what was published before
-            yield item
+        async with aclosing(history()) as pages:  # the rest, up to what was published before
+            async for item in pages:
+                yield item
         position = source.position
         while True:
             for item in source.live(await sub.get()):
