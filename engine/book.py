@@ -46,22 +46,28 @@ class Order(msgspec.Struct, array_like=True, gc=False):
 
 
 class Level:
-    """The orders at one price. `live` counts the orders in `queue` that still rest;
-    `total` is their remaining quantity."""
+    """The orders at one price, in arrival order. `total` is the remaining quantity of the
+    live ones (so the level is live while it is not 0); `dead` counts the dead orders
+    still in `queue`."""
 
-    __slots__ = ("live", "price", "queue", "total")
+    __slots__ = ("dead", "price", "queue", "total")
 
     def __init__(self, price: int) -> None:
         self.price = price
         self.queue: deque[Order] = deque()
-        self.live = 0
         self.total = 0
+        self.dead = 0
 
     def compact(self) -> None:
         queue = self.queue
         live = [order for order in queue if order.remaining]
         queue.clear()
         queue.extend(live)
+        self.dead = 0
+
+
+# A level is compacted once its dead orders are more than this and more than its live ones.
+COMPACT_AFTER = 8
 
 
 class BookSide:
@@ -83,12 +89,11 @@ class BookSide:
         if level is None:
             level = self.levels[price] = Level(price)
             heappush(self.heap, self.key * price)
-        if not level.live:
+        if not level.total:
             self.live_levels += 1
             if (price > self.best) if self.is_bid else (price < self.best):
                 self.best = price
         level.queue.append(order)
-        level.live += 1
         level.total += order.remaining
 
     def remove(self, order: Order) -> None:
@@ -96,22 +101,24 @@ class BookSide:
         level = self.levels[order.price]
         level.total -= order.remaining
         order.remaining = 0
-        live = level.live = level.live - 1
-        if not live:
+        if not level.total:
             self.level_emptied(level)
-        elif len(level.queue) > 2 * live + 8:
-            level.compact()
+        else:
+            dead = level.dead = level.dead + 1
+            if dead > COMPACT_AFTER and 2 * dead > len(level.queue):
+                level.compact()
 
     def level_emptied(self, level: Level) -> None:
         """`level` has no live order left: forget its orders, and find the next best
         price if it was the best."""
         level.queue.clear()
+        level.dead = 0
         self.live_levels -= 1
         if level.price == self.best:
             heap, levels, key = self.heap, self.levels, self.key
             while heap:
                 top = levels[heap[0] * key]
-                if top.live:
+                if top.total:
                     self.best = top.price
                     return
                 heappop(heap)
@@ -123,7 +130,7 @@ class BookSide:
     def drop_empty_levels(self) -> None:
         """Forget the empty levels and rebuild the heap (in place: callers may hold them)."""
         levels = self.levels
-        for price in [p for p, level in levels.items() if not level.live]:
+        for price in [p for p, level in levels.items() if not level.total]:
             del levels[price]
         self.heap[:] = [self.key * price for price in levels]
         heapify(self.heap)
@@ -136,7 +143,7 @@ class BookSide:
         while frontier:
             _, i = heappop(frontier)
             level = levels[heap[i] * key]
-            if level.live:
+            if level.total:
                 yield level
             for child in (2 * i + 1, 2 * i + 2):
                 if child < size:
@@ -155,6 +162,6 @@ class BookSide:
 
     def iter_orders(self) -> list[Order]:
         """Every resting order, best level first, FIFO inside a level (canonical order)."""
-        live = sorted((p for p, level in self.levels.items() if level.live), reverse=self.is_bid)
+        live = sorted((p for p, level in self.levels.items() if level.total), reverse=self.is_bid)
         levels = self.levels
         return [order for price in live for order in levels[price].queue if order.remaining]

