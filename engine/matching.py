@@ -224,9 +224,12 @@ class MatchingEngine:
         return False
 
     def _modify(self, command: Modify) -> list[Event]:
+        """A new total quantity (if given and different) first, then a new price.
+
+        A lower quantity keeps the order's place in its queue; a higher one or a new price
+        moves it to the tail of its (new) level, as a new object: the old one stays dead
+        in its queue. At a new price it may trade at once."""
         order_id = command.order_id
-        price = command.price
-        quantity = command.quantity
         ts = command.ts
         order = self.orders.get(order_id)
         if order is None:
@@ -234,53 +237,48 @@ class MatchingEngine:
         if order.owner != command.owner:
             self.seq += 1
             return [Rejected(self.seq, NOT_OWNER, order_id, ts, command.owner)]
-        own, opposite = (self.bids, self.asks) if order.side == BUY else (self.asks, self.bids)
+        price = command.price
+        quantity = old_quantity = order.quantity
+        remaining = order.remaining
         events: list[Event] = []
-        if quantity and quantity != order.quantity:
-            if quantity <= order.quantity - order.remaining:
+        if command.quantity and command.quantity != old_quantity:
+            quantity = command.quantity
+            if quantity <= old_quantity - remaining:
                 self.seq += 1
                 return [Rejected(self.seq, INVALID_QUANTITY, order_id, ts, command.owner)]
-            if quantity < order.quantity:  # reduce in place: keeps its place in the queue
-                cut = order.quantity - quantity
-                own.levels[order.price].total -= cut
-                order.remaining -= cut
-                order.quantity = quantity
-            else:  # raised: the order moves to the tail of its level
-                remaining = order.remaining + quantity - order.quantity
-                own.remove(order)
-                order = self._requeue(own, order, order.price, quantity, remaining)
+            remaining += quantity - old_quantity
             self.seq += 1
-            events.append(QuantityChanged(self.seq, order_id, quantity, order.remaining, ts))
-        if not price or price == order.price:
+            events.append(QuantityChanged(self.seq, order_id, quantity, remaining, ts))
+        side = order.side
+        own = self.bids if side == BUY else self.asks
+        if price and price != order.price:
+            self.seq += 1
+            events.append(Modified(self.seq, order_id, price, ts))
+        else:
             if price or not events:  # same price: a success (priority kept unless raised)
                 self.seq += 1
                 events.append(Modified(self.seq, order_id, order.price, ts))
-            return events
-        self.seq += 1
-        events.append(Modified(self.seq, order_id, price, ts))
-        side = order.side
-        remaining = order.remaining
-        own.remove(order)
-        if (price >= opposite.best) if side == BUY else (price <= opposite.best):
-            remaining = self._match(opposite, side, price, remaining, order_id, events, ts)
-            if not remaining:
-                del self.orders[order_id]
+            if quantity <= old_quantity:  # reduced (or unchanged): in place
+                own.levels[order.price].total -= old_quantity - quantity
+                order.remaining = remaining
+                order.quantity = quantity
                 return events
-        self._requeue(own, order, price, order.quantity, remaining)
-        return events
-
-    def _requeue(
-        self, own: BookSide, old: Order, price: int, quantity: int, remaining: int
-    ) -> Order:
-        """A moved order enters the tail of its new level as a new object (its old entry
-        stays dead in its old queue)."""
-        order_id = old.order_id
+            price = order.price  # raised: to the tail of its level
+        own.remove(order)
+        if side == BUY:
+            if price >= self.asks.best:
+                remaining = self._match(self.asks, side, price, remaining, order_id, events, ts)
+        elif price <= self.bids.best:
+            remaining = self._match(self.bids, side, price, remaining, order_id, events, ts)
+        if not remaining:
+            del self.orders[order_id]
+            return events
         order = Order(
-            order_id, old.side, price, quantity, remaining, old.ts, old.client_order_id, old.owner
+            order_id, side, price, quantity, remaining, order.ts, order.client_order_id, order.owner
         )
         self.orders[order_id] = order
         own.add(order)
-        return order
+        return events
 
     # -- queries ----------------------------------------------------------------------------
 
