@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -114,6 +115,11 @@ def empty_book(http: httpx.Client) -> None:
             return
         for order in alive:
             http.delete(f"/orders/{order['order_id']}")
+
+
+def recent_trades(http: httpx.Client) -> list[dict[str, Any]]:
+    """The newest 1000 trades, oldest first: the session's earlier tests made many more."""
+    return list(reversed(http.get("/trades", params={"limit": 1000, "order": "desc"}).json()))
 
 
 def place(http: httpx.Client, side: int, price: float | str, quantity: int, **extra: object) -> str:

@@ -1,5 +1,6 @@
 """The engine gateway without Redis: the real matching engine runs in the API process, and
-each command's events are stored before it is answered.
+each command's events are stored before it is answered (group-committed with whatever else
+is waiting).
 
 It is the second implementation of the port that the behaviour suite runs on (as
 exchange-core runs one suite over two books), so that every API rule is tested in
@@ -22,7 +23,7 @@ from shared.events import Event
 from store.port import BookLevels, Store
 
 from ..hub import BatchHub, Hub, Subscriber
-from ..ports import EVENT_QUEUE, EventBatch
+from ..ports import EVENT_QUEUE, EventBatch, Unavailable
 
 BOOK_DEPTH = 50  # as the engine service broadcasts
 
@@ -36,10 +37,15 @@ class InProcessGateway:
         self.books: dict[str, Hub[BookLevels]] = {
             i.symbol: Hub(maxsize=16) for i in settings.instruments
         }
-        # One command at a time, from apply to stored: the store needs each instrument's
-        # events in sequence order, and the engine needs its commands one by one.
-        self._lock = asyncio.Lock()
-        self._task: asyncio.Task[None] | None = None
+        # One applier task: the engine takes its commands one by one, and the store each
+        # instrument's events in sequence order. What queues up while a batch is being
+        # stored is stored next in one transaction per instrument (group commit, as the
+        # archiver does), so a burst costs a few store writes, not one per command.
+        self._queue: asyncio.Queue[tuple[Instrument, Command, asyncio.Future[list[Event]]]] = (
+            asyncio.Queue()
+        )
+        self._tasks: list[asyncio.Task[None]] = []
+        self._broken: Exception | None = None
 
     async def start(self) -> None:
         for instrument in self.settings.instruments:
@@ -47,20 +53,50 @@ class InProcessGateway:
                 raise RuntimeError(
                     "the in-process engine starts with an empty book: it needs an empty store"
                 )
-        self._task = asyncio.create_task(self._broadcast_books())
+        self._tasks = [
+            asyncio.create_task(self._apply_queued()),
+            asyncio.create_task(self._broadcast_books()),
+        ]
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                await task
 
     async def submit(self, instrument: Instrument, command: Command) -> list[Event]:
-        async with self._lock:
-            events = self.engines[instrument.symbol].apply(command)
-            await self.store.apply(events)
-            self.events.publish(events)  # in the lock: batches go out in sequence order
-        return events
+        if self._broken is not None:
+            raise Unavailable(f"the in-process engine stopped: {self._broken!r}")
+        future: asyncio.Future[list[Event]] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((instrument, command, future))
+        return await future
+
+    async def _apply_queued(self) -> None:
+        queue = self._queue
+        while True:
+            batch = [await queue.get()]
+            while not queue.empty():
+                batch.append(queue.get_nowait())
+            answers: list[tuple[asyncio.Future[list[Event]], list[Event]]] = []
+            stored: dict[str, list[Event]] = {}
+            for instrument, command, future in batch:
+                events = self.engines[instrument.symbol].apply(command)
+                stored.setdefault(instrument.symbol, []).extend(events)
+                answers.append((future, events))
+            try:
+                for events in stored.values():
+                    await self.store.apply(events)
+            except Exception as exc:  # the book is now ahead of the store: stop serving
+                self._broken = exc
+                for future, _ in answers:
+                    if not future.done():
+                        future.set_exception(Unavailable(f"the store failed: {exc!r}"))
+                raise
+            for future, events in answers:
+                self.events.publish(events)  # one task publishes: in sequence order
+                if not future.done():
+                    future.set_result(events)
 
     @contextlib.asynccontextmanager
     async def event_feed(self, maxsize: int | None = None) -> AsyncIterator[Subscriber[EventBatch]]:

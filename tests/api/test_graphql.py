@@ -27,7 +27,7 @@ pytestmark = pytest.mark.usefixtures("empty_book")
 GRAPHQL_TRANSPORT_WS = WebsocketsTransport.GRAPHQLWS_SUBPROTOCOL  # "graphql-transport-ws"
 GRAPHQL_WS = WebsocketsTransport.APOLLO_SUBPROTOCOL  # "graphql-ws" (legacy Apollo)
 PROTOCOLS = pytest.mark.parametrize("protocol", [GRAPHQL_TRANSPORT_WS, GRAPHQL_WS])
-TIMEOUT = 10.0
+TIMEOUT = 30.0  # the longest a client waits: a deadline for slow machines, not a speed check
 
 ORDER_FIELDS = """
     orderId side orderPrice orderQuantity tradedQuantity remainingQuantity

@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import place
+from tests.conftest import place, recent_trades
 
 pytestmark = pytest.mark.usefixtures("empty_book")
 
@@ -21,7 +21,7 @@ def gql(http: httpx.Client, query: str, **variables: Any) -> dict[str, Any]:
 
 
 def my_trades(http: httpx.Client, order_id: str) -> list[dict[str, Any]]:
-    trades = http.get("/trades", params={"limit": 1000}).json()
+    trades = recent_trades(http)
     return [t for t in trades if order_id in (t["bid_order_id"], t["ask_order_id"])]
 
 

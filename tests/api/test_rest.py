@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from tests.command_log import CommandLog
-from tests.conftest import place
+from tests.conftest import place, recent_trades
 
 pytestmark = pytest.mark.usefixtures("empty_book")
 
@@ -31,7 +31,7 @@ def test_crossing_orders_trade_at_resting_price(http: httpx.Client) -> None:
     ask = place(http, -1, 100, 5)
     bid = place(http, 1, 101, 8)  # crosses: trades 5 at the ask's 100, rests 3 at 101
 
-    trades = http.get("/trades", params={"limit": 1000}).json()
+    trades = recent_trades(http)
     mine = [t for t in trades if t["bid_order_id"] == bid]
     assert len(mine) == 1
     trade = mine[0]
@@ -48,9 +48,7 @@ def test_crossing_orders_trade_at_resting_price(http: httpx.Client) -> None:
 def test_sell_aggressor_trades_at_resting_bid_price(http: httpx.Client) -> None:
     bid = place(http, 1, 99.5, 4)
     ask = place(http, -1, 99, 4)
-    trade = [
-        t for t in http.get("/trades", params={"limit": 1000}).json() if t["ask_order_id"] == ask
-    ]
+    trade = [t for t in recent_trades(http) if t["ask_order_id"] == ask]
     assert [(t["bid_order_id"], t["trade_price"], t["quantity"]) for t in trade] == [(bid, 99.5, 4)]
 
 
@@ -111,7 +109,7 @@ def test_trades_cursor_pagination(http: httpx.Client) -> None:
     place(http, 1, 20, 1)
     place(http, 1, 20, 1)
     place(http, 1, 20, 1)
-    recent = http.get("/trades", params={"limit": 1000}).json()[-3:]
+    recent = recent_trades(http)[-3:]
     page = http.get("/trades", params={"after": recent[0]["trade_id"], "limit": 1}).json()
     assert [t["trade_id"] for t in page] == [recent[1]["trade_id"]]
 
