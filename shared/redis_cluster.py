@@ -121,7 +121,11 @@ class LocalCluster:
             "--daemonize", "no",
             "--logfile", "redis.log",
         ]  # fmt: skip
-        node.process = subprocess.Popen(args, start_new_session=True)
+        # Its own output file: an inherited descriptor would outlive whoever started it.
+        with open(node.directory / "output.log", "ab") as output:
+            node.process = subprocess.Popen(
+                args, stdout=output, stderr=output, start_new_session=True
+            )
         deadline = time.monotonic() + HEALTH_TIMEOUT_S
         client = node.client()
         try:

@@ -363,25 +363,25 @@ def main() -> None:
     symbols = SYMBOLS[: args.instruments]
     groups = tuple(",".join(symbols[k :: args.engines]) for k in range(args.engines))
     settings = Settings(instruments_spec=",".join(symbols))
-    if args.url:
-        urls, redis_url = args.url, args.redis_url
-    else:
-        if args.cluster:
-            cluster = LocalCluster(Path(tmp.name) / "cluster")
-            cluster.start()
-        stack = Stack(
-            Path(tmp.name),
-            [free_port() for _ in range(args.replicas)],
-            redis_url=cluster.url if cluster else "",
-            # One load generator is one client address: the per-client limit would cap it.
-            env={"RATE_LIMIT_PER_S": "0", "INSTRUMENTS": settings.instruments_spec},
-            log_dir=Path(tmp.name) / "logs",
-            engine_groups=groups if args.engines > 1 else ("",),
-        )
-        stack.start_all()
-        stack.wait_ready()
-        urls, redis_url = [stack.api_url(p) for p in stack.api_ports], stack.redis_url
     try:
+        if args.url:
+            urls, redis_url = args.url, args.redis_url
+        else:
+            if args.cluster:
+                cluster = LocalCluster(Path(tmp.name) / "cluster")
+                cluster.start()
+            stack = Stack(
+                Path(tmp.name),
+                [free_port() for _ in range(args.replicas)],
+                redis_url=cluster.url if cluster else "",
+                # One load generator is one client address: the per-client limit would cap it.
+                env={"RATE_LIMIT_PER_S": "0", "INSTRUMENTS": settings.instruments_spec},
+                log_dir=Path(tmp.name) / "logs",
+                engine_groups=groups if args.engines > 1 else ("",),
+            )
+            stack.start_all()
+            stack.wait_ready()
+            urls, redis_url = [stack.api_url(p) for p in stack.api_ports], stack.redis_url
         rclient = redis_connect(redis_url) if redis_url else None
         queue: Any = multiprocessing.Queue()
         procs = [
