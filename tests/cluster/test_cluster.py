@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import redis
 
 from shared.commands import Place, encode_command
@@ -132,3 +133,33 @@ def _master_or_none(cluster: LocalCluster, key: str) -> int | None:
         return cluster.master_of(key)
     except (RuntimeError, redis.RedisError):
         return None
+
+
+def test_mutations_go_on_once_a_dead_replica_is_marked_failed(
+    tmp_path: Path, cluster: LocalCluster
+) -> None:
+    """The wait is for a replica that exists: with the replica of an instrument's master
+    dead for good, mutations on that instrument are answered again once the cluster holds
+    it failed (they are not refused forever), and those of other shards never stop."""
+    with cluster_stack(tmp_path, cluster, api_replicas=1, REQUEST_TIMEOUT_S="2") as stack:
+        master = cluster.master_of("x:{AAA}:commands")
+        replica = cluster.shards()[master][0]
+        other = next(s for s in ("BBB", "DEFAULT", "CCC") if not _on(cluster, s, master))
+        with httpx.Client(base_url=stack.api_url(), timeout=10) as http:
+            cluster.kill(replica)
+            try:
+                order = {"side": 1, "price": 1, "quantity": 1}
+                assert http.post("/orders", json={**order, "symbol": other}).status_code == 201
+                until(
+                    lambda: (
+                        http.post("/orders", json={**order, "symbol": "AAA"}).status_code == 201
+                    ),
+                    "a place on AAA answered without its master's replica",
+                )
+            finally:
+                cluster.restart(replica)
+                cluster.wait_healthy()
+
+
+def _on(cluster: LocalCluster, symbol: str, master: int) -> bool:
+    return cluster.master_of(f"x:{{{symbol}}}:commands") == master
