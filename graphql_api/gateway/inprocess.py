@@ -100,8 +100,8 @@ class InProcessGateway:
 
     @contextlib.asynccontextmanager
     async def event_feed(self, maxsize: int | None = None) -> AsyncIterator[Subscriber[EventBatch]]:
-        """Live from the moment of entry: events are published in `submit` itself, so
-        there is no reader to wait for."""
+        """Live from the moment of entry: the applier publishes each command's events once
+        they are stored, so there is no reader to wait for."""
         async with self.events.subscribe(maxsize) as sub:
             yield sub
 
