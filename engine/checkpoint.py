@@ -31,6 +31,7 @@ class Checkpoint(msgspec.Struct, frozen=True):
     seq: int
     last_command_id: str  # Redis stream id of the last command applied
     core: bytes  # engine.snapshot.snapshot() bytes
+    state_hash: str = ""  # engine.snapshot.digest_of(core) ("" in files written before it)
 
 
 _encoder = msgspec.msgpack.Encoder()

@@ -136,7 +136,9 @@ def _child(
         encoded = time.perf_counter()
         path: str | None = None
         if write == ALWAYS or not (directory / checkpoint.name_of(engine.seq)).exists():
-            ckpt = checkpoint.Checkpoint(CHECKPOINT_VERSION, engine.seq, last_command_id, core)
+            ckpt = checkpoint.Checkpoint(
+                CHECKPOINT_VERSION, engine.seq, last_command_id, core, state_hash
+            )
             path = checkpoint.write(directory, ckpt).name
         kept = checkpoint.prune(directory)
         trim_to = kept[-1].last_command_id if kept else None

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import subprocess
 import sys
 import tempfile
@@ -33,22 +32,9 @@ from shared.stack import stop_process
 
 from . import checkpoint
 from .checkpoint_job import CHECKPOINT_VERSION
-from .matching import MatchingEngine
+from .deep_book import MID, SPREAD, build
+from .drain_bench import cpu_seconds
 from .snapshot import snapshot
-
-MID = 100_000
-SPREAD = 2_000  # ticks either side of the mid over which the book rests
-
-
-def build(resting: int, client_ids: bool, seed: int) -> MatchingEngine:
-    rng = random.Random(seed)
-    engine = MatchingEngine()
-    for i in range(resting):
-        behind = 1 + rng.randint(0, SPREAD)
-        side = 1 if i % 2 else -1
-        coid = f"client-{i:09d}" if client_ids else None
-        engine.place(side, MID - side * behind, rng.randint(1, 100), coid, i)
-    return engine
 
 
 def wait(condition: object, timeout: float, process: subprocess.Popen[bytes]) -> float:
@@ -86,6 +72,7 @@ def one_run(directory: Path, core: bytes, seq: int, settings: Settings) -> dict[
             client.xadd(settings.command_stream, {"c": encode_command(place)})
             lease = settings.engine_lease_of("DEFAULT")
             ready = wait(lambda: client.exists(lease), 60, engine)
+            ready_cpu = cpu_seconds(engine.pid)
             replies = settings.reply_stream_of("DEFAULT", "bench")
             answered = wait(lambda: client.xlen(replies) > 1, 60, engine)
             stop_process(engine, timeout=60)
@@ -93,6 +80,7 @@ def one_run(directory: Path, core: bytes, seq: int, settings: Settings) -> dict[
         timings = {e["event"]: e.get("seconds", 0.0) for e in lines if "seconds" in e}
         return {
             "ready": ready - started,
+            "ready_cpu": ready_cpu,
             "answered": answered - started,
             "checkpoint_loaded": timings.get("checkpoint_loaded", float("nan")),
             "recovery_done": timings.get("recovery_done", float("nan")),
@@ -127,7 +115,8 @@ def main() -> None:
         for run in range(args.runs):
             t = one_run(Path(tmp) / f"run{run}", core, engine.seq, settings)
             print(
-                f"run {run + 1}: ready to match {t['ready']:.2f} s after start, first answer "
+                f"run {run + 1}: ready to match {t['ready']:.2f} s after start "
+                f"({t['ready_cpu']:.2f} s of its CPU), first answer "
                 f"{t['answered']:.2f} s (checkpoint loaded in {t['checkpoint_loaded']:.2f} s, "
                 f"recovery done in {t['recovery_done']:.2f} s)"
             )

@@ -146,7 +146,7 @@ class BookService:
             self.log.info("recovery_start", checkpoint=None)
         else:
             self.engine, self.last_command_id = restore(found.core), found.last_command_id
-            self.last_hash = (found.seq, digest_of(found.core))
+            self.last_hash = (found.seq, found.state_hash or digest_of(found.core))
             self.log.info(
                 "checkpoint_loaded",
                 seq=found.seq,

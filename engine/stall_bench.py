@@ -1,6 +1,6 @@
 """How long checkpoints stop matching: `python -m engine.stall_bench --resting 1000000`.
 
-Commands of the bench flow (`engine.bench`) arrive at a steady `--rate` against a book of
+Commands (`engine.deep_book.churn`) arrive at a steady `--rate` against a book of
 `--resting` orders, and a checkpoint is started every `--every` commands (one at a time), as
 the service does. Each command's latency is measured open-loop, from the moment it was due
 to the moment it was applied, so a checkpoint that stops the engine thread for 100 ms shows
@@ -22,9 +22,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from . import checkpoint
-from .bench import make_flow, prefill
 from .checkpoint_job import CHECKPOINT_VERSION, CheckpointJob
-from .matching import MatchingEngine
+from .deep_book import build, churn
 from .snapshot import snapshot
 
 
@@ -32,22 +31,21 @@ def percentile(samples: list[int], p: float) -> float:
     return samples[min(len(samples) - 1, int(len(samples) * p))] / 1e6
 
 
-def run(resting: int, rate: float, seconds: float, every: int, mode: str, seed: int) -> None:
-    engine = MatchingEngine()
-    prefill(engine, resting, seed)
-    shadow = MatchingEngine()
-    prefill(shadow, resting, seed)
-    flow = make_flow(int(rate * seconds), seed + 1, shadow)
-    del shadow
+def run(
+    resting: int, client_ids: bool, rate: float, seconds: float, every: int, mode: str, seed: int
+) -> None:
+    engine = build(resting, client_ids, seed)
+    flow = churn(engine, int(rate * seconds), seed + 1)
     gc.collect()
     gc.freeze()  # as the service does after recovery
     directory = Path(tempfile.mkdtemp(prefix="stall-"))
     job = CheckpointJob()
     writer = ThreadPoolExecutor(max_workers=1)
     writing: Future[None] | None = None
-    pauses: list[float] = []
+    pauses: list[tuple[float, float]] = []  # (wall ms, engine thread CPU ms) per checkpoint
     latencies = [0] * len(flow)
     clock = time.perf_counter_ns
+    cpu = time.thread_time_ns  # what the engine thread itself spent: load does not inflate it
     interval = int(1e9 / rate)
     apply = engine.apply
     started = clock()
@@ -57,18 +55,18 @@ def run(resting: int, rate: float, seconds: float, every: int, mode: str, seed: 
             pass
         apply(command)
         if i % every == every - 1:
-            t0 = clock()
+            t0, cpu0 = clock(), cpu()
             if mode == "fork":
                 if job.running:
                     job.poll()
                 if not job.running:
                     job.start(engine, f"{i}-0", directory)
-                    pauses.append((clock() - t0) / 1e6)
+                    pauses.append(((clock() - t0) / 1e6, (cpu() - cpu0) / 1e6))
             elif writing is None or writing.done():
                 core = snapshot(engine)  # the engine thread encodes the whole book
                 ckpt = checkpoint.Checkpoint(CHECKPOINT_VERSION, engine.seq, f"{i}-0", core)
                 writing = writer.submit(_persist, directory, ckpt)
-                pauses.append((clock() - t0) / 1e6)
+                pauses.append(((clock() - t0) / 1e6, (cpu() - cpu0) / 1e6))
         latencies[i] = clock() - due
     elapsed = (clock() - started) / 1e9
     if job.running:
@@ -76,7 +74,8 @@ def run(resting: int, rate: float, seconds: float, every: int, mode: str, seed: 
     writer.shutdown()
     latencies.sort()
     print(
-        f"mode {mode}: {resting:,} resting, {len(flow):,} commands at {rate:,.0f}/s "
+        f"mode {mode}: {resting:,} resting ({len(engine.client_order_ids):,} client order ids), "
+        f"{len(flow):,} commands at {rate:,.0f}/s "
         f"({elapsed:.1f} s), a checkpoint every {every:,} commands: {len(pauses)} taken"
     )
     print(
@@ -85,8 +84,13 @@ def run(resting: int, rate: float, seconds: float, every: int, mode: str, seed: 
         f"p99.9 {percentile(latencies, 0.999):.3f}  max {latencies[-1] / 1e6:.1f}"
     )
     if pauses:
-        shown = ", ".join(f"{p:.1f}" for p in sorted(pauses)[-5:])
-        print(f"  engine thread stopped per checkpoint (ms): largest {shown}")
+        walls = sorted(wall for wall, _ in pauses)
+        cpus = sorted(spent for _, spent in pauses)
+        print(
+            "  engine thread stopped per checkpoint (ms): "
+            f"wall median {walls[len(walls) // 2]:.2f} max {walls[-1]:.2f}; "
+            f"its own CPU time median {cpus[len(cpus) // 2]:.2f} max {cpus[-1]:.2f}"
+        )
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"  peak RSS {rss:,.0f} MiB")
 
@@ -99,13 +103,22 @@ def _persist(directory: Path, ckpt: checkpoint.Checkpoint) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--resting", type=int, default=100_000)
-    parser.add_argument("--rate", type=float, default=50_000, help="commands per second")
+    parser.add_argument("--no-client-ids", action="store_true")
+    parser.add_argument("--rate", type=float, default=20_000, help="commands per second")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--every", type=int, default=10_000, help="commands per checkpoint")
     parser.add_argument("--mode", choices=("fork", "inline"), default="fork")
     parser.add_argument("--seed", type=int, default=42)
     args = parser.parse_args()
-    run(args.resting, args.rate, args.seconds, args.every, args.mode, args.seed)
+    run(
+        args.resting,
+        not args.no_client_ids,
+        args.rate,
+        args.seconds,
+        args.every,
+        args.mode,
+        args.seed,
+    )
 
 
 if __name__ == "__main__":
