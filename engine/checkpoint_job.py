@@ -62,6 +62,8 @@ class CheckpointJob:
         self.fd = -1
         self.seq = 0
         self.fork_seconds = 0.0  # how long the last fork() stopped the engine thread
+        self.started_at = 0.0
+        self.child_seconds = 0.0  # how long the last child ran, fork to reaping
 
     @property
     def running(self) -> bool:
@@ -80,6 +82,7 @@ class CheckpointJob:
             raise RuntimeError("a checkpoint child is still running")
         read_fd, write_fd = os.pipe()
         started = time.perf_counter()
+        self.started_at = time.monotonic()
         gc.freeze()  # collections in the parent no longer visit (and dirty) these objects
         pid = os.fork()
         if pid == 0:  # the child: never returns
@@ -100,6 +103,7 @@ class CheckpointJob:
         with os.fdopen(self.fd, "rb") as pipe:
             report = pipe.read()
         self.pid, self.fd = 0, -1
+        self.child_seconds = time.monotonic() - self.started_at
         code = os.waitstatus_to_exitcode(status)
         try:
             fields: dict[str, Any] = json.loads(report) if report else {}

@@ -47,6 +47,7 @@ from .snapshot import digest_of, restore
 from .standby import Diverged, Standby, field
 
 BOOK_DEPTH = 50  # levels published; subscribers slice what they asked for
+CHILD_SHARE = 4  # checkpoints start at most once per this many times the last one's run
 READ_BATCH = 1000
 
 EXIT_DIVERGED = 2
@@ -294,6 +295,10 @@ class BookService:
     def checkpoint_due(self, now: float) -> bool:
         if self.job.running:
             return False  # one at a time
+        if now - self.last_checkpoint_at < CHILD_SHARE * self.job.child_seconds:
+            # A big book's child runs for seconds: leave at least this much time between
+            # starts, so that checkpoints take at most a quarter of a core.
+            return False
         return bool(self.commands_since_checkpoint) and (
             self.commands_since_checkpoint >= self.settings.snapshot_every
             or now - self.last_checkpoint_at >= self.settings.snapshot_interval_s

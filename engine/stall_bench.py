@@ -7,14 +7,20 @@ to the moment it was applied, so a checkpoint that stops the engine thread for 1
 as the 100 ms (and the queue behind it) that the commands arriving meanwhile wait.
 
 `--mode fork` is the service's checkpoint (`engine.checkpoint_job`: the engine thread only
-forks). `--mode inline` is the previous one, kept here as the baseline: the snapshot
-encoded on the engine thread, the file written, fsynced and pruned by a writer thread.
+forks). fork() copies one page-table entry per 4 KiB page, so its cost grows with the
+process's memory; run with `PYTHONMALLOC=malloc GLIBC_TUNABLES=glibc.malloc.hugetlb=1` to
+put the heap on transparent huge pages (one entry per 2 MiB; the last line says how much
+of the process is on them).
+
+`--mode inline` is the previous checkpoint, kept here as the baseline: the snapshot encoded
+on the engine thread, the file written, fsynced and pruned by a writer thread.
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import os
 import resource
 import tempfile
 import time
@@ -92,7 +98,18 @@ def run(
             f"its own CPU time median {cpus[len(cpus) // 2]:.2f} max {cpus[-1]:.2f}"
         )
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"  peak RSS {rss:,.0f} MiB")
+    allocator = os.environ.get("PYTHONMALLOC", "pymalloc")
+    print(f"  peak RSS {rss:,.0f} MiB, {huge_pages()}; PYTHONMALLOC={allocator}")
+
+
+def huge_pages() -> str:
+    """How much of the process is on transparent huge pages now (what makes fork cheap)."""
+    sizes = {}
+    for line in Path("/proc/self/smaps_rollup").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name in ("Rss", "AnonHugePages"):
+            sizes[name] = int(value.split()[0]) / 1024
+    return f"{sizes.get('AnonHugePages', 0):,.0f} of {sizes.get('Rss', 0):,.0f} MiB on huge pages"
 
 
 def _persist(directory: Path, ckpt: checkpoint.Checkpoint) -> None:
