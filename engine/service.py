@@ -180,6 +180,8 @@ class BookService:
                 reason="the replayed commands do not end at the published sequence number",
             )
             raise Diverged(f"{self.symbol}: replay ends at seq {self.engine.seq}, not {published}")
+        # Until it leads, this engine follows: the leader must keep the commands after here.
+        self.lease.report_position(self.last_command_id)
         unchanged = replayed == 0 and self.last_hash is not None
         self.log.info(
             "recovery_done",
@@ -347,6 +349,12 @@ class BookService:
             if not self.try_lead(now):
                 self.standby.report(now)
             return
+        if self.held is None and self.checkpoint_due(now):
+            # Due while no batch comes (the count was reached while the previous child ran,
+            # or the interval passed): the marker goes out on its own, then the child.
+            marker = (f"{self.engine.seq}-0", self.last_command_id.encode())
+            self.lease.publish([], [], marker)
+            self.start_checkpoint()
         if now >= self.next_book:
             self.publish_book()
             self.renewed_at = now

@@ -108,20 +108,22 @@ def reference(commands: list[Command]) -> tuple[MatchingEngine, list[int]]:
 
 def test_the_standby_takes_over_and_every_command_is_answered_once(tmp_path: Path) -> None:
     with engines(tmp_path, SNAPSHOT_EVERY="40") as (stack, client):
-        sent = send(client, 0, 200)
-        wait_for(lambda: len(answered(client)) == 200, what="200 answers")
+        sent: list[Command] = []
+
+        def checked() -> bool:  # more commands until the standby has checked a checkpoint
+            sent.extend(send(client, len(sent), 40))
+            return bool(log_events(stack, "engine-standby", "checkpoint_verified"))
+
+        wait_for(checked, what="the standby checks a checkpoint")
+        wait_for(lambda: len(answered(client)) == len(sent), what="every answer")
         old = leader(stack, client)
         assert old == "engine"
-        wait_for(
-            lambda: log_events(stack, "engine-standby", "checkpoint_verified"),
-            what="the standby checks a checkpoint",
-        )
         token = int(client.get(TOKEN) or 0)
         stack.kill(old, signal.SIGKILL)
         wait_for(lambda: leader(stack, client) not in ("", old), what="takeover")
         assert int(client.get(TOKEN) or 0) == token + 1
-        sent += send(client, 200, 200)
-        wait_for(lambda: len(answered(client)) == 400, what="400 answers")
+        sent += send(client, len(sent), 200)
+        wait_for(lambda: len(answered(client)) == len(sent), what="every answer")
         stack.kill("engine-standby", signal.SIGTERM)  # the leader now: stops cleanly
 
         engine, seqs = reference(sent)
