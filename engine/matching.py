@@ -19,6 +19,7 @@ from shared.events import (
     NO_LIQUIDITY,
     NOT_OWNER,
     ORDER_NOT_ALIVE,
+    PRICE_OUT_OF_BAND,
     UNKNOWN_ORDER,
     Accepted,
     Cancelled,
@@ -44,6 +45,11 @@ def _client_key(owner: str, client_order_id: str) -> str:
 CLIENT_ORDER_ID_WINDOW = 1_000_000
 
 MARKET_BUY_LIMIT = NO_ASK - 1  # a market buy crosses every ask; a market sell uses 1 tick
+BPS = 10_000  # a band's width is in basis points of its reference price
+
+# An instrument's price band: (half-width in basis points, reference price in ticks before
+# the first trade, 0 for none). Off (None) by default.
+Band = tuple[int, int]
 
 
 class MatchingEngine:
@@ -51,10 +57,12 @@ class MatchingEngine:
 
     __slots__ = (
         "asks",
+        "band",
         "base",
         "bids",
         "client_id_window",
         "client_order_ids",
+        "last_price",
         "next_order_id",
         "orders",
         "seq",
@@ -74,6 +82,20 @@ class MatchingEngine:
         # iteration skips the holes left by earlier deletions until the next resize).
         self.client_order_ids: OrderedDict[str, int] = OrderedDict()
         self.client_id_window = CLIENT_ORDER_ID_WINDOW
+        # The price band (None: off) and its reference once there is a trade (the last
+        # trade's price; 0 before the first, or while there is no band). Both are state: a
+        # snapshot carries them. The band's rules live in `BandedEngine`.
+        self.band: Band | None = None
+        self.last_price = 0
+
+    def set_band(self, band: Band | None) -> None:
+        """Turn the price band on, change it or turn it off. The rules of a band live in
+        the subclass `BandedEngine`, which this switches to (and back from): an engine
+        without a band runs none of their code, so its hot path costs what it did."""
+        self.band = band
+        self.__class__ = MatchingEngine if band is None else BandedEngine
+        if band is None:
+            self.last_price = 0  # a band turned on later starts from its configured price
 
     # -- commands ---------------------------------------------------------------------------
 
@@ -365,3 +387,93 @@ class MatchingEngine:
             if not remaining or ((book.best > limit) if is_buy else (book.best < limit)):
                 self.seq = seq
                 return remaining
+
+
+def engine_for(base: int, band: Band | None) -> MatchingEngine:
+    """The core of an instrument (`shared.config.Instrument.base` and `.band`)."""
+    engine = MatchingEngine(base)
+    engine.set_band(band)
+    return engine
+
+
+class BandedEngine(MatchingEngine):
+    """An instrument with a price band: around a reference (the price of the last trade,
+    or the configured one before the first), `band[0]` basis points either way, in integer
+    ticks. A limit price outside it (place or modify) is refused with `price_out_of_band`,
+    and so is a market order that would trade outside it, whole, before it trades. A
+    refused place uses no order id and leaves its client order id free. Made by
+    `MatchingEngine.set_band`."""
+
+    __slots__ = ()
+    band: Band
+
+    def apply(self, command: Command) -> list[Event]:
+        if type(command) is not Place:
+            return super().apply(command)  # a modify goes through `_modify` below
+        p: Place = command
+        edges = self._edges()
+        if edges is not None and not self._known_client_order_id(p):
+            low, high = edges
+            price = p.price
+            if price == MARKET:
+                edge = high if p.side == BUY else low
+                opposite = self.asks if p.side == BUY else self.bids
+                outside = self._reaches_past(opposite, p.side, p.quantity, edge)
+            else:
+                outside = not low <= price <= high
+            if outside:
+                self.seq += 1
+                return [Rejected(self.seq, PRICE_OUT_OF_BAND, 0, p.ts)]
+        return self._traded(super().apply(command))
+
+    def _modify(self, command: Modify) -> list[Event]:
+        price = command.price
+        order = self.orders.get(command.order_id)
+        if (
+            price
+            and order is not None
+            and order.owner == command.owner  # else the base rules answer first
+            and price != order.price
+            and (edges := self._edges()) is not None
+            and not edges[0] <= price <= edges[1]
+        ):
+            self.seq += 1
+            return [Rejected(self.seq, PRICE_OUT_OF_BAND, command.order_id, command.ts)]
+        return self._traded(super()._modify(command))
+
+    def _edges(self) -> tuple[int, int] | None:
+        """The lowest and highest price allowed now (None: no reference yet, no band). The
+        half-width is rounded down to whole ticks."""
+        width_bps, configured = self.band
+        reference = self.last_price or configured
+        if not reference:
+            return None
+        width = reference * width_bps // BPS
+        return reference - width, reference + width
+
+    def _known_client_order_id(self, p: Place) -> bool:
+        """A retry of an accepted place gets the original order, wherever the band is now."""
+        if p.client_order_id is None:
+            return False
+        return _client_key(p.owner, p.client_order_id) in self.client_order_ids
+
+    def _traded(self, events: list[Event]) -> list[Event]:
+        """Keep the last trade's price as the band's reference."""
+        for event in reversed(events):
+            if type(event) is Trade:
+                self.last_price = event.price
+                break
+        return events
+
+    @staticmethod
+    def _reaches_past(book: BookSide, side: int, quantity: int, edge: int) -> bool:
+        """Whether a market order of `quantity` would trade beyond `edge`: the quantity
+        resting up to the edge does not fill it, and more rests beyond."""
+        total = 0
+        for level in book.best_first():
+            if (level.price > edge) if side == BUY else (level.price < edge):
+                return True
+            total += level.total
+            if total >= quantity:
+                return False
+        return False

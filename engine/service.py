@@ -41,7 +41,7 @@ from shared.redis_client import TRANSIENT_ERRORS, Client, ReplicaAcks, connect
 from . import checkpoint
 from .checkpoint_job import CheckpointFailed, CheckpointJob, Outcome
 from .lease import POLL_S, RENEW_S, Lease, LeaseLost, new_owner_id
-from .matching import MatchingEngine
+from .matching import engine_for
 from .reader import Entries, StreamReader
 from .snapshot import digest_of, restore
 from .standby import Diverged, Standby, field
@@ -84,7 +84,7 @@ class BookService:
         self.checkpoint_dir = settings.data_dir / "checkpoints" / self.symbol
         acks = ReplicaAcks(settings.replica_ack, settings.replica_ack_timeout_ms)
         self.lease = Lease(settings, self.symbol, client, owner, acks)
-        self.engine = MatchingEngine(instrument.base)
+        self.engine = engine_for(instrument.base, instrument.band)
         self.last_command_id = "0-0"
         self.standby = Standby(self)
         self.job = CheckpointJob()
@@ -142,12 +142,20 @@ class BookService:
             )
         self.last_hash = None
         if found is None:
-            self.engine = MatchingEngine(self.instrument.base)
+            self.engine = engine_for(self.instrument.base, self.instrument.band)
             self.last_command_id = "0-0"
             self.log.info("recovery_start", checkpoint=None)
         else:
             self.engine, self.last_command_id = restore(found.core), found.last_command_id
             self.last_hash = (found.seq, found.state_hash or digest_of(found.core))
+            if self.engine.band != self.instrument.band:
+                # The commands replayed from here meet the new band (docs/api.md: change a
+                # band after a clean stop, whose checkpoint leaves nothing to replay).
+                self.log.warning(
+                    "price_band_changed", checkpoint=self.engine.band, now=self.instrument.band
+                )
+                self.engine.set_band(self.instrument.band)
+                self.last_hash = None  # that checkpoint no longer describes this state
             self.log.info(
                 "checkpoint_loaded",
                 seq=found.seq,

@@ -32,6 +32,9 @@ class CoreSnapshot(msgspec.Struct, array_like=True, frozen=True):
     orders: list[Order]  # encoded as they rest in the book, and decoded straight into it
     client_order_ids: list[tuple[str, int]]
     base: int = 0
+    # The price band and its reference (defaults: checkpoints from before bands decode).
+    last_price: int = 0
+    band: tuple[int, int] | None = None
 
 
 _encoder = msgspec.msgpack.Encoder()
@@ -48,6 +51,8 @@ def snapshot(engine: MatchingEngine) -> bytes:
         orders=engine.bids.iter_orders() + engine.asks.iter_orders(),
         client_order_ids=list(engine.client_order_ids.items()),  # in order-id order already
         base=engine.base,
+        last_price=engine.last_price,
+        band=engine.band,
     )
     return _encoder.encode(state)
 
@@ -59,6 +64,8 @@ def restore(data: bytes) -> MatchingEngine:
     engine = MatchingEngine(state.base)
     engine.seq = state.seq
     engine.next_order_id = state.next_order_id
+    engine.set_band(state.band)
+    engine.last_price = state.last_price
     ids = state.client_order_ids
     by_id = list(map(_second, ids))
     if by_id != sorted(by_id):  # checkpoints of an earlier format listed them by key

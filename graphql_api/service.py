@@ -27,6 +27,7 @@ from shared.events import (
     NO_LIQUIDITY,
     NOT_OWNER,
     ORDER_NOT_ALIVE,
+    PRICE_OUT_OF_BAND,
     UNKNOWN_ORDER,
     Accepted,
     Event,
@@ -63,6 +64,7 @@ MAX_CANDLES_PER_POLL = 1000
 STORE_CHECK_TIMEOUT_S = 1.0
 REJECTION_MESSAGES = {
     NO_LIQUIDITY: "a market order needs resting orders on the other side",
+    PRICE_OUT_OF_BAND: "the price, or a trade the order would make, is outside the price band",
 }
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from functools import cached_property
 from pathlib import Path
@@ -57,6 +57,10 @@ ENV_VARS: dict[str, tuple[str, str]] = {
         "DEFAULT",
         "SYMBOL[:tick[:max_price]] list; the first is the default; only ever append",
     ),
+    "PRICE_BANDS": (
+        "",
+        "opt-in price bands: SYMBOL:percent[:reference price] list, e.g. DEFAULT:5:100",
+    ),
     "ENGINE_SYMBOLS": ("", "instruments this engine process owns, comma-separated; empty: all"),
     "ARCHIVER_SYMBOLS": ("", "instruments this archiver stores, comma-separated; empty: all"),
     "MAX_BODY_BYTES": ("65536", "largest request body on any HTTP route; a bigger one gets a 413"),
@@ -92,17 +96,26 @@ class Instrument:
     number: int
     tick_size: Decimal
     max_price: Decimal
+    band_bps: int = 0  # price band half-width in basis points; 0: no band
+    band_reference: int = 0  # the band's reference before the first trade, in ticks
 
     @property
     def base(self) -> int:
         return self.number * ID_SPACE
+
+    @property
+    def band(self) -> tuple[int, int] | None:
+        """The engine's price band (`engine.matching.Band`), None when off."""
+        return (self.band_bps, self.band_reference) if self.band_bps else None
 
     def owns(self, identifier: int) -> bool:
         """Whether an order id, trade id or sequence number belongs to this instrument."""
         return self.base < identifier <= self.base + ID_SPACE
 
 
-def parse_instruments(spec: str, tick: Decimal, max_price: Decimal) -> tuple[Instrument, ...]:
+def parse_instruments(
+    spec: str, tick: Decimal, max_price: Decimal, bands: str = ""
+) -> tuple[Instrument, ...]:
     instruments: list[Instrument] = []
     for number, entry in enumerate(e.strip() for e in spec.split(",") if e.strip()):
         symbol, *rest = entry.split(":")
@@ -118,7 +131,29 @@ def parse_instruments(spec: str, tick: Decimal, max_price: Decimal) -> tuple[Ins
         )
     if not instruments:
         raise ValueError("INSTRUMENTS must name at least one instrument")
-    return tuple(instruments)
+    return tuple(_with_bands(instruments, bands))
+
+
+def _with_bands(instruments: list[Instrument], spec: str) -> list[Instrument]:
+    """PRICE_BANDS entries `SYMBOL:percent[:reference price]`: a percentage in whole basis
+    points (0.01 %) up to 100 %, and a reference price on the instrument's tick."""
+    by_symbol = {i.symbol: i for i in instruments}
+    for entry in (e.strip() for e in spec.split(",") if e.strip()):
+        symbol, *rest = entry.split(":")
+        instrument = by_symbol.get(symbol)
+        if instrument is None or not rest or len(rest) > 2:
+            raise ValueError(f"PRICE_BANDS: {entry!r} is not SYMBOL:percent[:price] of a symbol")
+        try:
+            bps = Decimal(rest[0]) * 100
+            reference = Decimal(rest[1]) / instrument.tick_size if len(rest) > 1 else Decimal(0)
+        except ArithmeticError:
+            raise ValueError(f"PRICE_BANDS: {entry!r} has a bad number") from None
+        if bps != bps.to_integral_value() or not 0 < bps <= 10_000:
+            raise ValueError(f"PRICE_BANDS: {entry!r}: the percentage must be 0.01 to 100")
+        if reference != reference.to_integral_value() or reference < 0:
+            raise ValueError(f"PRICE_BANDS: {entry!r}: the reference must be on the tick")
+        by_symbol[symbol] = replace(instrument, band_bps=int(bps), band_reference=int(reference))
+    return [by_symbol[i.symbol] for i in instruments]
 
 
 def _symbols(spec: str) -> tuple[str, ...]:
@@ -160,6 +195,7 @@ class Settings:
     production: bool = False
     engine_gateway: str = "redis"
     instruments_spec: str = "DEFAULT"
+    price_bands: str = ""
     engine_symbols: tuple[str, ...] = ()
     archiver_symbols: tuple[str, ...] = ()
     max_body_bytes: int = 65536
@@ -208,6 +244,7 @@ class Settings:
             production=_env("PRODUCTION") in ("1", "true", "yes"),
             engine_gateway=_env("ENGINE_GATEWAY"),
             instruments_spec=_env("INSTRUMENTS"),
+            price_bands=_env("PRICE_BANDS"),
             engine_symbols=_symbols(_env("ENGINE_SYMBOLS")),
             archiver_symbols=_symbols(_env("ARCHIVER_SYMBOLS")),
             max_body_bytes=int(_env("MAX_BODY_BYTES")),
@@ -225,7 +262,9 @@ class Settings:
 
     @cached_property
     def instruments(self) -> tuple[Instrument, ...]:
-        return parse_instruments(self.instruments_spec, self.tick_size, self.max_price)
+        return parse_instruments(
+            self.instruments_spec, self.tick_size, self.max_price, self.price_bands
+        )
 
     @property
     def default_instrument(self) -> Instrument:

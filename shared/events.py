@@ -80,6 +80,7 @@ DUPLICATE_CLIENT_ORDER_ID = "duplicate_client_order_id"
 INVALID_QUANTITY = "quantity_not_above_traded"
 NO_LIQUIDITY = "no_liquidity"
 NOT_OWNER = "not_owner"
+PRICE_OUT_OF_BAND = "price_out_of_band"
 
 _encoder = msgspec.msgpack.Encoder()
 _batch_decoder = msgspec.msgpack.Decoder(list[Event])

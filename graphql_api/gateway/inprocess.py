@@ -16,7 +16,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator
 
-from engine.matching import MatchingEngine
+from engine.matching import engine_for
 from shared.commands import Command
 from shared.config import Instrument, Settings
 from shared.events import Event
@@ -32,7 +32,7 @@ class InProcessGateway:
     def __init__(self, settings: Settings, store: Store) -> None:
         self.settings = settings
         self.store = store
-        self.engines = {i.symbol: MatchingEngine(i.base) for i in settings.instruments}
+        self.engines = {i.symbol: engine_for(i.base, i.band) for i in settings.instruments}
         self.events: BatchHub[Event] = BatchHub(EVENT_QUEUE)
         self.books: dict[str, Hub[BookLevels]] = {
             i.symbol: Hub(maxsize=16) for i in settings.instruments

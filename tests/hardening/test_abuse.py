@@ -56,6 +56,8 @@ def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         # One attack of 300 connections comes from one address: the timeouts must end it,
         # not the per-client cap (tested on its own below).
         MAX_CONNECTIONS_PER_CLIENT="400",
+        INSTRUMENTS="DEFAULT,BANDED",
+        PRICE_BANDS="BANDED:10:100",  # 10 % around 100 until the first trade
     ) as stack:
         yield stack
 
@@ -232,7 +234,10 @@ async def test_a_silent_connection_and_an_idle_keep_alive_are_closed(edge: Stack
 @pytest.fixture(scope="module")
 def capped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     with running_stack(
-        tmp_path_factory.mktemp("caps"), MAX_CONNECTIONS="30", MAX_CONNECTIONS_PER_CLIENT="20"
+        tmp_path_factory.mktemp("caps"),
+        MAX_CONNECTIONS="30",
+        MAX_CONNECTIONS_PER_CLIENT="20",
+        KEEPALIVE_TIMEOUT_S="120",  # the held connections stay open however slow the machine
     ) as stack:
         yield stack
 
@@ -334,8 +339,45 @@ def test_readiness_follows_the_engine(edge: Stack, http: httpx.Client) -> None:
     edge.kill("engine", signal.SIGKILL)
     wait_for(lambda: http.get("/health/ready").status_code == 503, "503 after the kill")
     body = http.get("/health/ready").json()
-    assert body["down"] == ["engine:DEFAULT"] and body["engines"] == {"DEFAULT": False}, body
+    assert body["down"] == ["engine:DEFAULT", "engine:BANDED"], body  # one engine serves both
+    assert body["engines"] == {"DEFAULT": False, "BANDED": False}, body
     edge.start("engine")
     wait_for(lambda: http.get("/health/ready").status_code == 200, "200 after the restart")
     assert http.get("/health/ready").json()["down"] == []
     client.close()
+
+
+# -- price bands -----------------------------------------------------------------------------
+
+
+def test_a_price_band_refuses_far_orders_and_trades(http: httpx.Client) -> None:
+    """With an empty book a buy at 1,000,000 rested, and a later sell at 100 traded at
+    1,000,000. BANDED has a 10 % band around 100 (then around its last trade)."""
+    banded = {"symbol": "BANDED", "quantity": 1}
+
+    def place(**body: object) -> httpx.Response:
+        return http.post("/orders", json={**banded, **body})
+
+    far = place(side=1, price=1_000_000)
+    assert far.status_code == 409, far.text
+    assert far.json()["reason"] == "price_out_of_band" and far.json()["error"] == "rejected"
+    low_bid = place(side=1, price=91)  # inside 90..110
+    assert low_bid.status_code == 201, low_bid.text
+    assert place(side=-1, price=108).status_code == 201
+    assert place(side=1, price=108).status_code == 201  # trades at 108: 97.2..118.8 now
+    market = place(side=-1, type="market")  # its only trade would be at 91
+    assert market.status_code == 409 and market.json()["reason"] == "price_out_of_band"
+    bid = http.get(f"/orders/{low_bid.json()['order_id']}").json()
+    assert bid["order_alive"] and bid["traded_quantity"] == 0, bid
+    mutation = (
+        'mutation { placeOrder(input: {side: 1, price: "1000000", quantity: 1, '
+        'symbol: "BANDED"}) { ... on OrderRejected { reason } ... on OrderPlaced { orderId } }'
+        f' modifyOrder(id: "{low_bid.json()["order_id"]}", price: "1000") {{ success reason }} }}'
+    )
+    data = http.post("/graphql", json={"query": mutation}).json()["data"]
+    assert data["placeOrder"] == {"reason": "price_out_of_band"}, data
+    assert data["modifyOrder"] == {"success": False, "reason": "price_out_of_band"}, data
+    # Off by default: the same far buy on DEFAULT is placed (and cancelled again).
+    unbanded = http.post("/orders", json={"side": 1, "price": 1_000_000, "quantity": 1})
+    assert unbanded.status_code == 201, unbanded.text
+    assert http.delete(f"/orders/{unbanded.json()['order_id']}").json() == {"success": True}
