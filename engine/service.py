@@ -148,6 +148,13 @@ class BookService:
         else:
             self.engine, self.last_command_id = restore(found.core), found.last_command_id
             self.last_hash = (found.seq, found.state_hash or digest_of(found.core))
+            self.log.info(
+                "checkpoint_loaded",
+                seq=found.seq,
+                last_command_id=found.last_command_id,
+                state_hash=self.last_hash[1],
+                seconds=round(time.monotonic() - started, 3),
+            )
             if self.engine.band != self.instrument.band:
                 # The commands replayed from here meet the new band (docs/api.md: change a
                 # band after a clean stop, whose checkpoint leaves nothing to replay).
@@ -156,13 +163,6 @@ class BookService:
                 )
                 self.engine.set_band(self.instrument.band)
                 self.last_hash = None  # that checkpoint no longer describes this state
-            self.log.info(
-                "checkpoint_loaded",
-                seq=found.seq,
-                last_command_id=found.last_command_id,
-                state_hash=self.last_hash[1],
-                seconds=round(time.monotonic() - started, 3),
-            )
         self.commands_since_checkpoint = 0
         self.last_checkpoint_at = time.monotonic()
         # Replay what the leader (this process before a crash, or another) already
