@@ -74,8 +74,8 @@ class Feeds:
     async def event_feed(self, maxsize: int | None = None) -> AsyncIterator[Subscriber[EventBatch]]:
         """Subscribe, then wait until every stream's reader follows its stream: from then
         on each publishes every entry after a position that was already published, so
-        whatever this subscriber misses is at or below any later `published` position. `Unavailable`
-        if a reader cannot start (Redis away) within REQUEST_TIMEOUT_S."""
+        whatever this subscriber misses is at or below any later `published` position.
+        `Unavailable` if a reader cannot start (Redis away) within REQUEST_TIMEOUT_S."""
         async with self.events.subscribe(maxsize) as sub:
             try:
                 async with asyncio.timeout(self.settings.request_timeout_s):
