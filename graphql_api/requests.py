@@ -240,10 +240,13 @@ def parse_order_id(value: object, field: str = "order_id") -> int:
 
 
 def parse_cursor(value: object, field: str = "after") -> int:
-    """A page cursor: the last id seen, or 0 for the start."""
+    """A page cursor: an order or trade id, or 0 for the start."""
     if value in (0, "0"):
         return 0
-    return parse_order_id(value, field)
+    try:
+        return parse_order_id(value, field)
+    except InputError:
+        raise InputError(field, "must be an id such as '42' (or 0)") from None
 
 
 def parse_order_type(value: object, field: str = "type") -> bool:

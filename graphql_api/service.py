@@ -313,22 +313,25 @@ class ExchangeService:
     async def _changed_candles(
         self, instrument: Instrument, interval: int, sent: dict[int, int]
     ) -> list[CandleRecord]:
+        """The candles to send: first the newest; later each candle from the bucket before
+        the newest sent onwards (a trade stamped late lands there) that is new or changed."""
         await self.read_barrier((instrument,))
         newest = max(sent, default=None)
         fresh = await self.store.candles(
             instrument=instrument.number,
             interval=interval,
-            limit=1 if newest is None else MAX_CANDLES_PER_POLL,
-            since=None if newest is None else newest - interval,  # a late trade's too
+            limit=2 if newest is None else MAX_CANDLES_PER_POLL,
+            since=None if newest is None else newest - interval,
             newest=newest is None,
         )
         changed = [c for c in fresh if sent.get(c.start) != c.last_seq]
-        for c in changed:
+        for c in fresh:
             sent[c.start] = c.last_seq
-        if sent:
-            oldest_kept = max(sent) - interval
-            for start in [s for s in sent if s < oldest_kept]:
-                del sent[start]
+        if newest is None:  # on subscribing: the current candle only, the one before known
+            changed = changed[-1:]
+        oldest_kept = max(sent, default=0) - interval
+        for start in [s for s in sent if s < oldest_kept]:
+            del sent[start]
         return changed
 
     async def book(self, request: BookQuery) -> BookLevels:

@@ -3,6 +3,7 @@ trades they fold (read back through `GET /trades`). Runs over both gateways."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -169,3 +170,31 @@ async def test_candle_subscription_follows_the_stored_candle(base_url: str, prot
     if moved["start"] == hour:  # the hour did not turn during the test
         assert moved["volume"] == current["volume"] + 2
         assert moved["open"] == current["open"]
+
+
+async def test_candle_subscription_sends_only_candles_that_changed(base_url: str) -> None:
+    """With candles in two seconds, subscribing sends the newest only, and a new trade sends
+    its own candle, never the unchanged one before."""
+    query = f"subscription {{ candles(interval: ONE_SECOND) {{ {CANDLE_FIELDS} }} }}"
+    async with httpx.AsyncClient(base_url=base_url, timeout=10) as client:
+        ask = await aplace(client, -1, 62, 1000)
+        await aplace(client, 1, 62, 1)
+        first = (await client.get("/trades", params={"order": "desc", "limit": 1})).json()[0]
+        deadline = asyncio.get_running_loop().time() + 10
+        while True:  # a second trade in a later second than the first one
+            assert asyncio.get_running_loop().time() < deadline
+            await aplace(client, 1, 62, 1)
+            second = (await client.get("/trades", params={"order": "desc", "limit": 1})).json()
+            if second[0]["timestamp"][:19] != first["timestamp"][:19]:
+                break
+        async with subscription(base_url, query, GRAPHQL_TRANSPORT_WS) as feed:
+            current = parsed(await feed.next())
+            assert current["start"] == bucket_start(second[0]["timestamp"], 1)
+            await aplace(client, 1, 62, 1)
+            last = (await client.get("/trades", params={"order": "desc", "limit": 1})).json()[0]
+            target = bucket_start(last["timestamp"], 1)
+            seen = [parsed(await feed.next())]
+            while seen[-1]["start"] != target or seen[-1]["close"] != "62":
+                seen.append(parsed(await feed.next()))
+        assert all(c["start"] >= current["start"] for c in seen), seen
+        await client.delete(f"/orders/{ask}")
