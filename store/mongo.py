@@ -74,6 +74,7 @@ class MongoStore:
         await self.orders.create_index(
             [("alive", ASCENDING), ("side", ASCENDING), ("price", ASCENDING)]
         )
+        await self.orders.create_index([("owner", ASCENDING), ("_id", ASCENDING)])
         await self.trades.create_index("bid_order_id")
         await self.trades.create_index("ask_order_id")
         await self.candles_.create_index(
