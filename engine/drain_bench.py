@@ -1,12 +1,15 @@
 """How fast one engine process drains its command stream: `python -m engine.drain_bench`.
 
-Pre-fills a local Redis (AOF on, `appendfsync everysec`, as `make run` runs it) with
-`--commands` commands of the bench flow (`engine.bench`), each from one of `--replicas`
-API replicas (so each answer also goes to that replica's reply stream), then starts
-`python -m engine` and times it from its first published event to the event of the last
-command: decode, match, encode, and append events and replies, with checkpoints every
-SNAPSHOT_EVERY commands as configured. This is the per-instrument ceiling of one engine.
-Prints commands/s and the CPU time per command of the engine and of Redis.
+Pre-fills a local Redis (AOF on, `appendfsync everysec`, as `make run` runs it) with the
+realistic flow of `engine.bench` (`steady_flow`: a warm-up that builds a book of about
+5,000 resting orders, then `--commands` commands at that steady state: 60/25/15 place,
+cancel, modify, a quarter of places crossing), each from one of `--replicas` API replicas
+(so each answer also goes to that replica's reply stream). Then it starts `python -m
+engine` and times the steady-state commands, from the event of the last warm-up command to
+the event of the last command: decode, match, encode, append events and replies, with
+checkpoints every SNAPSHOT_EVERY commands as configured. This is the per-instrument
+ceiling of one engine. Prints commands/s and the CPU time per command of the engine and of
+Redis.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from shared.config import Settings
 from shared.redis_server import start_redis
 from shared.stack import stop_process
 
-from .bench import make_flow
+from .bench import steady_flow
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -68,7 +71,19 @@ def main() -> None:
     parser.add_argument("--snapshot-every", default="10000")
     args = parser.parse_args()
     settings = Settings()
-    flow = make_flow(args.commands, args.seed)
+    steady = steady_flow(args.commands, args.seed)
+    flow = steady.warmup + steady.timed
+    timed_from = len(steady.warmup) - 1  # the timing starts at this command's event
+    book = steady.start(args.seed)
+    resting = [len(book.orders)]
+    for n, command in enumerate(steady.timed):
+        book.apply(command)
+        if n % 1000 == 999:
+            resting.append(len(book.orders))
+    print(
+        f"steady state: {min(resting):,}..{max(resting):,} resting orders "
+        f"(mean {sum(resting) / len(resting):,.0f}) over the timed commands"
+    )
     with tempfile.TemporaryDirectory(prefix="drain-") as tmp:
         server, url = start_redis(Path(tmp) / "redis")
         client = redis.Redis.from_url(url)
@@ -78,7 +93,10 @@ def main() -> None:
                 client.xadd(settings.reply_stream_of("DEFAULT", f"r{r}"), {"open": 1})
             started = time.monotonic()
             ids = fill(client, settings.command_stream, flow, args.replicas)
-            print(f"{len(ids):,} commands journaled in {time.monotonic() - started:.1f} s")
+            print(
+                f"{len(ids):,} commands journaled ({len(steady.warmup):,} of warm-up) in "
+                f"{time.monotonic() - started:.1f} s"
+            )
             position = {entry_id: n for n, entry_id in enumerate(ids)}
             env = {
                 **os.environ,
@@ -90,15 +108,15 @@ def main() -> None:
             engine = subprocess.Popen([sys.executable, "-m", "engine"], env=env)
             redis_cpu = cpu_seconds(server.pid)
             first: tuple[float, int, float] | None = None
-            client.config_resetstat()
             while True:
                 last: Any = client.xrevrange(settings.event_stream, "+", "-", count=1)
                 now = time.monotonic()
                 if last:
                     done = position[last[0][1][b"c"]]
-                    if first is None:
+                    if first is None and done >= timed_from:
                         first = (now, done, cpu_seconds(engine.pid))
                         redis_cpu = cpu_seconds(server.pid)
+                        client.config_resetstat()
                     if done == len(ids) - 1:
                         break
                 if engine.poll() is not None:
