@@ -65,7 +65,6 @@ class Standby:
         self.own: dict[int, str] = {}  # seq -> this engine's state hash there
         self.leaders: dict[int, str] = {}  # seq -> the leader's state hash there
         self.verified = 0
-        self.active = False
         self.reported_at = 0.0
 
     def start(self) -> None:
@@ -77,11 +76,9 @@ class Standby:
         self.marks.clear()
         self.own.clear()
         self.leaders.clear()
-        self.active = True
 
     def stop(self) -> None:
         """Leading now: nothing is compared any more."""
-        self.active = False
         self.book.job.abandon()
         self.marks.clear()
         self.own.clear()
