@@ -40,7 +40,7 @@ from shared.redis_client import TRANSIENT_ERRORS, Client, ReplicaAcks, connect
 
 from . import checkpoint
 from .checkpoint_job import CheckpointFailed, CheckpointJob, Outcome
-from .lease import POLL_S, RENEW_S, Lease, LeaseLost, new_owner_id
+from .lease import POLL_S, RENEW_S, Lease, LeaseLost, frame, new_owner_id
 from .matching import engine_for
 from .reader import Entries, StreamReader
 from .snapshot import digest_of, restore
@@ -96,7 +96,7 @@ class BookService:
         self.next_book = 0.0
         self.waiting_since = 0.0  # when this book started waiting for the lease
         self.recoveries = 0  # a reader built before the last recovery reads stale positions
-        self.held: tuple[list[Any], list[str], tuple[str, bytes] | None] | None = None
+        self.held: tuple[bytes, list[str], tuple[str, bytes] | None] | None = None
 
     @property
     def leading(self) -> bool:
@@ -245,8 +245,8 @@ class BookService:
         while the engine matches the next."""
         self.flush()
         engine, settings, symbol = self.engine, self.settings, self.symbol
-        rows: list[Any] = []
-        append = rows.append
+        parts: list[bytes] = []
+        add = parts.extend
         replies: dict[str, int] = {}
         reply_keys: list[str] = []
         decode = decode_command
@@ -268,17 +268,14 @@ class BookService:
                     # markers and published
                     reply = replies[replica] = 6 + len(reply_keys)
                     reply_keys.append(settings.reply_stream_of(symbol, replica))
-            append(f"{events[-1].seq}-0")
-            append(request_id)
-            append(entry_id)
-            append(encode_events(events))
-            append(reply)
+            event_id = f"{events[-1].seq}-0".encode()
+            add(frame(event_id, request_id.encode(), entry_id, encode_events(events), reply))
         self.last_command_id = entries[-1][0].decode()
         self.commands_since_checkpoint += len(entries)
         marker = None
         if self.checkpoint_due(now):
             marker = (f"{engine.seq}-0", entries[-1][0])
-        self.held = (rows, reply_keys, marker)
+        self.held = (b"".join(parts), reply_keys, marker)
 
     def flush(self) -> None:
         """Send the prepared publish, without waiting for Redis's answer (`Lease.settle`
@@ -287,9 +284,9 @@ class BookService:
         held, self.held = self.held, None
         if held is None:
             return
-        rows, reply_keys, marker = held
+        frames, reply_keys, marker = held
         self.settle()
-        duplicates = self.lease.publish(rows, reply_keys, marker, wait=marker is not None)
+        duplicates = self.lease.publish(frames, reply_keys, marker, wait=marker is not None)
         if duplicates:
             self.log.info("events_already_published", entries=duplicates, seq=self.engine.seq)
         self.renewed_at = time.monotonic()
@@ -361,7 +358,7 @@ class BookService:
             # Due while no batch comes (the count was reached while the previous child ran,
             # or the interval passed): the marker goes out on its own, then the child.
             marker = (f"{self.engine.seq}-0", self.last_command_id.encode())
-            self.lease.publish([], [], marker)
+            self.lease.publish(b"", [], marker)
             self.start_checkpoint()
         if now >= self.next_book:
             self.publish_book()
