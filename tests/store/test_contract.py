@@ -632,7 +632,7 @@ async def test_pages_in_both_directions_and_time_windows(store: Store, seed: int
     assert any(b.ts < a.ts for a, b in itertools.pairwise(trades)), "ts must not rise"
     trade_ids = [t.trade_id for t in trades]
     order_ids = list(orders)
-    for _ in range(80):
+    for _ in range(60):
         want = random_window(rng, trade_ids, [t.ts for t in trades])
         got = await store.list_trades(
             limit=want["limit"], after=want["after"], before=want["before"],
