@@ -10,8 +10,9 @@ instrument's hash tag so that every script below touches one Redis Cluster slot:
   engine heartbeat that readiness checks.
 - `exchange:{SYM}:engine:token`: the fencing token, an integer incremented by every
   acquisition of an expired (or absent) lease. It never expires.
-- `exchange:{SYM}:engine:standby`: the last command a standby applied, refreshed while it
-  runs (expiry `STANDBY_POSITION_MS`): the leader trims the command stream only behind it.
+- `exchange:{SYM}:engine:standby`: `<command id> <owner>`, the last command a standby
+  applied, refreshed while it runs (expiry `STANDBY_POSITION_MS`): the leader trims the
+  command stream only behind it (unless the owner is itself, leading since).
 - `exchange:{SYM}:engine:checkpoints`: checkpoint markers, `<seq>-0 {c: command id}` in the
   same script call as the events up to `seq`, and `<seq>-1 {h: state hash}` once the
   checkpoint child has hashed that state. A standby checks its own hash against them.
@@ -172,11 +173,11 @@ local trimmed = 0
 local trim_to = ARGV[8]
 local standby = redis.call('GET', KEYS[6])
 if trim_to ~= '' and standby then
+  local position, owner = string.match(standby, '^(%S+) (.*)$')
   local a, b = string.match(trim_to, '^(%d+)-(%d+)$')
-  local c, d = string.match(standby, '^(%d+)-(%d+)$')
-  if c and (tonumber(c) < tonumber(a) or (c == a and tonumber(d) < tonumber(b))) then
-    trim_to = standby
-  end
+  local c, d = string.match(position or '', '^(%d+)-(%d+)$')
+  local behind = c and (tonumber(c) < tonumber(a) or (c == a and tonumber(d) < tonumber(b)))
+  if behind and owner ~= ARGV[2] then trim_to = position end
 end
 if trim_to ~= '' then trimmed = redis.call('XTRIM', KEYS[4], 'MINID', trim_to) end
 if ARGV[9] == '1' then redis.call('SET', KEYS[5], ARGV[7]) end
@@ -422,7 +423,8 @@ class Lease:
     def report_position(self, last_command_id: str) -> None:
         """A standby's progress, which the leader's trim waits for (not fenced: a standby
         writes nothing else, and this key only ever holds the trim back)."""
-        self.node().set(self.standby_key, last_command_id, px=STANDBY_POSITION_MS)
+        position = f"{last_command_id} {self.owner}"  # the leader ignores its own report
+        self.node().set(self.standby_key, position, px=STANDBY_POSITION_MS)
 
     def publish_book(self, message: str, expiry_s: int) -> None:
         self._fenced(_BOOK, [self.book_key], [self.book_channel, message, expiry_s])

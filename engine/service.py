@@ -120,7 +120,8 @@ class BookService:
         self.lease.abandon()
         self.lease.token = 0
         self.held = None
-        self.job.abandon()
+        # A checkpoint child still running is not waited for: its state was published
+        # (children are forked only after that), so its outcome is still good to reap.
         for name in checkpoint.remove_orphaned_tmp(self.checkpoint_dir):
             self.log.info("checkpoint_tmp_removed", file=name)
         # A checkpoint is written only after its events are published. One that is ahead of
