@@ -161,7 +161,7 @@ class MatchingEngine:
             self.seq += 1
             return [Rejected(self.seq, NOT_OWNER, order_id, c.ts, c.owner)]
         remaining = target.remaining
-        # BookSide.remove, inlined
+        # BookSide.remove, inlined (a cancel is a quarter of all commands)
         book = self.bids if target.side == BUY else self.asks
         level = book.levels[target.price]
         target.remaining = 0
@@ -299,7 +299,12 @@ class MatchingEngine:
             order_id, side, price, quantity, remaining, order.ts, order.client_order_id, order.owner
         )
         self.orders[order_id] = order
-        own.add(order)
+        into = own.levels.get(price)
+        if into is not None and into.total:  # BookSide.add's common case, inlined
+            into.queue.append(order)
+            into.total += remaining
+        else:
+            own.add(order)
         return events
 
     # -- queries ----------------------------------------------------------------------------
