@@ -187,9 +187,10 @@ SLICE = 1_000  # commands per timed slice (see `Rate`)
 class Rate:
     """Throughput of one timed run. `whole` is commands over the run's wall time, the figure
     that counts on an idle machine. `median_slice` is the rate of the median slice of
-    `SLICE` commands: a slice takes about a millisecond, so on a machine shared with other
-    busy processes most slices run without being preempted, and this one measures the
-    core rather than the scheduler (on an idle machine the two agree)."""
+    `SLICE` commands (about a millisecond each): on a machine shared with other busy
+    processes, preemptions fall into a minority of slices, so it is less hostage to the
+    scheduler than `whole` (on an idle machine the two agree; cache and CPU contention
+    still slow every slice)."""
 
     whole: float
     median_slice: float
