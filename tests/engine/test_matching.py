@@ -9,7 +9,7 @@ import pytest
 from engine.book import COMPACT_AFTER, NO_ASK, NO_BID
 from engine.matching import MatchingEngine
 from engine.snapshot import CoreSnapshot, restore, snapshot, state_hash
-from shared.commands import BUY, SELL, Cancel, Command, Modify, Place
+from shared.commands import BUY, FOK, SELL, Cancel, Command, Modify, Place
 from shared.events import (
     DUPLICATE_CLIENT_ORDER_ID,
     ORDER_NOT_ALIVE,
@@ -654,3 +654,40 @@ def test_cancelled_orders_do_not_pile_up_in_a_level() -> None:
     survivors = [o.order_id for o in engine.bids.iter_orders()]
     assert survivors == [i for i in ids if i in engine.orders]
     assert fill_order(place(engine, SELL, 100, len(survivors)), SELL) == survivors
+
+
+def test_levels_emptied_away_from_the_best_are_skipped_then_dropped() -> None:
+    """A level that empties below the best stays in the side's heap, empty: depth, FOK
+    checks and matching skip it, a new order reuses it, and once empty levels outnumber
+    live ones (beyond some slack) they are dropped and the heap rebuilt."""
+    engine = MatchingEngine()
+    bids = engine.bids
+    ids = {price: place_id(engine, BUY, price, 1) for price in range(100, 400)}
+    for price in range(150, 399, 2):  # empty every other level below the best (399)
+        engine.apply(Cancel(ids[price]))
+    live = [p for p in range(399, 99, -1) if p < 150 or p % 2]
+    assert engine.depth(400)[0] == [(p, 1) for p in live]
+    assert len(bids.levels) == 300  # the emptied levels linger
+    place(engine, BUY, 200, 4)  # reuses an empty level
+    assert engine.depth(3)[0] == [(399, 1), (397, 1), (395, 1)]
+    assert (200, 4) in engine.depth(400)[0]
+    for price in range(100, 399):  # then all but 100..140 (multiples of 10), 200 and 399
+        if price % 10 and ids[price] in engine.orders:
+            engine.apply(Cancel(ids[price]))
+    live_prices = sorted(p for p, level in bids.levels.items() if level.total)
+    assert live_prices == sorted(p for p, _ in engine.depth(400)[0])
+    assert len(bids.levels) <= 2 * len(live_prices) + 64 < 300  # the empty ones were dropped
+    assert sorted(bids.heap) == sorted(-p for p in bids.levels)
+    # a FOK sell for everything down to 200 fills, walking the live levels best first
+    assert engine.depth(400)[0] == [
+        (399, 1),
+        (200, 4),
+        (140, 1),
+        (130, 1),
+        (120, 1),
+        (110, 1),
+        (100, 1),
+    ]
+    events = engine.apply(Place(SELL, 200, 5, None, "", 0, FOK))
+    assert [(t.price, t.quantity) for t in trades(events)] == [(399, 1), (200, 4)]
+    assert bids.best == 140
