@@ -51,8 +51,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "buy trades at the aggressor's limit, not the resting price",
         "engine/matching.py",
-        "append(Trade(seq, best, fill, taker_id, maker_id,",
-        "append(Trade(seq, limit, fill, taker_id, maker_id,",
+        "append(Trade(seq, best, left, taker_id, maker_id, side, remaining, 0, ts))",
+        "append(Trade(seq, limit, left, taker_id, maker_id, side, remaining, 0, ts))",
         ENGINE_TESTS,
     ),
     Mutation(
@@ -65,8 +65,10 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "a buy at exactly the best ask does not trade",
         "engine/matching.py",
-        "if (best > limit) if is_buy else (best < limit):",
-        "if (best >= limit) if is_buy else (best < limit):",
+        "                if price >= self.asks.best:\n"
+        "                    remaining = self._match(self.asks, side, price, quantity,",
+        "                if price > self.asks.best:\n"
+        "                    remaining = self._match(self.asks, side, price, quantity,",
         ENGINE_TESTS,
     ),
     Mutation(
@@ -79,8 +81,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "FOK refuses a quantity that is exactly available",
         "engine/matching.py",
-        "if total >= quantity:",
-        "if total > quantity:",
+        "total += level.total\n            if total >= quantity:\n                return True",
+        "total += level.total\n            if total > quantity:\n                return True",
         ENGINE_TESTS,
     ),
     Mutation(
@@ -100,15 +102,15 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "lowering the quantity loses time priority",
         "engine/matching.py",
-        "if quantity < order.quantity:  # reduce in place",
-        "if quantity < 0:  # reduce in place",
+        "if quantity <= old_quantity:  # reduced (or unchanged): in place",
+        "if quantity < 0:  # reduced (or unchanged): in place",
         ENGINE_TESTS,
     ),
     Mutation(
         "a quantity equal to what already traded is accepted",
         "engine/matching.py",
-        "if quantity <= order.quantity - order.remaining:",
-        "if quantity < order.quantity - order.remaining:",
+        "if quantity <= old_quantity - remaining:",
+        "if quantity < old_quantity - remaining:",
         ENGINE_TESTS,
     ),
     Mutation(
@@ -136,8 +138,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "a cancelled order's quantity stays in its level's total",
         "engine/matching.py",
-        "        level.total -= remaining\n        order.remaining = 0\n",
-        "        order.remaining = 0\n",
+        "        target.remaining = 0\n        level.total -= remaining\n",
+        "        target.remaining = 0\n",
         ENGINE_TESTS,
     ),
     # -- shared/prices.py -----------------------------------------------------------------
