@@ -89,7 +89,7 @@ test: lint typecheck audit pytest
 # The inner loop: unit tests and the API suite over the in-process gateway. No subprocess,
 # no Redis, no browser.
 test-fast: $(STAMP) $(WEB_VENDOR)
-	HYPOTHESIS_PROFILE=fast $(PY) -m pytest -q -m "not stack" -p no:cacheprovider
+	HYPOTHESIS_PROFILE=fast BOOK_FEED_COMMANDS=2000 $(PY) -m pytest -q -m "not stack" -p no:cacheprovider
 
 fuzz: $(STAMP)
 	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -q tests/engine/test_stateful.py
