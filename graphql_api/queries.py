@@ -123,10 +123,9 @@ class QueryRequests(InstrumentLookup):
         alive_value = (
             None if alive is None else errors.take(lambda: parse_flag(alive, "alive"), None)
         )
-        window = self._window(errors, limit, after, before, since, until, order, last)
-        instrument = None if symbol is None else self._instrument(symbol, errors)
-        errors.check()
-        assert window is not None
+        window, instrument = self._listing(
+            errors, symbol, limit, after, before, since, until, order, last
+        )
         return ListOrders(window.limit, window.after, alive_value, side_value, instrument, window)
 
     def list_trades(
@@ -143,11 +142,9 @@ class QueryRequests(InstrumentLookup):
         order_id: int | None = None,
     ) -> ListTrades:
         """GET /trades, GraphQL's `trades`; with `order_id` (already parsed), one order's."""
-        errors = FieldErrors()
-        window = self._window(errors, limit, after, before, since, until, order, last)
-        instrument = None if symbol is None else self._instrument(symbol, errors)
-        errors.check()
-        assert window is not None
+        window, instrument = self._listing(
+            FieldErrors(), symbol, limit, after, before, since, until, order, last
+        )
         return ListTrades(window.limit, window.after, instrument, window, order_id)
 
     def order_trades(
@@ -164,11 +161,29 @@ class QueryRequests(InstrumentLookup):
         """GET /orders/{id}/trades: the order id and the window are checked together."""
         errors = FieldErrors()
         oid = errors.take(lambda: parse_order_id(order_id), 0)
-        window = self._window(errors, limit, after, before, since, until, order, False)
-        errors.check()
-        assert window is not None
+        window, _ = self._listing(errors, None, limit, after, before, since, until, order, False)
         trades = ListTrades(window.limit, window.after, None, window, oid)
         return OrderTrades(GetOrder(oid, self.settings.instrument_of(oid)), trades)
+
+    def _listing(
+        self,
+        errors: FieldErrors,
+        symbol: object,
+        limit: object,
+        after: object,
+        before: object,
+        since: object,
+        until: object,
+        order: object,
+        last: bool,
+    ) -> tuple[Window, Instrument | None]:
+        """A list's page and instrument filter (None: every instrument), raising every error
+        found in them and in the fields the caller checked before (`errors`) at once."""
+        window = self._window(errors, limit, after, before, since, until, order, last)
+        instrument = None if symbol is None else self._instrument(symbol, errors)
+        errors.check()
+        assert window is not None  # None only with errors, which check() raised
+        return window, instrument
 
     def _window(
         self,

@@ -7,14 +7,13 @@ from __future__ import annotations
 
 from fastapi import APIRouter, WebSocket
 
-from ..feed_requests import feed_request
 from ..feed_views import trade_text
 from ..requests import InvalidInput, Requests
 from ..security import ApiKeys
 from ..service import ExchangeService
 from ..views import book_view, to_json
 from . import book_feed, order_feed
-from .websocket import accept, hub_items, pump, refuse, text
+from .websocket import accept, hub_items, pump, refuse, resumable_request, text
 
 
 def feeds(service: ExchangeService, requests: Requests, keys: ApiKeys) -> APIRouter:
@@ -26,11 +25,8 @@ def feeds(service: ExchangeService, requests: Requests, keys: ApiKeys) -> APIRou
         """Every trade, or with ?symbol= one instrument's; with ?after= (the last trade id
         the client has) first every trade after it, then live ones, with no gap and no
         duplicate in between."""
-        params = websocket.query_params
-        try:
-            request = feed_request(requests, params.get("symbol"), params.get("after"))
-        except InvalidInput as exc:
-            await refuse(websocket, str(exc))
+        request = await resumable_request(websocket, requests)
+        if request is None:
             return
         if await accept(websocket, settings.allowed_origins):
             trades = service.live.trades(request)

@@ -13,7 +13,7 @@ from ..errors import ERROR_RESPONSES
 from ..requests import MAX_DEPTH, Requests
 from ..service import ExchangeService
 from ..views import book_view, candle_view, instrument_views, to_json, trade_view
-from .orders import SYMBOL_HELP, Text
+from .paging import Page, Symbol, SymbolFilter, Text
 
 
 def reads(service: ExchangeService, requests: Requests) -> APIRouter:
@@ -26,23 +26,9 @@ def reads(service: ExchangeService, requests: Requests) -> APIRouter:
         description=LIST_HELP,
     )
     async def list_trades(
-        limit: Text = None,
-        after: Text = None,
-        before: Text = None,
-        order: Text = None,
-        since: Text = None,
-        until: Text = None,
-        symbol: Annotated[str | None, Query(description=SYMBOL_HELP)] = None,
+        page: Page, symbol: SymbolFilter
     ) -> list[dict[str, Any]]:  # Any: JSON objects
-        query = requests.list_trades(
-            limit=limit,
-            after=after,
-            before=before,
-            order=order,
-            since=since,
-            until=until,
-            symbol=symbol,
-        )
+        query = requests.list_trades(**page.fields(), symbol=symbol)
         return [to_json(trade_view(settings, t)) for t in await service.trades(query)]
 
     @router.get(
@@ -70,7 +56,7 @@ def reads(service: ExchangeService, requests: Requests) -> APIRouter:
     @router.get("/orderbook", summary="Aggregated book, up to `depth` levels per side")
     async def order_book(
         depth: Annotated[int, Query(ge=1, le=MAX_DEPTH)] = 5,
-        symbol: Annotated[str | None, Query(description=SYMBOL_HELP)] = None,
+        symbol: Symbol = None,
     ) -> dict[str, Any]:  # Any: a JSON object
         query = requests.book(depth, symbol)
         levels = await service.book(query)

@@ -13,12 +13,11 @@ import json
 
 from fastapi import APIRouter, WebSocket
 
-from ..feed_requests import feed_request
 from ..feed_views import order_event_view, to_message
-from ..requests import InvalidInput, Requests
+from ..requests import Requests
 from ..security import API_KEY_HEADER, ApiKeys, Unauthenticated
 from ..service import ExchangeService
-from .websocket import POLICY_VIOLATION, accept, pump, refuse, text
+from .websocket import POLICY_VIOLATION, accept, pump, resumable_request, text
 
 AUTH_TIMEOUT_S = 10.0
 
@@ -28,11 +27,8 @@ def route(router: APIRouter, service: ExchangeService, requests: Requests, keys:
 
     @router.websocket("/ws/orders")
     async def ws_orders(websocket: WebSocket) -> None:
-        params = websocket.query_params
-        try:
-            request = feed_request(requests, params.get("symbol"), params.get("after"))
-        except InvalidInput as exc:
-            await refuse(websocket, str(exc))
+        request = await resumable_request(websocket, requests)
+        if request is None:
             return
         if not await accept(websocket, settings.allowed_origins):
             return

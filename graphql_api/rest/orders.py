@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 import msgspec
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Path, Request
 
 from shared.prices import InputError
 
@@ -35,6 +35,7 @@ from ..security import API_KEY_HEADER, ApiKeys, route_path
 from ..service import ChangeOutcome, ExchangeService
 from ..views import ChangedView, PlacedView, order_view, to_json, trade_view
 from .http import ClientGone, json_bytes, read_object, respond
+from .paging import Page, SymbolFilter, Text
 
 Headers = dict[bytes, bytes]
 Handler = Callable[[Headers, Receive, str], Awaitable[tuple[int, bytes]]]
@@ -162,22 +163,9 @@ def reads(service: ExchangeService, requests: Requests, keys: ApiKeys) -> APIRou
     async def get_order_trades(
         request: Request,
         order_id: Annotated[str, Path(pattern=ORDER_ID_PATTERN)],
-        limit: Text = None,
-        after: Text = None,
-        before: Text = None,
-        order: Text = None,
-        since: Text = None,
-        until: Text = None,
+        page: Page,
     ) -> list[dict[str, Any]]:  # Any: JSON objects
-        query = requests.order_trades(
-            order_id,
-            limit=limit,
-            after=after,
-            before=before,
-            order=order,
-            since=since,
-            until=until,
-        )
+        query = requests.order_trades(order_id, **page.fields())
         trades = await service.order_trades(query, owner=reader(request))
         if trades is None:
             raise ApiError(404, "not_found", f"order {order_id} not found", field="order_id")
@@ -193,34 +181,13 @@ def reads(service: ExchangeService, requests: Requests, keys: ApiKeys) -> APIRou
     )
     async def list_orders(
         request: Request,
+        page: Page,
+        symbol: SymbolFilter,
         alive: Text = None,
         side: Text = None,
-        limit: Text = None,
-        after: Text = None,
-        before: Text = None,
-        order: Text = None,
-        since: Text = None,
-        until: Text = None,
-        symbol: Annotated[str | None, Query(description=SYMBOL_HELP)] = None,
     ) -> list[dict[str, Any]]:  # Any: JSON objects
-        query = requests.list_orders(
-            limit=limit,
-            after=after,
-            alive=alive,
-            side=side,
-            symbol=symbol,
-            before=before,
-            order=order,
-            since=since,
-            until=until,
-        )
+        query = requests.list_orders(**page.fields(), alive=alive, side=side, symbol=symbol)
         orders = await service.orders(query, owner=reader(request))
         return [to_json(order_view(settings, o)) for o in orders]
 
     return router
-
-
-SYMBOL_HELP = "instrument (default: all for lists, the default instrument for the book)"
-# A list parameter as the client sent it: `requests.py` parses them all together (naming
-# every bad one), and `openapi.py` documents each one's type (QUERY_SCHEMAS).
-Text = Annotated[str | None, Query()]

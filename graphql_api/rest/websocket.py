@@ -11,8 +11,10 @@ from typing import TypeVar
 
 from fastapi import WebSocket, WebSocketDisconnect
 
+from ..feed_requests import FeedRequest, feed_request
 from ..hub import Hub, SlowConsumer
 from ..ports import Unavailable
+from ..requests import InvalidInput, Requests
 from ..security import origin_allowed
 
 T = TypeVar("T")
@@ -29,6 +31,16 @@ def text(message: object) -> str:
 async def refuse(websocket: WebSocket, reason: str) -> None:
     """Refuse a connection for its parameters (before accepting it: an HTTP 403)."""
     await websocket.close(code=POLICY_VIOLATION, reason=reason[:120])
+
+
+async def resumable_request(websocket: WebSocket, requests: Requests) -> FeedRequest | None:
+    """A resumable feed's ?symbol=&after=; None when they were bad and the client refused."""
+    params = websocket.query_params
+    try:
+        return feed_request(requests, params.get("symbol"), params.get("after"))
+    except InvalidInput as exc:
+        await refuse(websocket, str(exc))
+        return None
 
 
 async def accept(websocket: WebSocket, allowed_origins: tuple[str, ...]) -> bool:
