@@ -28,7 +28,7 @@ def reads(service: ExchangeService, requests: Requests) -> APIRouter:
     async def list_trades(
         page: Page, symbol: SymbolFilter
     ) -> list[dict[str, Any]]:  # Any: JSON objects
-        query = requests.list_trades(**page.fields(), symbol=symbol)
+        query = requests.list_trades(**page, symbol=symbol)
         return [to_json(trade_view(settings, t)) for t in await service.trades(query)]
 
     @router.get(

@@ -165,7 +165,7 @@ def reads(service: ExchangeService, requests: Requests, keys: ApiKeys) -> APIRou
         order_id: Annotated[str, Path(pattern=ORDER_ID_PATTERN)],
         page: Page,
     ) -> list[dict[str, Any]]:  # Any: JSON objects
-        query = requests.order_trades(order_id, **page.fields())
+        query = requests.order_trades(order_id, **page)
         trades = await service.order_trades(query, owner=reader(request))
         if trades is None:
             raise ApiError(404, "not_found", f"order {order_id} not found", field="order_id")
@@ -186,7 +186,7 @@ def reads(service: ExchangeService, requests: Requests, keys: ApiKeys) -> APIRou
         alive: Text = None,
         side: Text = None,
     ) -> list[dict[str, Any]]:  # Any: JSON objects
-        query = requests.list_orders(**page.fields(), alive=alive, side=side, symbol=symbol)
+        query = requests.list_orders(**page, alive=alive, side=side, symbol=symbol)
         orders = await service.orders(query, owner=reader(request))
         return [to_json(order_view(settings, o)) for o in orders]
 

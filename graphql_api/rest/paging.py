@@ -6,8 +6,7 @@ is named at once; `openapi.py` documents each one's type (QUERY_SCHEMAS)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Annotated
+from typing import Annotated, TypedDict
 
 from fastapi import Depends, Query
 
@@ -17,10 +16,10 @@ Text = Annotated[str | None, Query()]
 Symbol = Annotated[str | None, Query(description=SYMBOL_HELP)]
 
 
-@dataclass(frozen=True, slots=True)
-class PageText:
+class PageText(TypedDict):
     """The page parameters of `GET /trades`, `GET /orders` and `GET /orders/{id}/trades`,
-    unparsed; `fields()` hands them to `requests.py` as its keyword arguments."""
+    unparsed, named as `requests.py`'s keyword arguments (a TypedDict, so that `**page`
+    is type-checked)."""
 
     limit: str | None
     after: str | None
@@ -28,9 +27,6 @@ class PageText:
     order: str | None
     since: str | None
     until: str | None
-
-    def fields(self) -> dict[str, str | None]:
-        return asdict(self)
 
 
 def page_text(
@@ -41,7 +37,7 @@ def page_text(
     since: Text = None,
     until: Text = None,
 ) -> PageText:
-    return PageText(limit, after, before, order, since, until)
+    return PageText(limit=limit, after=after, before=before, order=order, since=since, until=until)
 
 
 def symbol_text(symbol: Symbol = None) -> str | None:
