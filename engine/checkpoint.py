@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import secrets
 from pathlib import Path
 
 import msgspec
@@ -24,6 +25,7 @@ MAGIC = b"OMECKPT1"
 DIGEST = 32
 KEEP = 3
 TMP_SUFFIX = ".tmp"
+STORE_ID = "store-id"
 
 
 class Checkpoint(msgspec.Struct, frozen=True):
@@ -36,6 +38,30 @@ class Checkpoint(msgspec.Struct, frozen=True):
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(Checkpoint)
+
+
+def store_id(directory: Path) -> str:
+    """The identity of this checkpoint directory, created by whichever engine gets there
+    first (written aside and linked into place, so it is never seen half written).
+
+    Two engines whose ids are equal read and write the same files (one host with one
+    DATA_DIR, or a shared volume): only then may a leader leave its checkpoints to the
+    standby, because only then can a restarting leader load what the standby wrote."""
+    path = directory / STORE_ID
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    directory.mkdir(parents=True, exist_ok=True)
+    tmp = directory / f"{STORE_ID}.{os.getpid()}"
+    tmp.write_text(secrets.token_hex(8))
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        pass  # another engine's id won
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path.read_text().strip()
 
 
 def name_of(seq: int) -> str:

@@ -10,12 +10,18 @@ instrument's hash tag so that every script below touches one Redis Cluster slot:
   engine heartbeat that readiness checks.
 - `exchange:{SYM}:engine:token`: the fencing token, an integer incremented by every
   acquisition of an expired (or absent) lease. It never expires.
-- `exchange:{SYM}:engine:standby`: `<command id> <owner>`, the last command a standby
-  applied, refreshed while it runs (expiry `STANDBY_POSITION_MS`): the leader trims the
-  command stream only behind it (unless the owner is itself, leading since).
-- `exchange:{SYM}:engine:checkpoints`: checkpoint markers, `<seq>-0 {c: command id}` in the
-  same script call as the events up to `seq`, and `<seq>-1 {h: state hash}` once the
-  checkpoint child has hashed that state. A standby checks its own hash against them.
+- `exchange:{SYM}:engine:standby`: `<command id> <owner> <store id>`, the last command a
+  standby applied and its checkpoint directory (`checkpoint.store_id`), refreshed while it
+  runs (expiry `STANDBY_POSITION_MS`): the leader trims the command stream only behind it
+  (unless the owner is itself, leading since), and leaves its checkpoints to a standby that
+  reported within `FRESH_MS` and shares its checkpoint directory.
+- `exchange:{SYM}:engine:checkpoints`: checkpoint markers, `<seq>-0 {c: command id, p, d,
+  w}` in the same script call as the events up to `seq` (`d`: the digest of the leader's
+  events after seq `p`, `engine.output_digest`; `w`: who writes this checkpoint, `leader`
+  or `standby`), and `<seq>-1 {h: state hash, w}` once the writer's child has hashed that
+  state. A standby checks its digest against `d`, and its state hash against a leader's `h`.
+- `exchange:{SYM}:engine:standby_checkpoint`: what the standby's child wrote for a marker
+  `w=standby` (JSON); the leader publishes its hash as `<seq>-1` and trims (fenced).
 
 Every write of a leader (events, replies, markers, the trim of the command stream, the
 book broadcast, the state hash, the lease renewal) is a Lua script that first checks that
@@ -30,11 +36,13 @@ tokens never decrease along it.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import secrets
 import socket
 import struct
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, cast
 
 import hiredis
@@ -50,6 +58,10 @@ POLL_S = 0.05  # a standby tries to acquire an absent lease this often
 REPLY_STREAM_LENGTH = 10_000  # answers kept per replica stream: far more than are in flight
 MARKERS_KEPT = 1000
 STANDBY_POSITION_MS = 2000  # a standby silent this long no longer holds the trim back
+FRESH_MS = 1000  # a standby that reported within this may be left the checkpoints
+STANDBY_REPORT_S = 300  # expiry of a standby's checkpoint report
+LEADER = "leader"
+STANDBY = "standby"
 FENCED = -1  # what a script returns when the token moved on
 
 # KEYS[1] token, KEYS[2] lease; ARGV[1] token, ARGV[2] owner, ARGV[3] lease ms.
@@ -97,7 +109,8 @@ FRAME = ">Bc0Hc0Bc0I4c0H"  # event entry id, request id, command entry id, event
 
 # KEYS: token, lease, events, markers, published, then the reply streams of this batch.
 # ARGV: token, owner, lease ms, marker id ('' for none), marker command id, '1' to append
-# the replies too, the frames: event entry id `<last seq>-0`, request id, command entry id,
+# the replies too, the frames (below), and the marker's digest start, digest and writer.
+# The frames: event entry id `<last seq>-0`, request id, command entry id,
 # encoded events, and the KEYS index of the asking replica's reply stream (0: none). Each
 # event entry also records the publishing leader's token (field `t`). Entries at or below
 # the stream's top were published before a crash or by the previous leader: they are a
@@ -135,7 +148,7 @@ if newest then redis.call('SET', KEYS[5], string.match(newest, '^%d+')) end
 if ARGV[4] ~= '' then
   pcall(redis.call, 'XADD', KEYS[4], 'MAXLEN', '~', '"""
     + str(MARKERS_KEPT)
-    + """', ARGV[4], 'c', ARGV[5])
+    + """', ARGV[4], 'c', ARGV[5], 'p', ARGV[8], 'd', ARGV[9], 'w', ARGV[10])
 end
 return skipped
 """
@@ -166,7 +179,8 @@ end"""
 
 # KEYS: token, lease, markers, commands, state hash key, standby position.
 # ARGV: token, owner, lease ms, marker id ('' for none), marker command id, hash entry id,
-# state hash, trim-to command id ('' for none), '1' to store the state hash, '1' to release.
+# state hash, trim-to command id ('' for none), '1' to store the state hash, '1' to release,
+# the marker's digest start and digest, who wrote the checkpoint.
 # The trim never passes the standby's position: it still needs the commands after it.
 _CHECKPOINTED = (
     _FENCE
@@ -174,16 +188,16 @@ _CHECKPOINTED = (
 if ARGV[4] ~= '' then
   pcall(redis.call, 'XADD', KEYS[3], 'MAXLEN', '~', '"""
     + str(MARKERS_KEPT)
-    + """', ARGV[4], 'c', ARGV[5])
+    + """', ARGV[4], 'c', ARGV[5], 'p', ARGV[11], 'd', ARGV[12], 'w', ARGV[13])
 end
 pcall(redis.call, 'XADD', KEYS[3], 'MAXLEN', '~', '"""
     + str(MARKERS_KEPT)
-    + """', ARGV[6], 'h', ARGV[7])
+    + """', ARGV[6], 'h', ARGV[7], 'w', ARGV[13])
 local trimmed = 0
 local trim_to = ARGV[8]
 local standby = redis.call('GET', KEYS[6])
 if trim_to ~= '' and standby then
-  local position, owner = string.match(standby, '^(%S+) (.*)$')
+  local position, owner = string.match(standby, '^(%S+) (%S+)')
   local a, b = string.match(trim_to, '^(%d+)-(%d+)$')
   local c, d = string.match(position or '', '^(%d+)-(%d+)$')
   local behind = c and (tonumber(c) < tonumber(a) or (c == a and tonumber(d) < tonumber(b)))
@@ -229,6 +243,17 @@ def frame(
     )
 
 
+@dataclass(frozen=True)
+class Marker:
+    """A checkpoint marker: the state after command `command`, at `seq`."""
+
+    seq: int
+    command: bytes
+    start: int  # the digest covers the events after this seq, up to `seq`
+    digest: str
+    writer: str  # LEADER (it forks) or STANDBY (it forks and reports)
+
+
 class LeaseLost(RuntimeError):
     """Another engine took this instrument over: this one must not write anything more."""
 
@@ -272,6 +297,7 @@ class Lease:
         self.book_key = key(symbol, "engine:book")
         self.book_channel = settings.book_channel_of(symbol)
         self.standby_key = key(symbol, "engine:standby")
+        self.standby_checkpoint_key = key(symbol, "engine:standby_checkpoint")
         self._fence_keys = [self.token_key, self.lease_key]
         self._in_flight: tuple[redis.Redis, Any, list[Any], list[Any]] | None = None
 
@@ -339,7 +365,7 @@ class Lease:
         self,
         frames: bytes,
         reply_keys: list[str],
-        marker: tuple[str, bytes] | None,
+        marker: Marker | None,
         wait: bool = True,
     ) -> int | None:
         """Append a batch's events and replies (and a checkpoint marker); returns how many
@@ -352,10 +378,10 @@ class Lease:
         self.settle()
         keys = [*self._fence_keys, self.event_stream, self.markers_key, self.published_key]
         keys += reply_keys
-        marker_id, marker_command = marker if marker else ("", b"")
         node = self.node()
         replicas = self.acks.wanted(node)
-        args = [*self._fence_args(), marker_id, marker_command, "0" if replicas else "1", frames]
+        args = [*self._fence_args(), *_marker_args(marker, 2), "0" if replicas else "1", frames]
+        args += _marker_args(marker, 3)
         if not replicas and not wait:
             connection: Any = node.connection_pool.get_connection()
             try:
@@ -408,36 +434,71 @@ class Lease:
         seq: int,
         state_hash: str,
         trim_to: str | None,
-        marker_command: str | None = None,
+        marker: Marker | None = None,
         store_hash: bool = False,
         release: bool = False,
+        writer: str = LEADER,
     ) -> int:
         """Publish a checkpoint's hash (and its marker when not published with its batch),
         trim the command stream behind the oldest kept checkpoint; at a clean stop also
         store the state hash and release the lease. Returns the number of commands trimmed."""
         keys = [self.markers_key, self.command_stream, self.state_hash_key, self.standby_key]
         args = [
-            f"{seq}-0" if marker_command else "",
-            marker_command or "",
+            *_marker_args(marker, 2),
             f"{seq}-1",
             state_hash,
             trim_to or "",
             "1" if store_hash else "0",
             "1" if release else "0",
+            *_marker_args(marker, 3)[:2],
+            writer,
         ]
         trimmed = int(self._fenced(_CHECKPOINTED, keys, args)[0])
         if release:
             self.token = 0
         return trimmed
 
-    def report_position(self, last_command_id: str) -> None:
-        """A standby's progress, which the leader's trim waits for (not fenced: a standby
-        writes nothing else, and this key only ever holds the trim back)."""
-        position = f"{last_command_id} {self.owner}"  # the leader ignores its own report
+    def report_position(self, last_command_id: str, store: str) -> None:
+        """A standby's progress, which the leader's trim waits for, and its checkpoint
+        directory (not fenced: this key only holds the trim back, and makes a leader that
+        shares the directory leave the checkpoints to this standby)."""
+        position = f"{last_command_id} {self.owner} {store}"  # the leader ignores its own
         self.node().set(self.standby_key, position, px=STANDBY_POSITION_MS)
+
+    def standby_shares(self, store: str) -> bool:
+        """Whether another engine follows, reported within FRESH_MS, and writes its
+        checkpoints where this one reads them."""
+        pipe = self.node().pipeline(transaction=False)
+        pipe.get(self.standby_key)
+        pipe.pttl(self.standby_key)
+        value, ttl = pipe.execute()
+        parts = value.decode().split(" ") if value else []
+        return (
+            len(parts) == 3
+            and parts[1] != self.owner
+            and parts[2] == store
+            and int(ttl) > STANDBY_POSITION_MS - FRESH_MS
+        )
+
+    def report_checkpoint(self, report: dict[str, Any]) -> None:
+        """A standby's outcome for a marker it was left (not fenced: only read by the
+        leader, which checks the seq against its marker before it acts on it)."""
+        self.node().set(self.standby_checkpoint_key, json.dumps(report), ex=STANDBY_REPORT_S)
+
+    def standby_checkpoint(self) -> dict[str, Any] | None:
+        value = self.node().get(self.standby_checkpoint_key)
+        return json.loads(value) if value else None
 
     def publish_book(self, message: str, expiry_s: int) -> None:
         self._fenced(_BOOK, [self.book_key], [self.book_channel, message, expiry_s])
+
+
+def _marker_args(marker: Marker | None, part: int) -> list[Any]:
+    """A marker as script arguments: (id, command) for part 2, (start, digest, writer) for
+    part 3 ('' when there is none)."""
+    if part == 2:
+        return [f"{marker.seq}-0", marker.command] if marker else ["", b""]
+    return [marker.start, marker.digest, marker.writer] if marker else ["", "", ""]
 
 
 _SHA = {

@@ -18,7 +18,8 @@ leads. The same path runs after any Redis error: the service drops its in-memory
 recovers again, which is simpler than reasoning about which of its writes landed.
 
 Checkpoints are taken by a forked child (`engine.checkpoint_job`): the engine thread only
-pays for the fork.
+pays for the fork, and pays nothing while a live standby shares its checkpoint directory:
+the standby then forks at the boundary the leader marks (`engine.leader_checkpoints`).
 """
 
 from __future__ import annotations
@@ -39,15 +40,16 @@ from shared.logs import configure
 from shared.redis_client import TRANSIENT_ERRORS, Client, ReplicaAcks, connect
 
 from . import checkpoint
-from .checkpoint_job import CheckpointFailed, CheckpointJob, Outcome
-from .lease import POLL_S, RENEW_S, Lease, LeaseLost, frame, new_owner_id
+from .checkpoint_job import CheckpointFailed, CheckpointJob
+from .leader_checkpoints import LeaderCheckpoints
+from .lease import LEADER, POLL_S, RENEW_S, Lease, LeaseLost, Marker, frame, new_owner_id
 from .matching import engine_for
+from .output_digest import OutputDigest
 from .reader import Entries, StreamReader
 from .snapshot import digest_of, restore
 from .standby import Diverged, Standby, field
 
 BOOK_DEPTH = 50  # levels published; subscribers slice what they asked for
-CHILD_SHARE = 4  # checkpoints start at most once per this many times the last one's run
 READ_BATCH = 1000
 
 EXIT_DIVERGED = 2
@@ -86,17 +88,17 @@ class BookService:
         self.lease = Lease(settings, self.symbol, client, owner, acks)
         self.engine = engine_for(instrument.base, instrument.band)
         self.last_command_id = "0-0"
+        self.digest = OutputDigest()  # of this engine's events since the last marker
+        self.job = CheckpointJob()  # this process's checkpoint child, leading or following
+        self.checkpoints = LeaderCheckpoints(self)
         self.standby = Standby(self)
-        self.job = CheckpointJob()
         self.last_hash: tuple[int, str] | None = None  # (seq, state hash) of the newest checkpoint
-        self.commands_since_checkpoint = 0
-        self.last_checkpoint_at = time.monotonic()
         self.renewed_at = 0.0
         self.next_lease_poll = 0.0
         self.next_book = 0.0
         self.waiting_since = 0.0  # when this book started waiting for the lease
         self.recoveries = 0  # a reader built before the last recovery reads stale positions
-        self.held: tuple[bytes, list[str], tuple[str, bytes] | None] | None = None
+        self.held: tuple[bytes, list[str], Marker | None] | None = None
 
     @property
     def leading(self) -> bool:
@@ -164,8 +166,7 @@ class BookService:
                 )
                 self.engine.set_band(self.instrument.band)
                 self.last_hash = None  # that checkpoint no longer describes this state
-        self.commands_since_checkpoint = 0
-        self.last_checkpoint_at = time.monotonic()
+        self.checkpoints.reset()
         # Replay what the leader (this process before a crash, or another) already
         # published: applied, not published again.
         replayed = 0
@@ -190,7 +191,8 @@ class BookService:
             )
             raise Diverged(f"{self.symbol}: replay ends at seq {self.engine.seq}, not {published}")
         # Until it leads, this engine follows: the leader must keep the commands after here.
-        self.lease.report_position(self.last_command_id)
+        self.lease.report_position(self.last_command_id, self.checkpoints.store)
+        self.digest.reset(self.engine.seq)
         unchanged = replayed == 0 and self.last_hash is not None
         self.log.info(
             "recovery_done",
@@ -251,6 +253,8 @@ class BookService:
         replies: dict[str, int] = {}
         reply_keys: list[str] = []
         decode = decode_command
+        payloads: list[bytes] = []
+        keep = payloads.append
         for entry_id, fields in entries:
             try:  # the API writes one field, "c": a list [b"c", body] as Redis sends it
                 command = decode(fields[1] if fields[0] == b"c" else field(fields, b"c"))
@@ -270,29 +274,32 @@ class BookService:
                     reply = replies[replica] = 6 + len(reply_keys)
                     reply_keys.append(settings.reply_stream_of(symbol, replica))
             event_id = f"{events[-1].seq}-0".encode()
-            add(frame(event_id, request_id.encode(), entry_id, encode_events(events), reply))
+            payload = encode_events(events)
+            keep(payload)
+            add(frame(event_id, request_id.encode(), entry_id, payload, reply))
+        self.digest.update(b"".join(payloads))
         self.last_command_id = entries[-1][0].decode()
-        self.commands_since_checkpoint += len(entries)
-        marker = None
-        if self.checkpoint_due(now):
-            marker = (f"{engine.seq}-0", entries[-1][0])
+        checkpoints = self.checkpoints
+        checkpoints.commands_since += len(entries)
+        marker = checkpoints.marker(entries[-1][0]) if checkpoints.due(now) else None
         self.held = (b"".join(parts), reply_keys, marker)
 
     def flush(self) -> None:
         """Send the prepared publish, without waiting for Redis's answer (`Lease.settle`
-        reads it before the next write) unless a checkpoint follows: a checkpoint is forked
-        only once the events up to its state are published."""
+        reads it before the next write) unless this leader forks a checkpoint next: it does
+        so only once the events up to its state are published."""
         held, self.held = self.held, None
         if held is None:
             return
         frames, reply_keys, marker = held
         self.settle()
-        duplicates = self.lease.publish(frames, reply_keys, marker, wait=marker is not None)
+        forks = marker is not None and marker.writer == LEADER
+        duplicates = self.lease.publish(frames, reply_keys, marker, wait=forks)
         if duplicates:
             self.log.info("events_already_published", entries=duplicates, seq=self.engine.seq)
         self.renewed_at = time.monotonic()
         if marker is not None:
-            self.start_checkpoint()
+            self.checkpoints.started(marker)
 
     def settle(self) -> None:
         """Wait for the publish in flight; log entries that were published already."""
@@ -300,67 +307,26 @@ class BookService:
         if duplicates:
             self.log.info("events_already_published", entries=duplicates, seq=self.engine.seq)
 
-    def checkpoint_due(self, now: float) -> bool:
-        if self.job.running:
-            return False  # one at a time
-        if now - self.last_checkpoint_at < CHILD_SHARE * self.job.child_seconds:
-            # A big book's child runs for seconds: leave at least this much time between
-            # starts, so that checkpoints take at most a quarter of a core.
-            return False
-        return bool(self.commands_since_checkpoint) and (
-            self.commands_since_checkpoint >= self.settings.snapshot_every
-            or now - self.last_checkpoint_at >= self.settings.snapshot_interval_s
-        )
-
-    def start_checkpoint(self) -> None:
-        """Fork the checkpoint child; the engine thread pays only for the fork. The
-        events up to this state are published (the marker went with them)."""
-        self.job.start(self.engine, self.last_command_id, self.checkpoint_dir)
-        self.commands_since_checkpoint = 0
-        self.last_checkpoint_at = time.monotonic()
-
-    def reap_checkpoint(self, block: bool = False) -> Outcome | None:
-        try:
-            outcome = self.job.poll(block)
-        except CheckpointFailed as exc:  # the previous files stand; the next one retries
-            self.log.error("checkpoint_failed", error=str(exc))
-            return None
-        if outcome is None:
-            return None
-        self.last_hash = (outcome.seq, outcome.state_hash)
-        if self.leading:
-            trimmed = self.lease.checkpointed(outcome.seq, outcome.state_hash, outcome.trim_to)
-            self.log.info(
-                "checkpoint_written",
-                path=outcome.path,
-                seq=outcome.seq,
-                bytes=outcome.size,
-                state_hash=outcome.state_hash,
-                commands_trimmed=trimmed,
-                fork_seconds=round(self.job.fork_seconds, 4),
-                encode_seconds=outcome.encode_seconds,
-                write_seconds=outcome.write_seconds,
-            )
-        return outcome
-
     def maintain(self, now: float) -> None:
         """Between reads: reap a finished checkpoint child, renew the lease, broadcast
         the book (leader); poll the lease (standby)."""
+        checkpoints = self.checkpoints
         if self.job.running:
             if self.leading:
-                self.reap_checkpoint()
+                checkpoints.reap()
             else:
                 self.standby.reap()
         if not self.leading:
             if not self.try_lead(now):
                 self.standby.report(now)
             return
-        if self.held is None and self.checkpoint_due(now):
+        checkpoints.poll_standby(now)
+        if self.held is None and checkpoints.due(now):
             # Due while no batch comes (the count was reached while the previous child ran,
             # or the interval passed): the marker goes out on its own, then the child.
-            marker = (f"{self.engine.seq}-0", self.last_command_id.encode())
+            marker = checkpoints.marker(self.last_command_id.encode())
             self.lease.publish(b"", [], marker)
-            self.start_checkpoint()
+            checkpoints.started(marker)
         if now >= self.next_book:
             self.publish_book()
             self.renewed_at = now
@@ -393,16 +359,18 @@ class BookService:
         self.flush()
         self.settle()
         if self.job.running:
-            self.reap_checkpoint(block=True)
+            self.checkpoints.reap(block=True)
         if not self.leading:
             return
-        marker: str | None = None
+        marker: Marker | None = None
         if self.last_hash is None or self.last_hash[0] != self.engine.seq:
             self.job.start(self.engine, self.last_command_id, self.checkpoint_dir)
             outcome = self.job.poll(block=True)
             assert outcome is not None  # a blocking poll returns or raises
             self.last_hash = (outcome.seq, outcome.state_hash)
-            marker, trim_to = self.last_command_id, outcome.trim_to
+            seq, command = self.engine.seq, self.last_command_id.encode()
+            marker = Marker(seq, command, *self.digest.cut(seq), LEADER)
+            trim_to = outcome.trim_to
         else:
             trim_to = None
         caught_up = self.engine.seq >= self.published_tip()[0]

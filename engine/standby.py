@@ -11,11 +11,20 @@ skipped as already published.
 What it checks:
 - after each command that the leader answered, the standby's sequence number must equal
   the id of the leader's event entry (a different number of events is a divergence);
-- at each checkpoint marker (the leader checkpointed right after command `c`, at seq `S`),
-  it forks a child that hashes its own state (and writes the checkpoint file if that seq has
-  none yet, for a standby with its own data directory), and compares that hash with the
-  leader's `S-1` entry. A mismatch is logged loudly and stops the process
-  (`standby_diverged`, exit code 2): it would take over with a different book.
+- at each checkpoint marker (right after command `c`, at seq `S`) the digest of its own
+  events since the previous marker must equal the leader's (`d`, over the events after seq
+  `p`; `engine.output_digest`). The first span after the standby starts is not complete on
+  its side and is not compared;
+- at a marker the leader checkpoints itself (`w=leader`), the standby forks a child that
+  hashes its own state (and writes the checkpoint file if that seq has none yet, for a
+  standby with its own data directory), and compares that hash with the leader's `S-1`
+  entry. At a marker left to it (`w=standby`: a leader that shares its checkpoint
+  directory forks nothing, `engine.leader_checkpoints`) its child writes the checkpoint
+  file whatever is there, and the standby reports the outcome, which the leader publishes
+  as `S-1` (that hash is this standby's own, so there is no state hash to compare then:
+  the digest is the check).
+A mismatch is logged loudly and stops the process (`standby_diverged`, exit code 2): it
+would take over with a different book.
 
 The standby reports its position (`engine:standby`, see `engine.lease`) and the leader
 trims the command stream only behind it. A stream trimmed past the standby's position all
@@ -27,9 +36,13 @@ of reporting a divergence.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .checkpoint_job import IF_MISSING, CheckpointFailed
+from shared.events import encode_events
+
+from .checkpoint_job import ALWAYS, IF_MISSING, CheckpointFailed, Outcome
+from .lease import STANDBY
 
 REPORT_S = 0.2  # how often a standby reports its position (see lease.STANDBY_POSITION_MS)
 
@@ -53,6 +66,24 @@ def field(fields: list[bytes] | dict[bytes, bytes], name: bytes) -> bytes:
     raise KeyError(name)
 
 
+def optional(fields: list[bytes] | dict[bytes, bytes], name: bytes) -> bytes:
+    """A field that markers written before it existed lack."""
+    try:
+        return field(fields, name)
+    except KeyError:
+        return b""
+
+
+@dataclass(frozen=True)
+class Mark:
+    """A checkpoint marker as the standby reads it (`lease.Marker`)."""
+
+    seq: int
+    start: int | None  # None: a marker without a digest
+    digest: str
+    writer: str
+
+
 class Standby:
     """The following half of a book (`BookService`): positions, markers, hash checks."""
 
@@ -61,7 +92,8 @@ class Standby:
         self.markers_key = book.lease.markers_key
         self.last_event_id = "0-0"
         self.last_marker_id = "0-0"
-        self.marks: dict[bytes, int] = {}  # command id -> seq the leader checkpointed at
+        self.marks: dict[bytes, Mark] = {}  # command id -> the marker after it
+        self.writing = 0  # the seq whose checkpoint the leader left to this standby
         self.own: dict[int, str] = {}  # seq -> this engine's state hash there
         self.leaders: dict[int, str] = {}  # seq -> the leader's state hash there
         self.verified = 0
@@ -76,11 +108,13 @@ class Standby:
         self.marks.clear()
         self.own.clear()
         self.leaders.clear()
+        self.writing = 0
 
     def stop(self) -> None:
         """Leading now: nothing is compared any more. A hashing child still running is
         not waited for (with a big book that takes seconds, and the takeover must not):
         the leader reaps it like its own checkpoints, and publishes its hash."""
+        self.writing = 0
         self.marks.clear()
         self.own.clear()
         self.leaders.clear()
@@ -88,7 +122,8 @@ class Standby:
     def report(self, now: float) -> None:
         """Tell the leader how far this standby is, so that it keeps the commands after."""
         if now - self.reported_at >= REPORT_S:
-            self.book.lease.report_position(self.book.last_command_id)
+            book = self.book
+            book.lease.report_position(book.last_command_id, book.checkpoints.store)
             self.reported_at = now
 
     def positions(self) -> dict[str, str]:
@@ -99,8 +134,14 @@ class Standby:
         for entry_id, fields in markers:
             seq_text, _, part = entry_id.decode().partition("-")
             if part == "0":
-                self.marks[field(fields, b"c")] = int(seq_text)
-            else:
+                start = optional(fields, b"p")
+                self.marks[field(fields, b"c")] = Mark(
+                    int(seq_text),
+                    int(start) if start else None,
+                    optional(fields, b"d").decode(),
+                    optional(fields, b"w").decode(),
+                )
+            elif optional(fields, b"w") != STANDBY.encode():  # not this standby's own hash
                 self.leaders[int(seq_text)] = field(fields, b"h").decode()
             self.last_marker_id = entry_id.decode()
         # A marker for the command just applied (a clean stop's checkpoint at the tip).
@@ -129,7 +170,7 @@ class Standby:
         for entry_id, fields in commands:
             command = book.decode(entry_id, fields)
             if command is not None:
-                engine.apply(command)
+                book.digest.update(encode_events(engine.apply(command)))
             book.last_command_id = entry_id.decode()
             expected = answered.get(entry_id)
             if expected is not None and expected != engine.seq:
@@ -141,34 +182,87 @@ class Standby:
             if marked is not None:
                 self.hash_here(marked)
 
-    def hash_here(self, seq: int) -> None:
-        """The leader checkpointed here: hash this state in a child. If the previous child
-        still runs, this checkpoint goes unchecked rather than stop the standby (which must
-        keep polling the lease); the leader spaces checkpoints at four times a child's run
-        (`service.CHILD_SHARE`), so that is rare."""
+    def hash_here(self, mark: Mark) -> None:
+        """The leader marked a checkpoint here: compare the digests, then hash (and write,
+        when left to this standby) this state in a child. If the previous child still runs,
+        this checkpoint goes unchecked (and unwritten: the leader is told) rather than stop
+        the standby, which must keep polling the lease; the leader spaces checkpoints at
+        four times a child's run (`leader_checkpoints.CHILD_SHARE`), so that is rare."""
         book = self.book
+        seq = mark.seq
         if seq != book.engine.seq:
             raise Diverged(
                 f"{book.symbol}: the leader checkpointed at seq {seq} after command "
                 f"{book.last_command_id}, this standby is at {book.engine.seq}"
             )
+        start, mine = book.digest.cut(seq)
+        if mark.start == start:
+            if mine != mark.digest:
+                book.log.error(
+                    "standby_diverged", seq=seq, after_seq=start, digest=mine, leader=mark.digest
+                )
+                raise Diverged(
+                    f"{book.symbol}: the events after seq {start} up to {seq} differ from the "
+                    f"leader's (digest {mine}, leader's {mark.digest})"
+                )
+            book.log.info("events_verified", seq=seq, after_seq=start, digest=mine)
+        writes = mark.writer == STANDBY
         if book.job.running:
             self.reap()
         if book.job.running:
-            book.log.warning("checkpoint_unchecked", seq=seq, reason="previous hash running")
+            book.log.warning("checkpoint_unchecked", seq=seq, reason="previous child running")
+            if writes:
+                book.lease.report_checkpoint({"seq": seq, "error": "previous child running"})
             return
-        book.job.start(book.engine, book.last_command_id, book.checkpoint_dir, IF_MISSING)
+        write = ALWAYS if writes else IF_MISSING
+        book.job.start(book.engine, book.last_command_id, book.checkpoint_dir, write)
+        self.writing = seq if writes else 0
 
     def reap(self, block: bool = False) -> None:
+        book = self.book
         try:
-            outcome = self.book.job.poll(block)
+            outcome = book.job.poll(block)
         except CheckpointFailed as exc:
-            self.book.log.error("standby_hash_failed", error=str(exc))
+            book.log.error("standby_hash_failed", error=str(exc))
+            if self.writing:
+                book.lease.report_checkpoint({"seq": self.writing, "error": str(exc)})
+                self.writing = 0
             return
-        if outcome is not None:
-            self.own[outcome.seq] = outcome.state_hash
-            self.book.last_hash = (outcome.seq, outcome.state_hash)
-            self.compare()
+        if outcome is None:
+            return
+        book.last_hash = (outcome.seq, outcome.state_hash)
+        if outcome.seq == self.writing:  # no leader hash will come to compare with
+            self.writing = 0
+            self.written(outcome)
+            return
+        self.own[outcome.seq] = outcome.state_hash
+        self.compare()
+
+    def written(self, outcome: Outcome) -> None:
+        """Tell the leader what this standby wrote for it (it publishes the hash, trims)."""
+        book = self.book
+        child_seconds = book.job.child_seconds
+        book.lease.report_checkpoint(
+            {
+                "seq": outcome.seq,
+                "state_hash": outcome.state_hash,
+                "trim_to": outcome.trim_to,
+                "path": outcome.path,
+                "size": outcome.size,
+                "child_seconds": round(child_seconds, 4),
+            }
+        )
+        book.log.info(
+            "checkpoint_written",
+            writer=STANDBY,
+            path=outcome.path,
+            seq=outcome.seq,
+            bytes=outcome.size,
+            state_hash=outcome.state_hash,
+            fork_seconds=round(book.job.fork_seconds, 4),
+            encode_seconds=outcome.encode_seconds,
+            write_seconds=outcome.write_seconds,
+        )
 
     def compare(self) -> None:
         book = self.book

@@ -1,7 +1,8 @@
 """Hot standby and the lease, with real engine processes and a real Redis: a standby takes
 over from a killed leader and answers every command exactly once; a leader paused past its
 lease wakes up to find a newer token and appends nothing; a standby whose state differs
-from the leader's stops loudly instead of ever taking over."""
+from the leader's stops loudly instead of ever taking over (by its state hash where the
+leader forks its checkpoints, by its events' digest where it writes them itself)."""
 
 from __future__ import annotations
 
@@ -112,7 +113,7 @@ def test_the_standby_takes_over_and_every_command_is_answered_once(tmp_path: Pat
 
         def checked() -> bool:  # more commands until the standby has checked a checkpoint
             sent.extend(send(client, len(sent), 40))
-            return bool(log_events(stack, "engine-standby", "checkpoint_verified"))
+            return bool(log_events(stack, "engine-standby", "events_verified"))
 
         wait_for(checked, what="the standby checks a checkpoint")
         wait_for(lambda: len(answered(client)) == len(sent), what="every answer")
@@ -206,3 +207,115 @@ def test_a_standby_with_a_different_state_stops_loudly(tmp_path: Path) -> None:
         assert diverged and diverged[0]["state_hash"] != diverged[0]["leader_hash"]
         assert leader(stack, client) == "engine"  # the leader carries on
         wait_for(lambda: len(answered(client)) == 120, what="the leader answers the rest")
+
+
+MARKERS = SETTINGS.key("DEFAULT", "engine:checkpoints")
+
+
+def writers(client: redis.Redis) -> dict[int, str]:
+    """Who wrote each checkpoint whose hash is published: seq -> leader or standby."""
+    return {
+        int(i.split(b"-")[0]): f[b"w"].decode()
+        for i, f in client.xrange(MARKERS)
+        if i.endswith(b"-1")
+    }
+
+
+def test_with_a_live_standby_the_leader_forks_nothing_and_a_restart_loads_its_files(
+    tmp_path: Path,
+) -> None:
+    with engines(tmp_path, SNAPSHOT_EVERY="40") as (stack, client):
+        sent: list[Command] = []
+        lead = leader(stack, client)
+        follower = next(n for n in ("engine", "engine-standby") if n != lead)
+
+        def written() -> bool:  # more commands until the standby has written three
+            sent.extend(send(client, len(sent), 40))
+            wait_for(lambda: len(answered(client)) == len(sent), what="every answer")
+            return len(log_events(stack, follower, "checkpoint_written")) >= 3
+
+        wait_for(written, what="the standby writes checkpoints")
+        assert leader(stack, client) == lead  # (the test means nothing after a takeover)
+        # The leader forked nothing: every published checkpoint hash is the standby's.
+        assert log_events(stack, lead, "checkpoint_written")
+        assert {e["writer"] for e in log_events(stack, lead, "checkpoint_written")} == {"standby"}
+        assert set(writers(client).values()) == {"standby"}
+        assert "fork_seconds" not in log(stack, lead)
+        # The files are in the directory both engines share, and hold the exact state.
+        directory = stack.data_dir / "checkpoints" / "DEFAULT"
+        newest, _ = checkpoint.load_newest(directory)
+        assert newest is not None
+        engine, _ = reference(sent[: seqs_index(sent, newest.seq) + 1])
+        assert newest.state_hash == state_hash(engine)
+        # The leader publishes that hash once the standby reports it.
+        wait_for(lambda: writers_hash(client, newest.seq), what="the hash published")
+        assert writers_hash(client, newest.seq) == newest.state_hash
+
+        # Both engines die; a leader restarting alone recovers from the standby's file.
+        stack.kill("engine", signal.SIGKILL)
+        stack.kill("engine-standby", signal.SIGKILL)
+        stack.start("engine")
+        wait_for(lambda: leader(stack, client) == "engine", what="the restarted leader")
+        loaded = log_events(stack, "engine", "checkpoint_loaded")[-1]
+        newest, _ = checkpoint.load_newest(directory)
+        assert newest is not None
+        assert (loaded["seq"], loaded["state_hash"]) == (newest.seq, newest.state_hash)
+        sent += send(client, len(sent), 50)
+        wait_for(lambda: len(answered(client)) == len(sent), what="every answer")
+        stack.kill("engine", signal.SIGTERM)
+        stack.processes["engine"].wait(timeout=20)
+        engine, _ = reference(sent)
+        hash_key = SETTINGS.key("DEFAULT", "engine:state_hash")
+        assert (client.get(hash_key) or b"").decode() == state_hash(engine)
+        assert answered(client) == [c.request_id for c in sent]
+
+
+def seqs_index(sent: list[Command], seq: int) -> int:
+    """The index of the command after which the engine was at `seq`."""
+    _, seqs = reference(sent)
+    return seqs.index(seq)
+
+
+def writers_hash(client: redis.Redis, seq: int) -> str:
+    """The state hash published for the checkpoint at `seq` ("" while none is)."""
+    entries = client.xrange(MARKERS, f"{seq}-1", f"{seq}-1")
+    return entries[0][1][b"h"].decode() if entries else ""
+
+
+def test_a_standby_whose_events_differ_stops_loudly(tmp_path: Path) -> None:
+    """A standby that shares the leader's checkpoint directory writes the checkpoints, so
+    no leader state hash comes to compare with: the digest of the events catches it."""
+    with engines(tmp_path, standby=False, SNAPSHOT_EVERY="20") as (stack, client):
+        sent = send(client, 0, 60)
+        wait_for(lambda: len(answered(client)) == 60, what="60 answers")
+        # A standby whose checkpoint at the current seq hands out other order ids: same
+        # seq, same number of events, different events. Its directory claims to be the
+        # leader's (the same store id), so the leader leaves it the checkpoints.
+        engine, _ = reference(sent)
+        engine.next_order_id += 1000
+        last_command = client.xrevrange(COMMANDS, "+", "-", count=1)[0][0].decode()
+        other = tmp_path / "other"
+        directory = other / "checkpoints" / "DEFAULT"
+        checkpoint.write(
+            directory,
+            checkpoint.Checkpoint(CHECKPOINT_VERSION, engine.seq, last_command, snapshot(engine)),
+        )
+        own = stack.data_dir / "checkpoints" / "DEFAULT" / checkpoint.STORE_ID
+        (directory / checkpoint.STORE_ID).write_text(own.read_text())
+        second = Stack(other, [], stack.redis_url, log_dir=other / "logs", env=stack.extra_env)
+        try:
+            second.start("engine")
+            wait_for(lambda: '"recovery_done"' in log(second, "engine"), what="standby up")
+            for first in range(60, 200, 20):  # batches of 20: a marker each
+                if second.processes["engine"].poll() is not None:
+                    break
+                send(client, first, 20)
+                wait_for(lambda n=first + 20: len(answered(client)) == n, what="answers")
+            assert second.processes["engine"].wait(timeout=20) == 2  # EXIT_DIVERGED
+        finally:
+            second.stop()
+        diverged = log_events(second, "engine", "standby_diverged")
+        assert diverged and diverged[0]["digest"] != diverged[0]["leader"]
+        marked = [f.get(b"w") for i, f in client.xrange(MARKERS) if i.endswith(b"-0")]
+        assert b"standby" in marked  # the leader had left the checkpoints to it
+        assert leader(stack, client) == "engine"  # the leader carries on
