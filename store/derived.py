@@ -161,6 +161,16 @@ def cover(since_s: int, until_s: int | None) -> list[tuple[int, int, int | None]
         level -= 1
 
 
+def cover_ns(since: int | None, until: int | None) -> list[tuple[int, int, int | None]]:
+    """`cover` for a [since, until) window in ns: the buckets of every second stamped in it
+    (a bucket holds whole seconds, so the edges round outwards); [] for an empty window."""
+    first_s = 0 if since is None else since // NS
+    end_s = None if until is None else -(-until // NS)
+    if end_s is not None and end_s <= first_s:
+        return []
+    return cover(first_s, end_s)
+
+
 def contiguous_after(mark: int, events: Sequence[Event]) -> list[Event]:
     """The events that continue `mark` without a gap (those at or below it dropped): what a
     fold may take from a batch. Batches may overlap what was folded, or arrive ahead of it."""

@@ -16,7 +16,7 @@ from pymongo.read_concern import ReadConcern
 from shared.config import ID_SPACE
 from shared.events import Event
 
-from .derived import NS, ORDERS, TRADES, cover
+from .derived import ORDERS, TRADES, cover_ns
 from .port import (
     BookLevels,
     CandleRecord,
@@ -26,6 +26,7 @@ from .port import (
     TradeRecord,
     id_range,
     id_window,
+    narrowed,
 )
 
 FOREVER = 1 << 62
@@ -166,24 +167,21 @@ class MongoReads:
             numbers = [instrument]
         segments = []
         for number in numbers:
-            bounds = await self._time_bounds(number, kind, since, until)
-            if bounds is not None:
-                low, high = id_window(number, after, before)
-                low, high = max(low, bounds[0] - 1), min(high, bounds[1] + 1)
-                if low + 1 < high:
-                    segments.append((low, high))
+            stamped = await self._time_bounds(number, kind, since, until)
+            window = None if stamped is None else narrowed(number, after, before, stamped)
+            if window is not None:
+                segments.append(window)
         return segments
 
     async def _time_bounds(
         self, number: int, kind: int, since: int | None, until: int | None
     ) -> tuple[int, int] | None:
-        first_s = 0 if since is None else since // NS
-        end_s = None if until is None else -(-until // NS)
-        if end_s is not None and end_s <= first_s:
+        buckets = cover_ns(since, until)
+        if not buckets:
             return None
         ranges = [
             {"sp": span, "s": {"$gte": start, "$lt": FOREVER if end is None else end}}
-            for span, start, end in cover(first_s, end_s)
+            for span, start, end in buckets
         ]
         pipeline: list[dict[str, Any]] = [
             {"$match": {"i": number, "k": kind, "$or": ranges}},

@@ -101,6 +101,16 @@ def id_window(instrument: int | None, after: int | None, before: int | None) -> 
     return low, high + 1 if before is None else min(high + 1, before)
 
 
+def narrowed(
+    instrument: int, after: int | None, before: int | None, stamped: tuple[int, int]
+) -> tuple[int, int] | None:
+    """An instrument's `id_window` cut to the ids [first, last] its time index found stamped
+    in a time window; None when nothing is left between them."""
+    low, high = id_window(instrument, after, before)
+    low, high = max(low, stamped[0] - 1), min(high, stamped[1] + 1)
+    return (low, high) if low + 1 < high else None
+
+
 def instrument_number(seq: int) -> int:
     return (seq - 1) // ID_SPACE
 

@@ -19,7 +19,7 @@ import msgspec
 from shared.config import ID_SPACE
 from shared.events import Event
 
-from .derived import NS, ORDERS, TRADES, cover
+from .derived import ORDERS, TRADES, cover_ns
 from .port import (
     BookLevels,
     CandleRecord,
@@ -29,6 +29,7 @@ from .port import (
     TradeRecord,
     id_range,
     id_window,
+    narrowed,
 )
 
 T = TypeVar("T")
@@ -190,12 +191,10 @@ class SqliteReads:
             return [id_window(instrument, after, before)]
         segments = []
         for number in self._instruments() if instrument is None else [instrument]:
-            bounds = self._time_bounds(number, kind, since, until)
-            if bounds is not None:
-                low, high = id_window(number, after, before)
-                low, high = max(low, bounds[0] - 1), min(high, bounds[1] + 1)
-                if low + 1 < high:
-                    segments.append((low, high))
+            stamped = self._time_bounds(number, kind, since, until)
+            window = None if stamped is None else narrowed(number, after, before, stamped)
+            if window is not None:
+                segments.append(window)
         return segments
 
     def _time_bounds(
@@ -204,11 +203,9 @@ class SqliteReads:
         """The lowest and highest id (of `kind`) of the instrument's trades or orders stamped
         in [since, until) ns (None: there are none), from at most a few hundred time-index
         rows however long the window."""
-        first_s = 0 if since is None else since // NS
-        end_s = None if until is None else -(-until // NS)
-        if end_s is not None and end_s <= first_s:
+        ranges = cover_ns(since, until)
+        if not ranges:
             return None
-        ranges = cover(first_s, end_s)
         sql = " UNION ALL ".join(
             ["SELECT min(first_id), max(last_id) FROM time_index "
              "WHERE instrument = ? AND kind = ? AND span = ? AND start >= ? AND start < ?"]
