@@ -306,11 +306,18 @@ def test_a_standby_whose_events_differ_stops_loudly(tmp_path: Path) -> None:
         try:
             second.start("engine")
             wait_for(lambda: '"recovery_done"' in log(second, "engine"), what="standby up")
-            for first in range(60, 200, 20):  # batches of 20: a marker each
+            count = 60
+
+            def stopped() -> bool:  # batches of 20 until two markers reached the standby
+                nonlocal count
                 if second.processes["engine"].poll() is not None:
-                    break
-                send(client, first, 20)
-                wait_for(lambda n=first + 20: len(answered(client)) == n, what="answers")
+                    return True
+                send(client, count, 20)
+                count += 20
+                wait_for(lambda: len(answered(client)) == count, what="answers")
+                return False
+
+            wait_for(stopped, what="the standby stops")
             assert second.processes["engine"].wait(timeout=20) == 2  # EXIT_DIVERGED
         finally:
             second.stop()
