@@ -126,9 +126,28 @@ class LevelNode:
 class OrderBookNode:
     symbol: str
     timestamp: datetime
-    seq: int
+    # Kept as it was published: a GraphQL Int is 32-bit, and every instrument after the
+    # first numbers its events from a base of its number times 2^40.
+    seq: int = strawberry.field(
+        description=(
+            "The sequence number the book reflects, as an Int, which GraphQL makes 32-bit: "
+            "only up to 2147483647, the first instrument's first 2^31 events. Beyond, and for "
+            "every other instrument (numbered from its number times 2^40), asking for it is "
+            "an error that takes the whole `orderBook` with it. Use `sequence`."
+        ),
+        deprecation_reason="an Int overflows for every instrument but the first: use `sequence`",
+    )
     bids: list[LevelNode]
     asks: list[LevelNode]
+    # An ID (a string on the wire): every client has it without a custom scalar's mapping,
+    # JavaScript keeps it exact beyond 2^53, and it is the type of the feeds' `seq`, so a
+    # client compares the two as they come.
+    sequence: strawberry.ID = strawberry.field(
+        description=(
+            "The sequence number the book reflects, in full: the `seq` of the last event it "
+            "includes, comparable with the feeds' `seq` (as integers)"
+        )
+    )
 
     @classmethod
     def of(cls, v: BookView) -> OrderBookNode:
@@ -136,6 +155,7 @@ class OrderBookNode:
             symbol=v.symbol,
             timestamp=v.timestamp,
             seq=v.seq,
+            sequence=strawberry.ID(str(v.seq)),
             bids=[LevelNode(price=Price(level.price), quantity=level.quantity) for level in v.bids],
             asks=[LevelNode(price=Price(level.price), quantity=level.quantity) for level in v.asks],
         )
