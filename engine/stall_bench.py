@@ -12,6 +12,17 @@ process's memory; run with `PYTHONMALLOC=malloc GLIBC_TUNABLES=glibc.malloc.huge
 put the heap on transparent huge pages (one entry per 2 MiB; the last line says how much
 of the process is on them).
 
+`--mode standby` is the service with a live standby that shares the checkpoint directory
+(`engine.leader_checkpoints`): the engine thread forks nothing, it only cuts the digest of
+its events for the marker. A second process, started before the book is built and
+building its own (as a standby has its own memory), applies the same commands on the same
+schedule and forks the checkpoint children itself; on this 2-core host it competes with
+the engine for CPU as a same-host standby does. (The service also checks, once per
+checkpoint, that the standby's report is fresh: one Redis round trip, not modelled here.)
+
+In every mode each command's events are encoded and added to the running digest, as the
+service does for the events it publishes.
+
 `--mode inline` is the previous checkpoint, kept here as the baseline: the snapshot encoded
 on the engine thread, the file written, fsynced and pruned by a writer thread.
 """
@@ -20,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import os
 import resource
 import tempfile
@@ -27,10 +39,15 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
+from shared.events import encode_events
+
 from . import checkpoint
 from .checkpoint_job import CHECKPOINT_VERSION, CheckpointJob
 from .deep_book import build, churn
+from .output_digest import OutputDigest
 from .snapshot import snapshot
+
+FOLLOW_LAG_NS = 1_000_000  # the standby applies each command this long after it was due
 
 
 def percentile(samples: list[int], p: float) -> float:
@@ -40,11 +57,14 @@ def percentile(samples: list[int], p: float) -> float:
 def run(
     resting: int, client_ids: bool, rate: float, seconds: float, every: int, mode: str, seed: int
 ) -> None:
+    directory = Path(tempfile.mkdtemp(prefix="stall-"))
+    standby = Standby(resting, client_ids, rate, seconds, every, seed, directory)
+    if mode == "standby":
+        standby.fork()
     engine = build(resting, client_ids, seed)
     flow = churn(engine, int(rate * seconds), seed + 1)
     gc.collect()
     gc.freeze()  # as the service does after recovery
-    directory = Path(tempfile.mkdtemp(prefix="stall-"))
     job = CheckpointJob()
     writer = ThreadPoolExecutor(max_workers=1)
     writing: Future[None] | None = None
@@ -54,15 +74,20 @@ def run(
     cpu = time.thread_time_ns  # what the engine thread itself spent: load does not inflate it
     interval = int(1e9 / rate)
     apply = engine.apply
-    started = clock()
+    digest = OutputDigest()
+    update = digest.update
+    started = standby.go()
     for i, command in enumerate(flow):
         due = started + i * interval
         while clock() < due:
             pass
-        apply(command)
+        update(encode_events(apply(command)))
         if i % every == every - 1:
             t0, cpu0 = clock(), cpu()
-            if mode == "fork":
+            if mode == "standby":  # the marker's digest; the standby forks
+                digest.cut(engine.seq)
+                pauses.append(((clock() - t0) / 1e6, (cpu() - cpu0) / 1e6))
+            elif mode == "fork":
                 if job.running:
                     job.poll()
                 if not job.running:
@@ -78,6 +103,7 @@ def run(
     if job.running:
         job.poll(block=True)
     writer.shutdown()
+    followed = standby.result()
     latencies.sort()
     print(
         f"mode {mode}: {resting:,} resting ({len(engine.client_order_ids):,} client order ids), "
@@ -97,9 +123,116 @@ def run(
             f"wall median {walls[len(walls) // 2]:.2f} max {walls[-1]:.2f}; "
             f"its own CPU time median {cpus[len(cpus) // 2]:.2f} max {cpus[-1]:.2f}"
         )
+    if followed:
+        print(
+            f"  standby process: {followed['checkpoints']} checkpoints written, its fork "
+            f"median {followed['fork_median_ms']:.2f} ms max {followed['fork_max_ms']:.2f} ms"
+        )
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     allocator = os.environ.get("PYTHONMALLOC", "pymalloc")
     print(f"  peak RSS {rss:,.0f} MiB, {huge_pages()}; PYTHONMALLOC={allocator}")
+
+
+class Standby:
+    """The standby process of `--mode standby`: its own book, the same commands, its own
+    checkpoint children."""
+
+    def __init__(
+        self,
+        resting: int,
+        client_ids: bool,
+        rate: float,
+        seconds: float,
+        every: int,
+        seed: int,
+        directory: Path,
+    ) -> None:
+        self.args = (resting, client_ids, rate, seconds, every, seed, directory)
+        self.pid = 0
+        self.ready = self.start = self.report = -1
+
+    def fork(self) -> None:
+        ready_r, ready_w = os.pipe()
+        start_r, start_w = os.pipe()
+        report_r, report_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            code = 0
+            try:
+                os.close(ready_r)
+                os.close(start_w)
+                os.close(report_r)
+                os.write(report_w, json.dumps(_follow(*self.args, ready_w, start_r)).encode())
+            except BaseException:
+                code = 1
+            os._exit(code)
+        os.close(ready_w)
+        os.close(start_r)
+        os.close(report_w)
+        self.pid, self.ready, self.start, self.report = pid, ready_r, start_w, report_r
+
+    def go(self) -> int:
+        """Wait for the standby's book, then start both clocks at the same instant."""
+        started = time.perf_counter_ns() + 50_000_000
+        if self.pid:
+            os.read(self.ready, 1)
+            started = time.perf_counter_ns() + 50_000_000
+            os.write(self.start, str(started).encode())
+        return started
+
+    def result(self) -> dict[str, float] | None:
+        if not self.pid:
+            return None
+        with os.fdopen(self.report, "rb") as pipe:
+            report = pipe.read()
+        os.waitpid(self.pid, 0)
+        return json.loads(report) if report else None
+
+
+def _follow(
+    resting: int,
+    client_ids: bool,
+    rate: float,
+    seconds: float,
+    every: int,
+    seed: int,
+    directory: Path,
+    ready_fd: int,
+    start_fd: int,
+) -> dict[str, float]:
+    engine = build(resting, client_ids, seed)
+    flow = churn(engine, int(rate * seconds), seed + 1)
+    gc.collect()
+    gc.freeze()
+    os.write(ready_fd, b"1")
+    started = int(os.read(start_fd, 64)) + FOLLOW_LAG_NS
+    job = CheckpointJob()
+    forks: list[float] = []
+    digest = OutputDigest()
+    update = digest.update
+    clock = time.perf_counter_ns
+    interval = int(1e9 / rate)
+    apply = engine.apply
+    for i, command in enumerate(flow):
+        ahead = started + i * interval - clock()
+        if ahead > 0:  # blocked on its read, as a standby is: the CPU is the engine's
+            time.sleep(ahead / 1e9)
+        update(encode_events(apply(command)))
+        if i % every == every - 1:
+            digest.cut(engine.seq)
+            if job.running:
+                job.poll()
+            if not job.running:
+                job.start(engine, f"{i}-0", directory)
+                forks.append(job.fork_seconds * 1000)
+    if job.running:
+        job.poll(block=True)
+    forks.sort()
+    return {
+        "checkpoints": len(forks),
+        "fork_median_ms": forks[len(forks) // 2] if forks else 0.0,
+        "fork_max_ms": forks[-1] if forks else 0.0,
+    }
 
 
 def huge_pages() -> str:
@@ -124,7 +257,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=20_000, help="commands per second")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--every", type=int, default=10_000, help="commands per checkpoint")
-    parser.add_argument("--mode", choices=("fork", "inline"), default="fork")
+    parser.add_argument("--mode", choices=("fork", "standby", "inline"), default="fork")
     parser.add_argument("--seed", type=int, default=42)
     args = parser.parse_args()
     run(
