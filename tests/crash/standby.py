@@ -7,6 +7,7 @@ owner (the standby holds it: it is matching again, and the API reports ready).
 
 from __future__ import annotations
 
+import json
 import signal
 import statistics
 import time
@@ -23,15 +24,30 @@ TAKEOVER_TIMEOUT_S = 30.0
 @dataclass
 class Takeovers:
     seconds: list[float] = field(default_factory=list)
+    writers: dict[str, int] = field(default_factory=dict)  # checkpoints published, by writer
 
     def summary(self) -> str:
+        written = ", ".join(f"{n} by the {w}" for w, n in sorted(self.writers.items()))
+        written = f"; checkpoints published: {written or 'none'}"
         if not self.seconds:
-            return "takeovers: none"
+            return "takeovers: none" + written
         times = sorted(self.seconds)
         return (
             f"takeovers: {len(times)}, p50 {statistics.median(times) * 1000:.0f} ms, "
-            f"max {times[-1] * 1000:.0f} ms"
+            f"max {times[-1] * 1000:.0f} ms" + written
         )
+
+
+def checkpoint_writers(stack: Stack) -> dict[str, int]:
+    """How many checkpoints the leaders published (their `checkpoint_written` lines, which
+    carry the trim), by who wrote them: the leader's own child or the standby."""
+    counts: dict[str, int] = {}
+    for path in (stack.data_dir / "logs").glob("engine*.log"):
+        for line in path.read_text(errors="replace").splitlines():
+            if '"checkpoint_written"' in line and '"commands_trimmed"' in line:
+                writer = json.loads(line).get("writer", "leader")
+                counts[writer] = counts.get(writer, 0) + 1
+    return counts
 
 
 def lease_owner(stack: Stack, symbol: str) -> str:
