@@ -24,7 +24,7 @@ from .checkpoint_job import CheckpointFailed, Outcome
 from .lease import LEADER, STANDBY, Marker
 
 if TYPE_CHECKING:
-    from .service import BookService
+    from .book_service import BookService
 
 CHILD_SHARE = 4  # checkpoints start at most once per this many times the last one's run
 REPORT_POLL_S = 0.02  # how often a leader looks for the standby's outcome while it waits

@@ -1,21 +1,12 @@
 """The engine service: the single sequential owner of each book it leads.
 
-For every instrument it serves (ENGINE_SYMBOLS, default all) it either leads or follows:
+For every instrument it serves (ENGINE_SYMBOLS, default all) it runs a `BookService`
+(`engine.book_service`), which either leads (holds the instrument's lease and publishes)
+or follows as a hot standby. One thread applies every book's commands in turn; reads come
+from one reader thread per instrument (`engine.reader`).
 
-- **Leading** (it holds the instrument's lease, `engine.lease`): it reads commands from the
-  instrument's command stream strictly in stream order, applies them to the pure core, and
-  appends each command's events to the event stream under the explicit id `<last seq>-0`,
-  and to the asking replica's reply stream, in one fenced script per batch. Because the ids
-  derive from the deterministic sequence numbers, a replay after a crash re-appends the same
-  ids: the script skips those at or below the stream's top, so no event is published twice.
-- **Following** (another process holds the lease): a hot standby (`engine.standby`) that
-  applies the same commands, never ahead of what the leader published, checks its state
-  against the leader's at every checkpoint, and takes over when the lease expires.
-
-Recovery = newest valid checkpoint + replay, per instrument: the replay applies (without
-publishing) every command whose events are already published, then the book follows or
-leads. The same path runs after any Redis error: the service drops its in-memory state and
-recovers again, which is simpler than reasoning about which of its writes landed.
+After any Redis error the service drops its in-memory state and recovers again (newest
+checkpoint + replay), which is simpler than reasoning about which of its writes landed.
 
 Checkpoints are taken by a forked child (`engine.checkpoint_job`): the engine thread only
 pays for the fork, and pays nothing while a live standby shares its checkpoint directory:
@@ -25,7 +16,6 @@ the standby then forks at the boundary the leader marks (`engine.leader_checkpoi
 from __future__ import annotations
 
 import gc
-import json
 import signal
 import time
 from typing import Any
@@ -33,30 +23,17 @@ from typing import Any
 import redis
 import structlog
 
-from shared.commands import decode_command
-from shared.config import Instrument, Settings
-from shared.events import encode_events
+from shared.config import Settings
 from shared.logs import configure
-from shared.redis_client import TRANSIENT_ERRORS, Client, ReplicaAcks, connect
+from shared.redis_client import TRANSIENT_ERRORS, Client, connect
 
-from . import checkpoint
-from .checkpoint_job import CheckpointFailed, CheckpointJob
-from .leader_checkpoints import LeaderCheckpoints
-from .lease import LEADER, POLL_S, RENEW_S, Lease, LeaseLost, Marker, frame, new_owner_id
-from .matching import engine_for
-from .output_digest import OutputDigest
-from .reader import Entries, StreamReader
-from .snapshot import digest_of, restore
-from .standby import Diverged, Standby, field
-
-BOOK_DEPTH = 50  # levels published; subscribers slice what they asked for
-READ_BATCH = 1000
+from .book_service import READ_BATCH, BookService
+from .checkpoint_job import CheckpointFailed
+from .lease import POLL_S, RENEW_S, LeaseLost, new_owner_id
+from .reader import StreamReader
+from .standby import Diverged
 
 EXIT_DIVERGED = 2
-
-
-class RecoveryImpossible(RuntimeError):
-    """The durable state cannot rebuild the book exactly; serving would be wrong."""
 
 
 def raw_client(url: str) -> Client:
@@ -68,317 +45,6 @@ def raw_client(url: str) -> Client:
         for command in ("XREAD", "XRANGE", "XREVRANGE"):
             client.set_response_callback(command, lambda response, **options: response)
     return client
-
-
-class BookService:
-    """One instrument: its core, its place in the streams, its lease and checkpoints."""
-
-    def __init__(
-        self, settings: Settings, instrument: Instrument, client: Client, owner: str
-    ) -> None:
-        self.settings = settings
-        self.instrument = instrument
-        self.symbol = instrument.symbol
-        self.redis = client
-        self.log: Any = structlog.get_logger(service="engine", symbol=self.symbol)
-        self.command_stream = settings.command_stream_of(self.symbol)
-        self.event_stream = settings.event_stream_of(self.symbol)
-        self.checkpoint_dir = settings.data_dir / "checkpoints" / self.symbol
-        acks = ReplicaAcks(settings.replica_ack, settings.replica_ack_timeout_ms)
-        self.lease = Lease(settings, self.symbol, client, owner, acks)
-        self.engine = engine_for(instrument.base, instrument.band)
-        self.last_command_id = "0-0"
-        self.digest = OutputDigest()  # of this engine's events since the last marker
-        self.job = CheckpointJob()  # this process's checkpoint child, leading or following
-        self.checkpoints = LeaderCheckpoints(self)
-        self.standby = Standby(self)
-        self.last_hash: tuple[int, str] | None = None  # (seq, state hash) of the newest checkpoint
-        self.renewed_at = 0.0
-        self.next_lease_poll = 0.0
-        self.next_book = 0.0
-        self.waiting_since = 0.0  # when this book started waiting for the lease
-        self.recoveries = 0  # a reader built before the last recovery reads stale positions
-        self.held: tuple[bytes, list[str], Marker | None] | None = None
-
-    @property
-    def leading(self) -> bool:
-        return self.lease.leading
-
-    # -- recovery ---------------------------------------------------------------------------
-
-    def published_tip(self) -> tuple[int, bytes | None]:
-        """The leader's progress: the last published seq and the command it answered."""
-        last: Any = self.redis.xrevrange(self.event_stream, "+", "-", count=1)
-        if not last:
-            return self.instrument.base, None
-        entry_id, fields = last[0]
-        return int(entry_id.split(b"-")[0]), field(fields, b"c")
-
-    def recover(self) -> None:
-        started = time.monotonic()
-        self.recoveries += 1
-        # Leading again takes the lease again: still ours (a short Redis blip) gives back
-        # the same token; expired meanwhile, any engine may take it, with a new one.
-        self.lease.abandon()
-        self.lease.token = 0
-        self.held = None
-        # A checkpoint child still running is not waited for: its state was published
-        # (children are forked only after that), so its outcome is still good to reap.
-        for name in checkpoint.remove_orphaned_tmp(self.checkpoint_dir):
-            self.log.info("checkpoint_tmp_removed", file=name)
-        # A checkpoint is written only after its events are published. One that is ahead of
-        # the event stream means Redis lost acknowledged writes (a power loss under
-        # appendfsync everysec): resume from an older one that the stream still covers.
-        published, tip_command = self.published_tip()
-        found, skipped = checkpoint.load_newest(self.checkpoint_dir, max_seq=published)
-        for reason in skipped:
-            self.log.warning("checkpoint_skipped", reason=reason)
-        if found is None and skipped:
-            # Every write of a checkpoint trims the command stream behind the oldest one
-            # kept: with checkpoints on disk but none usable, a replay from the start would
-            # rebuild a book without the trimmed commands. Refuse, loudly, rather than serve
-            # a wrong book (docs/recovery.md: restore Redis or the checkpoints).
-            self.log.error("recovery_impossible", checkpoints_unusable=len(skipped))
-            raise RecoveryImpossible(
-                f"{self.symbol}: {len(skipped)} checkpoint(s) on disk, none usable, and the "
-                "command stream is trimmed behind them: restore Redis's data or a checkpoint"
-            )
-        self.last_hash = None
-        if found is None:
-            self.engine = engine_for(self.instrument.base, self.instrument.band)
-            self.last_command_id = "0-0"
-            self.log.info("recovery_start", checkpoint=None)
-        else:
-            self.engine, self.last_command_id = restore(found.core), found.last_command_id
-            self.last_hash = (found.seq, found.state_hash or digest_of(found.core))
-            self.log.info(
-                "checkpoint_loaded",
-                seq=found.seq,
-                last_command_id=found.last_command_id,
-                state_hash=self.last_hash[1],
-                seconds=round(time.monotonic() - started, 3),
-            )
-            if self.engine.band != self.instrument.band:
-                # The commands replayed from here meet the new band (docs/api.md: change a
-                # band after a clean stop, whose checkpoint leaves nothing to replay).
-                self.log.warning(
-                    "price_band_changed", checkpoint=self.engine.band, now=self.instrument.band
-                )
-                self.engine.set_band(self.instrument.band)
-                self.last_hash = None  # that checkpoint no longer describes this state
-        self.checkpoints.reset()
-        # Replay what the leader (this process before a crash, or another) already
-        # published: applied, not published again.
-        replayed = 0
-        while tip_command is not None:
-            entries: Entries = self.redis.xrange(  # type: ignore[assignment]
-                self.command_stream,
-                f"({self.last_command_id}",
-                tip_command,
-                count=READ_BATCH,
-            )
-            if not entries:
-                break
-            self.apply(entries)
-            replayed += len(entries)
-            self.log.info("replay_progress", commands=replayed, seq=self.engine.seq)
-        if self.engine.seq != published and tip_command is not None:
-            self.log.error(
-                "replay_mismatch",
-                seq=self.engine.seq,
-                published=published,
-                reason="the replayed commands do not end at the published sequence number",
-            )
-            raise Diverged(f"{self.symbol}: replay ends at seq {self.engine.seq}, not {published}")
-        # Until it leads, this engine follows: the leader must keep the commands after here.
-        self.lease.report_position(self.last_command_id, self.checkpoints.store)
-        self.digest.reset(self.engine.seq)
-        unchanged = replayed == 0 and self.last_hash is not None
-        self.log.info(
-            "recovery_done",
-            commands_replayed=replayed,
-            seq=self.engine.seq,
-            resting_orders=len(self.engine.orders),
-            state_hash=self.last_hash[1] if unchanged and self.last_hash else None,
-            seconds=round(time.monotonic() - started, 3),
-        )
-        self.standby.start()
-        self.waiting_since = time.monotonic()
-        self.next_lease_poll = 0.0
-
-    def apply(self, entries: Entries) -> None:
-        """Apply commands without publishing anything (replay and standby)."""
-        engine = self.engine
-        for entry_id, fields in entries:
-            command = self.decode(entry_id, fields)
-            if command is not None:
-                engine.apply(command)
-        self.last_command_id = entries[-1][0].decode()
-
-    def decode(self, entry_id: bytes, fields: list[bytes]) -> Any:
-        try:
-            return decode_command(field(fields, b"c"))
-        except Exception as exc:  # a poison entry: skipping it is itself deterministic
-            self.log.error("bad_command_entry", entry_id=entry_id.decode(), error=str(exc))
-            return None
-
-    # -- leading ----------------------------------------------------------------------------
-
-    def try_lead(self, now: float) -> bool:
-        """Poll the lease (a standby does so every POLL_S); True when it was just acquired."""
-        if now < self.next_lease_poll:
-            return False
-        self.next_lease_poll = now + POLL_S
-        if not self.lease.acquire():
-            return False
-        self.standby.stop()
-        self.renewed_at = now
-        self.next_book = now
-        self.log.info(
-            "lease_acquired",
-            token=self.lease.token,
-            seq=self.engine.seq,
-            waited_seconds=round(now - self.waiting_since, 3),
-        )
-        return True
-
-    def process(self, entries: Entries, now: float) -> None:
-        """Apply commands in order and prepare the publish of their events, which `flush`
-        sends: the serve loop reads the next batch first, so that Redis appends this one
-        while the engine matches the next."""
-        self.flush()
-        engine, settings, symbol = self.engine, self.settings, self.symbol
-        parts: list[bytes] = []
-        add = parts.extend
-        replies: dict[str, int] = {}
-        reply_keys: list[str] = []
-        decode = decode_command
-        payloads: list[bytes] = []
-        keep = payloads.append
-        for entry_id, fields in entries:
-            try:  # the API writes one field, "c": a list [b"c", body] as Redis sends it
-                command = decode(fields[1] if fields[0] == b"c" else field(fields, b"c"))
-            except Exception:
-                command = self.decode(entry_id, fields)  # logs the poison entry
-                if command is None:
-                    continue
-            events = engine.apply(command)
-            request_id = command.request_id
-            replica, dash, _ = request_id.partition("-")
-            reply = 0
-            if dash:
-                reply = replies.get(replica, 0)
-                if not reply:
-                    # KEYS index in the publish script, after token, lease, events,
-                    # markers and published
-                    reply = replies[replica] = 6 + len(reply_keys)
-                    reply_keys.append(settings.reply_stream_of(symbol, replica))
-            event_id = f"{events[-1].seq}-0".encode()
-            payload = encode_events(events)
-            keep(payload)
-            add(frame(event_id, request_id.encode(), entry_id, payload, reply))
-        self.digest.update(b"".join(payloads))
-        self.last_command_id = entries[-1][0].decode()
-        checkpoints = self.checkpoints
-        checkpoints.commands_since += len(entries)
-        marker = checkpoints.marker(entries[-1][0]) if checkpoints.due(now) else None
-        self.held = (b"".join(parts), reply_keys, marker)
-
-    def flush(self) -> None:
-        """Send the prepared publish, without waiting for Redis's answer (`Lease.settle`
-        reads it before the next write) unless this leader forks a checkpoint next: it does
-        so only once the events up to its state are published."""
-        held, self.held = self.held, None
-        if held is None:
-            return
-        frames, reply_keys, marker = held
-        self.settle()
-        forks = marker is not None and marker.writer == LEADER
-        duplicates = self.lease.publish(frames, reply_keys, marker, wait=forks)
-        if duplicates:
-            self.log.info("events_already_published", entries=duplicates, seq=self.engine.seq)
-        self.renewed_at = time.monotonic()
-        if marker is not None:
-            self.checkpoints.started(marker)
-
-    def settle(self) -> None:
-        """Wait for the publish in flight; log entries that were published already."""
-        duplicates = self.lease.settle()
-        if duplicates:
-            self.log.info("events_already_published", entries=duplicates, seq=self.engine.seq)
-
-    def maintain(self, now: float) -> None:
-        """Between reads: reap a finished checkpoint child, renew the lease, broadcast
-        the book (leader); poll the lease (standby)."""
-        checkpoints = self.checkpoints
-        if self.job.running:
-            if self.leading:
-                checkpoints.reap()
-            else:
-                self.standby.reap()
-        if not self.leading:
-            if not self.try_lead(now):
-                self.standby.report(now)
-            return
-        checkpoints.poll_standby(now)
-        if self.held is None and checkpoints.due(now):
-            # Due while no batch comes (the count was reached while the previous child ran,
-            # or the interval passed): the marker goes out on its own, then the child.
-            marker = checkpoints.marker(self.last_command_id.encode())
-            self.lease.publish(b"", [], marker)
-            checkpoints.started(marker)
-        if now >= self.next_book:
-            self.publish_book()
-            self.renewed_at = now
-            self.next_book = now + self.settings.book_interval_s
-        if now - self.renewed_at >= RENEW_S:
-            self.lease.renew()
-            self.renewed_at = now
-
-    def publish_book(self) -> None:
-        bids, asks = self.engine.depth(BOOK_DEPTH)
-        message = json.dumps(
-            {
-                "symbol": self.symbol,
-                "seq": self.engine.seq,
-                "ts": time.time_ns(),
-                "bids": bids,
-                "asks": asks,
-            }
-        )
-        self.lease.publish_book(message, max(5, int(3 * self.settings.book_interval_s) + 1))
-
-    def stop(self) -> None:
-        """A clean stop: a checkpoint at the last published state (so the next start
-        replays nothing), its hash stored for operators and the crash harness (unless this
-        leader had not caught up with what its predecessor published: that hash would not
-        be the book's), the lease given up so that a standby takes over at once."""
-        if not self.leading:
-            self.job.abandon()
-            return
-        self.flush()
-        self.settle()
-        if self.job.running:
-            self.checkpoints.reap(block=True)
-        if not self.leading:
-            return
-        marker: Marker | None = None
-        if self.last_hash is None or self.last_hash[0] != self.engine.seq:
-            self.job.start(self.engine, self.last_command_id, self.checkpoint_dir)
-            outcome = self.job.poll(block=True)
-            assert outcome is not None  # a blocking poll returns or raises
-            self.last_hash = (outcome.seq, outcome.state_hash)
-            seq, command = self.engine.seq, self.last_command_id.encode()
-            marker = Marker(seq, command, *self.digest.cut(seq), LEADER)
-            trim_to = outcome.trim_to
-        else:
-            trim_to = None
-        caught_up = self.engine.seq >= self.published_tip()[0]
-        self.lease.checkpointed(
-            self.engine.seq, self.last_hash[1], trim_to, marker, store_hash=caught_up, release=True
-        )
-        seq, digest = self.last_hash
-        self.log.info("stopped_cleanly", seq=seq, state_hash=digest, caught_up=caught_up)
 
 
 class EngineService:

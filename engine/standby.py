@@ -47,8 +47,8 @@ from .lease import STANDBY
 REPORT_S = 0.2  # how often a standby reports its position (see lease.STANDBY_POSITION_MS)
 
 if TYPE_CHECKING:
+    from .book_service import BookService
     from .reader import Entries
-    from .service import BookService
 
 
 class Diverged(RuntimeError):
