@@ -76,14 +76,24 @@ def _caller(info: GraphQLInfo) -> str:
     keys: ApiKeys = info.context["keys"]
     if not keys.enabled:
         return ""
-    params = info.context.get("connection_params") or {}
-    key = info.context["request"].headers.get(API_KEY_HEADER) or (
-        params.get("apiKey") if isinstance(params, dict) else None
+    key = info.context["request"].headers.get(API_KEY_HEADER) or connection_key(
+        info.context.get("connection_params")
     )
     try:
         return keys.owner(key)
     except Unauthenticated as exc:
         raise GraphQLError(str(exc), extensions={"code": "UNAUTHENTICATED"}) from None
+
+
+def connection_key(params: object) -> str | None:
+    """The key in a WebSocket's connection_init payload: `apiKey`, or else an entry named as
+    the HTTP header (any case), which is how GraphiQL sends what its Headers editor holds."""
+    if not isinstance(params, dict):
+        return None
+    key = params.get("apiKey")
+    if key is None:
+        key = next((v for k, v in params.items() if str(k).lower() == API_KEY_HEADER), None)
+    return key if isinstance(key, str) else None
 
 
 def _rate_limited(info: GraphQLInfo) -> bool:

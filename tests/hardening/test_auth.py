@@ -144,15 +144,30 @@ def test_graphql_uses_the_same_keys(
     }
 
 
-async def test_graphql_websocket_key_in_connection_init(auth_stack: Stack) -> None:
+# `apiKey`, or the header's name as GraphiQL sends its Headers editor there.
+@pytest.mark.parametrize("name", ["apiKey", "X-API-Key", "x-api-key"])
+async def test_graphql_websocket_key_in_connection_init(auth_stack: Stack, name: str) -> None:
     url = auth_stack.api_url().replace("http", "ws") + "/graphql"
     async with websockets.connect(url, subprotocols=["graphql-transport-ws"]) as ws:  # type: ignore[list-item]
-        await ws.send(json.dumps({"type": "connection_init", "payload": {"apiKey": ALICE}}))
+        await ws.send(json.dumps({"type": "connection_init", "payload": {name: ALICE}}))
         assert json.loads(await ws.recv())["type"] == "connection_ack"
         await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": {"query": PLACE}}))
         message = json.loads(await ws.recv())
         assert message["type"] == "next", message
         assert message["payload"]["data"]["placeOrder"]["orderId"]
+
+
+@pytest.mark.parametrize("payload", [{}, {"apiKey": 12}, {"X-API-Key": ["k"]}, {"x": ALICE}])
+async def test_graphql_websocket_without_a_usable_key_is_unauthenticated(
+    auth_stack: Stack, payload: dict[str, object]
+) -> None:
+    url = auth_stack.api_url().replace("http", "ws") + "/graphql"
+    async with websockets.connect(url, subprotocols=["graphql-transport-ws"]) as ws:  # type: ignore[list-item]
+        await ws.send(json.dumps({"type": "connection_init", "payload": payload}))
+        assert json.loads(await ws.recv())["type"] == "connection_ack"
+        await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": {"query": PLACE}}))
+        message = json.loads(await ws.recv())
+        assert message["payload"]["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED", message
 
 
 def test_a_repeated_key_header_counts_its_first_value_on_every_route(anon: httpx.Client) -> None:

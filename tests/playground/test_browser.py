@@ -595,6 +595,52 @@ async def test_graphiql_runs_a_query_offline(
     await page.context.close()
 
 
+async def test_graphiql_subscriptions_send_the_key_from_its_headers(
+    browser: Browser, tmp_path: Path
+) -> None:
+    """With API keys on, the key put in GraphiQL's Headers editor reaches the subscriptions
+    too (GraphiQL sends those headers as the WebSocket's connection_init payload): Alice's
+    private order feed, resumed from the start, brings her the order she placed."""
+    key = "alice-secret"
+    spec = f"alice:{hashlib.sha256(key.encode()).hexdigest()}"
+    with running_stack(tmp_path, AUTH_MODE="api_key", API_KEYS=spec) as stack:
+        base_url = stack.api_url(stack.api_ports[0])
+        async with httpx.AsyncClient(base_url=base_url, timeout=10) as alice:
+            placed = await alice.post(
+                "/orders",
+                json={"side": 1, "price": "10", "quantity": 1},
+                headers={"X-API-Key": key},
+            )
+            assert placed.status_code == 201, placed.text
+        order_id = placed.json()["order_id"]
+
+        page, outside = await offline_page(browser)
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        await page.goto(f"{base_url}/graphql")
+        editor = page.locator(".graphiql-query-editor .CodeMirror")
+        await expect(editor).to_be_visible(timeout=TIMEOUT)
+        await page.get_by_role("button", name="Headers").click()
+        headers = page.locator(".graphiql-editor-tool .graphiql-editor:not(.hidden) .CodeMirror")
+        await headers.click()
+        await page.keyboard.type(json.dumps({"X-API-Key": key}))
+        query = (
+            'subscription { orderUpdates(after: "0") { ... on OrderAcceptedEvent { orderId } } }'
+        )
+        await editor.evaluate("(node, query) => node.CodeMirror.setValue(query)", query)
+        # GraphiQL parses an edit (and sees a subscription, which it sends over the
+        # WebSocket) 100 ms later, in the handler that also stores the query.
+        await page.wait_for_function("q => localStorage.getItem('graphiql:query') === q", arg=query)
+        await page.locator(".graphiql-execute-button").click()
+        response = page.locator(".graphiql-response .CodeMirror")
+        await expect(response).to_contain_text('"orderUpdates"', timeout=TIMEOUT)
+        answer = json.loads(await response.evaluate("node => node.CodeMirror.getValue()"))
+        assert answer == {"data": {"orderUpdates": {"orderId": order_id}}}
+        assert outside == [], f"GraphiQL fetched from outside this machine: {outside}"
+        assert errors == []
+        await page.context.close()
+
+
 async def test_openapi_ui_tries_get_orderbook_offline(
     browser: Browser, base_url: str, ahttp: httpx.AsyncClient
 ) -> None:
