@@ -58,6 +58,7 @@ class RedisGateway:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await self.journal.close()
         await self.redis.aclose()
 
     async def submit(self, instrument: Instrument, command: Command) -> list[Event]:

@@ -9,7 +9,8 @@ of several instruments' streams would be cross-slot on a Redis Cluster.
 
 Costs per request are kept flat: one writer task appends many commands per round trip, one
 reader answers many requests per read, and one sweeper fails overdue requests (instead of a
-timer per request).
+timer per request). On a single server the writer and the readers each hold a `Link` (a
+connection of their own, commands packed by hand); on a cluster, redis-py routes them.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from collections.abc import Awaitable
 from typing import Any, TypeVar
 
 import msgspec
+import redis.asyncio as aioredis
 import structlog
 from structlog.typing import FilteringBoundLogger
 
@@ -29,6 +31,8 @@ from shared.commands import Command, encode_command
 from shared.config import Settings
 from shared.events import Event, decode_events
 from shared.redis_client import TRANSIENT_ERRORS, AsyncClient
+
+from .redis_link import Entry, Link, reply_fields
 
 T = TypeVar("T")
 
@@ -43,9 +47,10 @@ class Journal:
         self.redis = client
         self.log: FilteringBoundLogger = structlog.get_logger(service="api")
         self.pending: dict[str, asyncio.Future[list[Event]]] = {}
-        self._outbox: asyncio.Queue[tuple[str, bytes, asyncio.Future[list[Event]]]] = (
-            asyncio.Queue()
-        )
+        # Commands to append, and the flag that wakes the writer when there are some.
+        self._outbox: list[tuple[str, bytes, asyncio.Future[list[Event]]]] = []
+        self._queued = asyncio.Event()
+        self._links: list[Link] = []
         self._deadlines: deque[tuple[float, asyncio.Future[list[Event]]]] = deque()
         # Request ids: unique per process start (the replica id) and per request (the
         # count). The engine answers each on the stream named after the replica id.
@@ -82,11 +87,26 @@ class Journal:
         self.pending[request_id] = future
         self._deadlines.append((loop.time() + self.settings.request_timeout_s, future))
         body = encode_command(msgspec.structs.replace(command, request_id=request_id))
-        self._outbox.put_nowait((stream, body, future))
+        self._outbox.append((stream, body, future))
+        self._queued.set()
         try:
             return await future
         finally:
             self.pending.pop(request_id, None)
+
+    def _link(self) -> Link | None:
+        """A connection of the caller's own on a single server; None on a cluster."""
+        if not isinstance(self.redis, aioredis.Redis):
+            return None
+        link = Link(self.redis)
+        self._links.append(link)
+        return link
+
+    async def close(self) -> None:
+        """Close the links, once the journal's tasks are over."""
+        for link in self._links:
+            await link.close()
+        self._links.clear()
 
     async def _open_reply_stream(self, stream: str) -> bytes:
         """Create this replica's reply stream (the engine never does) with a lifetime that
@@ -123,18 +143,34 @@ class Journal:
         """Answer waiting requests from one of this replica's reply streams."""
         positions = self._reply_positions
         pending = self.pending
+        link = self._link()
         while True:
-            response: Any = await self.guarded(  # Any: redis-py's untyped reply
-                "reply_reader",
-                self.redis.xread({stream: positions[stream]}, count=1000, block=1000),
-            )
-            for _, entries in response or ():
-                for _, fields in entries:
-                    request_id = fields.get(b"r")
-                    future = pending.pop(request_id.decode(), None) if request_id else None
-                    if future is not None and not future.done():
-                        future.set_result(decode_events(fields[b"e"]))
-                positions[stream] = entries[-1][0]
+            entries: list[Entry] | None
+            if link is not None:
+                entries = await self.guarded(
+                    "reply_reader", link.read(stream, positions[stream], 1000, 1000)
+                )
+            else:
+                entries = await self.guarded("reply_reader", self._xread(stream))
+            if not entries:
+                continue
+            for _, fields in entries:
+                request_id, events = reply_fields(fields)
+                future = pending.pop(request_id.decode(), None) if request_id else None
+                if future is not None and events is not None and not future.done():
+                    future.set_result(decode_events(events))
+            positions[stream] = entries[-1][0]
+
+    async def _xread(self, stream: str) -> list[Entry]:
+        """The next entries of a reply stream, through the cluster client."""
+        response: Any = await self.redis.xread(  # Any: redis-py's untyped reply
+            {stream: self._reply_positions[stream]}, count=1000, block=1000
+        )
+        return [
+            (entry_id, [item for pair in fields.items() for item in pair])
+            for _, entries in response or ()
+            for entry_id, fields in entries
+        ]
 
     async def guarded(self, reader: str, call: Awaitable[T]) -> T | None:
         """`call`'s result; None after logging a failure and pausing, so that a reader
@@ -155,25 +191,37 @@ class Journal:
         One writer task and one pipeline per batch, instead of a connection per request:
         under load this is what keeps the API's Redis cost per mutation small.
         """
-        queue = self._outbox
+        outbox = self._outbox
+        link = self._link()
         while True:
-            batch = [await queue.get()]
-            while not queue.empty() and len(batch) < MAX_BATCH:
-                batch.append(queue.get_nowait())
-            # A request that already failed (timed out) must not become an order later.
-            batch = [item for item in batch if not item[2].done()]
-            if not batch:
-                continue
-            try:
+            await self._queued.wait()
+            self._queued.clear()
+            while outbox:
+                batch = outbox[:MAX_BATCH]
+                del outbox[:MAX_BATCH]
+                # A request that already failed (timed out) must not become an order later.
+                batch = [item for item in batch if not item[2].done()]
+                if batch:
+                    await self._append(batch, link)
+
+    async def _append(
+        self, batch: list[tuple[str, bytes, asyncio.Future[list[Event]]]], link: Link | None
+    ) -> None:
+        """Append one batch; a failed append fails its request's wait."""
+        results: list[Any]  # Any: an entry id or an exception
+        try:
+            if link is not None:
+                results = await link.append([(stream, body) for stream, body, _ in batch])
+            else:
                 async with self.redis.pipeline(transaction=False) as pipe:
                     for stream, body, _ in batch:
                         pipe.xadd(stream, {"c": body})
                     results = await pipe.execute(raise_on_error=False)
-            except Exception as exc:  # handed to every waiting request, which reports it
-                results = [exc] * len(batch)
-            for (_, _, answer), result in zip(batch, results, strict=True):
-                if isinstance(result, Exception) and not answer.done():
-                    answer.set_exception(result)
+        except Exception as exc:  # handed to every waiting request, which reports it
+            results = [exc] * len(batch)
+        for (_, _, answer), result in zip(batch, results, strict=True):
+            if isinstance(result, Exception) and not answer.done():
+                answer.set_exception(result)
 
     async def _expire(self) -> None:
         """Fail requests whose engine answer is overdue, every `EXPIRY_TICK_S`.
