@@ -178,27 +178,10 @@ class QueryRequests(InstrumentLookup):
         last: bool,
     ) -> tuple[Window, Instrument | None]:
         """A list's page and instrument filter (None: every instrument), raising every error
-        found in them and in the fields the caller checked before (`errors`) at once."""
-        window = self._window(errors, limit, after, before, since, until, order, last)
-        instrument = None if symbol is None else self._instrument(symbol, errors)
-        errors.check()
-        assert window is not None  # None only with errors, which check() raised
-        return window, instrument
-
-    def _window(
-        self,
-        errors: FieldErrors,
-        limit: object,
-        after: object,
-        before: object,
-        since: object,
-        until: object,
-        order: object,
-        last: bool,
-    ) -> Window | None:
-        """The page of a list; which end it counts from: Relay's `last` (GraphQL), else the
-        cursor given (REST: `before` alone pages back from it, `after` alone forward), else
-        the order (`desc`: the newest page)."""
+        found in them and in the fields the caller checked before (`errors`) at once. Which
+        end the page counts from: Relay's `last` (GraphQL), else the cursor given (REST:
+        `before` alone pages back from it, `after` alone forward), else the order (`desc`:
+        the newest page)."""
         size_field = "last" if last else "limit"
         size = errors.take(
             lambda: parse_limit(number_text(DEFAULT_PAGE if limit is None else limit), size_field),
@@ -213,15 +196,15 @@ class QueryRequests(InstrumentLookup):
             errors.add("before", "must be greater than after")
         if first_us is not None and last_us is not None and last_us < first_us:
             errors.add("until", "must not be before since")
-        if errors.found:
-            return None
+        instrument = None if symbol is None else self._instrument(symbol, errors)
+        errors.check()
         if last:
             from_end = True
         elif (before is None) != (after is None):
             from_end = before is not None
         else:
             from_end = newest_first
-        return Window(
+        window = Window(
             size,
             low,
             high,
@@ -230,6 +213,7 @@ class QueryRequests(InstrumentLookup):
             from_end,
             newest_first,
         )
+        return window, instrument
 
     def candles(
         self,
