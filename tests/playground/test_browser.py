@@ -566,16 +566,26 @@ async def offline_page(browser: Browser) -> tuple[Page, list[str]]:
     return page, outside
 
 
-async def test_graphiql_runs_a_query_offline(
-    browser: Browser, base_url: str, ahttp: httpx.AsyncClient
-) -> None:
-    await place(ahttp, -1, "100.25", 3)
+async def open_graphiql(browser: Browser, base_url: str) -> tuple[Page, list[str], list[str]]:
+    """GraphiQL on an offline page, its query editor shown; the page, the URLs it tried
+    outside this machine, and the page's script errors (both lists filled as it runs)."""
     page, outside = await offline_page(browser)
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     await page.goto(f"{base_url}/graphql")
-    editor = page.locator(".graphiql-query-editor .CodeMirror")
-    await expect(editor).to_be_visible(timeout=TIMEOUT)
+    await expect(page.locator(GRAPHIQL_EDITOR)).to_be_visible(timeout=TIMEOUT)
+    return page, outside, errors
+
+
+GRAPHIQL_EDITOR = ".graphiql-query-editor .CodeMirror"
+
+
+async def test_graphiql_runs_a_query_offline(
+    browser: Browser, base_url: str, ahttp: httpx.AsyncClient
+) -> None:
+    await place(ahttp, -1, "100.25", 3)
+    page, outside, errors = await open_graphiql(browser, base_url)
+    editor = page.locator(GRAPHIQL_EDITOR)
 
     # Type a query over the example, as a person would, and run it.
     await editor.click()
@@ -614,12 +624,8 @@ async def test_graphiql_subscriptions_send_the_key_from_its_headers(
             assert placed.status_code == 201, placed.text
         order_id = placed.json()["order_id"]
 
-        page, outside = await offline_page(browser)
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        await page.goto(f"{base_url}/graphql")
-        editor = page.locator(".graphiql-query-editor .CodeMirror")
-        await expect(editor).to_be_visible(timeout=TIMEOUT)
+        page, outside, errors = await open_graphiql(browser, base_url)
+        editor = page.locator(GRAPHIQL_EDITOR)
         await page.get_by_role("button", name="Headers").click()
         headers = page.locator(".graphiql-editor-tool .graphiql-editor:not(.hidden) .CodeMirror")
         await headers.click()
