@@ -118,7 +118,7 @@ const symbol = () => market.instrument?.symbol ?? null;
 
 // -- order book ---------------------------------------------------------------------------
 
-const book = { seq: -1, receivedAt: 0, source: "" };
+const book = { seq: null, receivedAt: 0, source: "" }; // seq: the last `sequence` shown
 
 function buildLadder() {
   for (const side of ["asks", "bids"]) {
@@ -173,8 +173,8 @@ function renderSide(side, levels, maxQty) {
 
 function renderBook(data, source) {
   // A query answer may be older than a snapshot already shown; subscriptions always win.
-  if (source === "query" && data.seq < book.seq) return;
-  book.seq = data.seq;
+  if (source === "query" && book.seq !== null && newer(book.seq, data.sequence)) return;
+  book.seq = data.sequence;
   book.receivedAt = Date.now();
   book.source = source;
   const bids = data.bids.slice(0, LEVELS);
@@ -192,7 +192,7 @@ function renderBook(data, source) {
     spread.textContent = bids.length || asks.length ? "Spread — (one-sided book)" : "Empty book";
   }
   const ladder = $("#book");
-  ladder.dataset.seq = String(data.seq);
+  ladder.dataset.seq = data.sequence;
   ladder.dataset.source = source;
   renderBookAge();
 }
@@ -920,7 +920,7 @@ function onOrderEvent(event) {
  * data was reset, and the stored fills go.
  */
 function startFills(loadedBook) {
-  const seq = loadedBook ? String(loadedBook.seq) : null;
+  const seq = loadedBook ? loadedBook.sequence : null;
   if (fills.after !== null && seq !== null && newer(fills.after, seq)) {
     fills.after = null;
     fills.list = [];

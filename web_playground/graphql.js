@@ -16,7 +16,9 @@ export const MODIFY = `mutation Modify($id: ID!, $price: Price, $quantity: Int) 
 export const CANCEL = `mutation Cancel($id: ID!) {
   cancelOrder(id: $id) { success reason errors { field message } }
 }`;
-export const BOOK_FIELDS = "seq timestamp bids { price quantity } asks { price quantity }";
+// `sequence` (an ID, exact for every instrument), not `seq`: an Int, which overflows past
+// the first instrument.
+export const BOOK_FIELDS = "sequence timestamp bids { price quantity } asks { price quantity }";
 export const BOOK_QUERY = `query Book($depth: Int!, $symbol: String) {
   orderBook(depth: $depth, symbol: $symbol) { ${BOOK_FIELDS} }
 }`;
