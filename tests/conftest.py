@@ -158,6 +158,7 @@ FAST_MODULES = {
     "tests/api/test_order_feed.py",
     "tests/api/test_order_feed_keys.py",
     "tests/api/test_feed_views.py",
+    "tests/api/test_book_sequence.py",
 }
 SLOW_PARAMS = {"redis", "mongo"}  # the parameters of fixtures that start a server
 
