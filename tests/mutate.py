@@ -51,8 +51,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "buy trades at the aggressor's limit, not the resting price",
         "engine/matching.py",
-        "append(Trade(seq, best, left, taker_id, maker_id, side, remaining, 0, ts))",
-        "append(Trade(seq, limit, left, taker_id, maker_id, side, remaining, 0, ts))",
+        "Trade(seq, best, left, taker_id, maker_id, side, remaining, 0, ts)",
+        "Trade(seq, limit, left, taker_id, maker_id, side, remaining, 0, ts)",
         ENGINE_TESTS,
     ),
     Mutation(
@@ -74,7 +74,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "IOC and FOK limit orders rest like GTC",
         "engine/matching.py",
-        "if p.tif or price == MARKET:",
+        "if command.tif or price == MARKET:",
         "if price == MARKET:",
         ENGINE_TESTS,
     ),
