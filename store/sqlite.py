@@ -27,7 +27,8 @@ CREATE TABLE IF NOT EXISTS orders (
     cancelled INTEGER NOT NULL, alive INTEGER NOT NULL, client_order_id TEXT,
     created_ts INTEGER NOT NULL, updated_ts INTEGER NOT NULL, last_seq INTEGER NOT NULL,
     tif INTEGER NOT NULL DEFAULT 0, owner TEXT NOT NULL DEFAULT '');
-CREATE INDEX IF NOT EXISTS orders_book ON orders (alive, side, price);
+DROP INDEX IF EXISTS orders_book;
+CREATE INDEX IF NOT EXISTS orders_alive ON orders (side, price) WHERE alive = 1;
 CREATE INDEX IF NOT EXISTS orders_owner ON orders (owner, order_id);
 CREATE TABLE IF NOT EXISTS trades (
     trade_id INTEGER PRIMARY KEY, price INTEGER NOT NULL, quantity INTEGER NOT NULL,

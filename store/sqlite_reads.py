@@ -40,6 +40,11 @@ ORDER_COLUMNS = (
     "order_id, side, price, quantity, remaining, traded, cancelled, alive, client_order_id, "
     "created_ts, updated_ts, tif, owner"
 )
+# The book's index holds alive orders only (a partial index), so that an order filled or
+# cancelled leaves it rather than moving to a random page of an ever-growing dead section:
+# that move was most of the pages each archiver commit wrote. Named, since without
+# statistics SQLite would rather range-scan every order of an instrument by primary key.
+ALIVE_ORDERS = "orders INDEXED BY orders_alive"
 TRADE_COLUMNS = "trade_id, price, quantity, bid_order_id, ask_order_id, taker_side, ts"
 
 decode_event = msgspec.msgpack.Decoder(Event).decode
@@ -101,16 +106,19 @@ class SqliteReads:
         # (then a sort); otherwise an owner's orders by (owner, order_id), or every order by
         # the primary key, in the page's direction. A "+" keeps SQLite off an index: dead
         # orders are most rows, and an owner's alive ones are found faster in the book.
+        table = "orders"
         if owner is not None:
             where.append("+owner = ?" if alive else "owner = ?")
             args.append(owner)
-        if alive is not None:
-            where.append("alive = ?" if alive else "+alive = ?")
-            args.append(int(alive))
+        if alive:
+            table = ALIVE_ORDERS
+            where.append("alive = 1")  # a literal: what the partial index is defined by
+        elif alive is not None:
+            where.append("+alive = 0")
         if side is not None:
             where.append("side = ?")
             args.append(side)
-        query = _Page("orders", "order_id", ORDER_COLUMNS, "created_ts", ORDERS, where, args)
+        query = _Page(table, "order_id", ORDER_COLUMNS, "created_ts", ORDERS, where, args)
         rows = await self._run(
             self._page, query, instrument, after, before, since, until, descending, limit
         )
@@ -243,7 +251,7 @@ class SqliteReads:
 
     def _book(self, levels: int, instrument: int) -> BookLevels:
         sql = (
-            "SELECT price, SUM(remaining) FROM orders WHERE alive = 1 AND side = ? "
+            f"SELECT price, SUM(remaining) FROM {ALIVE_ORDERS} WHERE alive = 1 AND side = ? "
             "AND order_id > ? AND order_id <= ? GROUP BY price ORDER BY price {} LIMIT ?"
         )
         low, high = id_range(instrument, None)
@@ -263,7 +271,7 @@ class SqliteReads:
         with transaction(db):
             seq = self._progress(instrument)
             rows = db.execute(
-                "SELECT order_id, side, price, remaining, last_seq FROM orders "
+                f"SELECT order_id, side, price, remaining, last_seq FROM {ALIVE_ORDERS} "
                 "WHERE alive = 1 AND order_id > ? AND order_id <= ?",
                 (low, high),
             ).fetchall()

@@ -935,6 +935,31 @@ async def test_reopened_store_keeps_everything(backend: Backend) -> None:
     assert record is not None and record.client_order_id == "life"
 
 
+async def test_sqlite_store_with_the_old_book_index_moves_to_the_partial_one(
+    tmp_path: Path,
+) -> None:
+    """A store whose book index still held dead orders (alive, side, price) gets the
+    partial index of alive orders on opening, and reads the same through it."""
+    backend = Backend(lambda: SqliteStore(tmp_path / "store" / "exchange.sqlite3"))
+    try:
+        feed = Feed()
+        build_book(feed)
+        first = await backend.open()
+        await first.apply(feed.log)
+        assert isinstance(first, SqliteStore)
+        first.db.executescript(
+            "DROP INDEX orders_alive; CREATE INDEX orders_book ON orders (alive, side, price);"
+        )
+        await backend.close(first)
+        second = await backend.open()
+        assert isinstance(second, SqliteStore)
+        names = {r[0] for r in second.db.execute("SELECT name FROM sqlite_master")}
+        assert "orders_alive" in names and "orders_book" not in names
+        await assert_store_matches(second, feed)
+    finally:
+        await backend.close_all()
+
+
 # -- a randomized property -----------------------------------------------------------------
 
 
