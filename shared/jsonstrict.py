@@ -33,10 +33,24 @@ def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return found
 
 
+# One decoder for every document: `json.loads` with a hook builds a decoder (and its
+# scanner) per call, which cost more than decoding an order's body.
+_DECODER = json.JSONDecoder(object_pairs_hook=_object)
+
+
 def loads(data: str | bytes) -> Any:
     """`json.loads`, raising `DuplicateKey` for an object with a repeated key.
 
     Other failures raise what `json.loads` raises: `json.JSONDecodeError`, a
     `UnicodeDecodeError` for bytes that are not UTF-8 (both `ValueError`s), or a
     `RecursionError` for very deep nesting."""
-    return json.loads(data, object_pairs_hook=_object)
+    if isinstance(data, str):
+        if data.startswith("\ufeff"):
+            raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", data, 0)
+    elif isinstance(data, bytes | bytearray):
+        data = data.decode(json.detect_encoding(data), "surrogatepass")
+    else:
+        raise TypeError(
+            f"the JSON object must be str, bytes or bytearray, not {type(data).__name__}"
+        )
+    return _DECODER.decode(data)
