@@ -24,10 +24,12 @@ from strawberry.fastapi import GraphQLRouter
 from shared import gc_policy
 from shared.jsonstrict import loads
 
+from .asgi import Receive, Scope, Send
 from .edge.json_body import loads_body
 from .errors import ANSWERED, error_response
 from .requests import Requests
 from .rest import feeds, market, openapi, orders
+from .rest.fast_lane import FastLane
 from .schema import build_schema
 from .security import ApiKeys, RateLimiter, RateLimitMiddleware, route_path
 from .service import ExchangeService
@@ -88,6 +90,20 @@ class ExchangeGraphQLRouter(GraphQLRouter[Any, Any]):  # Any: Strawberry's conte
         return parsed
 
 
+class ExchangeApp(FastAPI):
+    """FastAPI, with the order mutations' fast lane (`rest/fast_lane.py`) in front."""
+
+    fast_lane: FastLane | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        lane = self.fast_lane
+        found = lane.match(scope) if lane is not None else None
+        if found is not None:
+            await lane.serve(found, scope, receive, send)  # type: ignore[union-attr]
+            return
+        await super().__call__(scope, receive, send)
+
+
 def build_app(service: ExchangeService) -> FastAPI:
     settings = service.settings
     requests = Requests(settings)
@@ -102,7 +118,7 @@ def build_app(service: ExchangeService) -> FastAPI:
         finally:
             await service.stop()
 
-    app = FastAPI(
+    app = ExchangeApp(
         title="Order-matching exchange",
         version="0.1.0",
         description="Limit order book with price-time priority. GraphQL at /graphql.",
@@ -191,6 +207,8 @@ def build_app(service: ExchangeService) -> FastAPI:
     app.include_router(graphql, prefix="/graphql")
     # Innermost of the middleware: rate limits and CORS apply to the order routes too.
     app.add_middleware(orders.OrderMutations, service=service, requests=requests, keys=keys)
+    mutations = orders.OrderMutations(app.router, service, requests, keys)
+    app.fast_lane = FastLane(mutations, limiter, keys, cors=bool(settings.allowed_origins))
     generate_openapi = app.openapi
 
     def document() -> dict[str, Any]:  # Any: an OpenAPI document is JSON of any shape

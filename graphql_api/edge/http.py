@@ -6,12 +6,19 @@ client, a silent one or a 10 MB body each held the process's resources for as lo
 client liked. The limits are checked in the parser callbacks, before the application sees
 the request: a declared `Content-Length` over the body limit is refused before any of the
 body is read, and a chunked body is counted as it arrives and cut at the limit.
+
+Two costs per request are kept off the hot path. The connection's deadlines (headers, body,
+keep-alive) share one timer that is not cancelled and re-armed per request: arming a
+deadline only records when it falls, and the timer, when it fires early, sleeps again until
+the deadline then in force. And a response's head is held until its body is written, so
+that the two go out in one send instead of two.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import httptools
@@ -49,6 +56,42 @@ class EdgeConfig(Config):
         self.gate = ConnectionGate(limits.max_connections, limits.max_connections_per_client)
 
 
+class HeldWrites:
+    """The transport a request's cycle writes to: a write is held until the next one (a
+    response's head until its body) or the end of the event loop's turn, whichever comes
+    first, and then the two go out together."""
+
+    __slots__ = ("held", "loop", "transport")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self.transport = transport
+        self.loop = loop
+        self.held: bytes | None = None
+
+    def write(self, data: bytes) -> None:
+        held = self.held
+        if held is None:
+            self.held = data
+            self.loop.call_soon(self.flush)
+        else:
+            self.held = None
+            self.transport.write(held + data)
+
+    def flush(self) -> None:
+        held = self.held
+        if held is not None:
+            self.held = None
+            if not self.transport.is_closing():
+                self.transport.write(held)
+
+    def close(self) -> None:
+        self.flush()
+        self.transport.close()
+
+    def is_closing(self) -> bool:
+        return self.transport.is_closing()
+
+
 class EdgeHttpProtocol(HttpToolsProtocol):
     def __init__(
         self,
@@ -62,7 +105,12 @@ class EdgeHttpProtocol(HttpToolsProtocol):
         self.limits = config.limits
         self.gate = config.gate
         self.timeout_keep_alive = self.limits.keepalive_timeout_s  # type: ignore[assignment]
-        self.deadline: asyncio.TimerHandle | None = None
+        # The deadline in force (0: none), what to do then, and the one timer behind it.
+        self.due = 0.0
+        self.on_due: Callable[[], None] = self._header_timeout
+        self.timer: asyncio.TimerHandle | None = None
+        self.timer_at = 0.0
+        self.held: HeldWrites | None = None
         self.refusal: tuple[int, str, str] | None = None
         self.head_bytes = 0  # of the request being read
         self.body_bytes = 0
@@ -72,6 +120,7 @@ class EdgeHttpProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self.held = HeldWrites(transport, self.loop)
         refused = self.gate.admit(transport, client_address(self.client))
         if refused is not None:
             status, message = refused
@@ -82,12 +131,13 @@ class EdgeHttpProtocol(HttpToolsProtocol):
         self._arm(self.limits.header_timeout_s, self._header_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
+        self._stop_timer()
+        if self.held is not None:
+            self.held.held = None  # nobody to send it to
         self.gate.release(self.transport)
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        self._unset_keepalive_if_required()
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -106,7 +156,9 @@ class EdgeHttpProtocol(HttpToolsProtocol):
         super().on_message_begin()
         self.head_bytes = self.body_bytes = 0
         self.started = True
-        if self.deadline is None:  # after a keep-alive pause: from this first byte
+        if not self.due or self.on_due != self._header_timeout:
+            # After a keep-alive pause: from this first byte (the first request's headers
+            # are due from the accept).
             self._arm(self.limits.header_timeout_s, self._header_timeout)
 
     def on_url(self, url: bytes) -> None:
@@ -123,7 +175,9 @@ class EdgeHttpProtocol(HttpToolsProtocol):
         if declared.strip().isdigit() and int(declared) > self.limits.max_body_bytes:
             self._stop(413, "body_too_large", self._too_large())
         super().on_headers_complete()
-        if self.cycle is not None and not self.cycle.response_complete:
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            cycle.transport = self.held  # type: ignore[assignment]
             self._arm(self.limits.body_timeout_s, self._body_timeout)
 
     def on_body(self, body: bytes) -> None:
@@ -136,6 +190,19 @@ class EdgeHttpProtocol(HttpToolsProtocol):
         self._disarm()
         self.started = False
         super().on_message_complete()
+
+    def on_response_complete(self) -> None:
+        """uvicorn's, with the keep-alive wait on the connection's deadline instead of a
+        timer of its own per response."""
+        self.server_state.total_requests += 1
+        if self.transport.is_closing():
+            return
+        self.flow.resume_reading()
+        if self.pipeline:
+            cycle, app = self.pipeline.pop()
+            self._start_asgi_task(cycle, app)
+        else:
+            self._arm(self.limits.keepalive_timeout_s, self.timeout_keep_alive_handler)
 
     # -- limits -------------------------------------------------------------------------
 
@@ -153,7 +220,6 @@ class EdgeHttpProtocol(HttpToolsProtocol):
         raise Refused(error)  # httptools stops parsing and raises HttpParserError
 
     def _header_timeout(self) -> None:
-        self.deadline = None
         if not self.started:  # silent since the accept or the last response: just close
             REFUSALS.labels("idle").inc()
             self.transport.close()
@@ -162,14 +228,15 @@ class EdgeHttpProtocol(HttpToolsProtocol):
         self._refuse(408, "request_timeout", message)
 
     def _body_timeout(self) -> None:
-        self.deadline = None
         message = f"the request body must arrive within {self.limits.body_timeout_s:g} s"
         self._refuse(408, "request_timeout", message)
 
     def _refuse(self, status: int, error: str, message: str, retry_after: bool = False) -> None:
         """Answer `status` unless a response has begun, cut the request the application may
         be reading, and end the connection."""
-        self._disarm()
+        self._stop_timer()
+        if self.held is not None:
+            self.held.flush()  # a head the cycle wrote goes first
         self._unset_keepalive_if_required()
         refused(error, message, self.client)
         cycle = self.cycle
@@ -183,11 +250,36 @@ class EdgeHttpProtocol(HttpToolsProtocol):
         payload = b"" if answered else error_response(status, error, message, *extra)
         linger(self.transport, self, self.gate, payload)
 
-    def _arm(self, seconds: float, callback: Any) -> None:
-        self._disarm()
-        self.deadline = self.loop.call_later(seconds, callback)
+    def _arm(self, seconds: float, callback: Callable[[], None]) -> None:
+        """Make `callback` due in `seconds`, replacing the deadline in force. The timer is
+        moved only when it would fire after the new deadline."""
+        due = self.due = self.loop.time() + seconds
+        self.on_due = callback
+        if self.timer is None or self.timer_at > due:
+            self._schedule(due)
 
     def _disarm(self) -> None:
-        if self.deadline is not None:
-            self.deadline.cancel()
-            self.deadline = None
+        self.due = 0.0  # the timer, when it fires, finds nothing due
+
+    def _schedule(self, when: float) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timer = self.loop.call_at(when, self._fire)
+        self.timer_at = when
+
+    def _fire(self) -> None:
+        self.timer = None
+        due = self.due
+        if not due:
+            return
+        if due > self.loop.time():  # re-armed since: sleep until the deadline now in force
+            self._schedule(due)
+            return
+        self.due = 0.0
+        self.on_due()
+
+    def _stop_timer(self) -> None:
+        self.due = 0.0
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None

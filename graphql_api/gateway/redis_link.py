@@ -8,15 +8,19 @@ stream entry) costing more CPU than the rest of the Redis path. Here a batch is 
 into one buffer (the per-stream part of each append is packed once, at start-up), the
 replies are read raw and a reply entry is taken apart by position. The connection is
 redis-py's own (same URL options, reconnect and health handling, hiredis parsing), held
-outside the pool, and retried on a connection error as redis-py retries a pipeline.
+outside the pool, and retried on a connection error as redis-py retries a pipeline. Its
+socket timeout bounds each round trip as a whole (one timer per batch), not each write
+and each reply.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeout
 
 # A reply stream entry as Redis sends it: (entry id, [field, value, ...]).
 Entry = tuple[bytes, list[bytes]]
@@ -34,7 +38,10 @@ def pack_append_head(stream: str) -> bytes:
 class Link:
     def __init__(self, client: aioredis.Redis) -> None:
         pool = client.connection_pool
-        self.connection: Any = pool.make_connection()  # type: ignore[no-untyped-call]
+        options = pool.connection_kwargs
+        # The socket timeout of every other connection, applied to a round trip whole.
+        self.timeout_s: float | None = options.get("socket_timeout") or None
+        self.connection: Any = pool.connection_class(**{**options, "socket_timeout": None})
         self._heads: dict[str, bytes] = {}
 
     async def close(self) -> None:
@@ -50,7 +57,7 @@ class Link:
                 head = heads[stream] = pack_append_head(stream)
             parts += (head, b"$%d\r\n" % len(body), body, b"\r\n")
         packed = b"".join(parts)
-        return await self._retried(lambda: self._round_trip(packed, len(commands)))  # type: ignore[no-any-return]
+        return await self._retried(lambda: self._round_trip(packed, len(commands), 0.0))  # type: ignore[no-any-return]
 
     async def read(self, stream: str, after: bytes, count: int, block_ms: int) -> list[Entry]:
         """XREAD COUNT `count` BLOCK `block_ms` STREAMS `stream` `after`: the entries."""
@@ -65,7 +72,7 @@ class Link:
                 _bulk(after),
             )
         )
-        replies = await self._retried(lambda: self._round_trip(packed, 1))
+        replies = await self._retried(lambda: self._round_trip(packed, 1, block_ms / 1000))
         found = replies[0]
         if isinstance(found, ResponseError):
             raise found
@@ -75,15 +82,23 @@ class Link:
             return next(iter(found.values()))
         return found[0][1]  # type: ignore[no-any-return]  # RESP2: [[stream, entries]]
 
-    async def _round_trip(self, packed: bytes, replies: int) -> list[object]:
+    async def _round_trip(self, packed: bytes, replies: int, blocks_s: float) -> list[object]:
+        """Send `packed`, read its `replies`; within the socket timeout (plus `blocks_s`, how
+        long the command may block in Redis)."""
         connection = self.connection
-        await connection.send_packed_command(packed, check_health=False)
         answers: list[object] = []
-        for _ in range(replies):
-            try:
-                answers.append(await connection.read_response(disable_decoding=True))
-            except ResponseError as exc:  # read whole: the connection stays in step
-                answers.append(exc)
+        limit = None if self.timeout_s is None else self.timeout_s + blocks_s
+        try:
+            async with asyncio.timeout(limit):
+                await connection.send_packed_command(packed, check_health=False)
+                for _ in range(replies):
+                    try:
+                        answers.append(await connection.read_response(disable_decoding=True))
+                    except ResponseError as exc:  # read whole: the connection stays in step
+                        answers.append(exc)
+        except TimeoutError:
+            await connection.disconnect(nowait=True)
+            raise RedisTimeout(f"no answer from Redis within {self.timeout_s} s") from None
         return answers
 
     async def _retried(self, call: Any) -> Any:

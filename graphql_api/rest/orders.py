@@ -65,7 +65,7 @@ class OrderMutations:
             if served:
                 method = scope["method"]
                 if method in served:
-                    await self._serve(self.handlers[method], scope, receive, send, path[8:])
+                    await self.serve(self.handlers[method], scope, receive, send, path[8:])
                     return
                 if method not in ("GET", "HEAD"):  # FastAPI serves the reads
                     body = {"error": "method_not_allowed", "message": "Method Not Allowed"}
@@ -74,7 +74,7 @@ class OrderMutations:
                     return
         await self.app(scope, receive, send)
 
-    async def _serve(
+    async def serve(
         self, handler: Handler, scope: Scope, receive: Receive, send: Send, oid: str
     ) -> None:
         headers: Headers = {}
