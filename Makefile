@@ -115,11 +115,14 @@ crash-standby: $(STAMP)
 	$(PY) -m tests.crash.harness --kills 100 --rate 300 --standby
 
 # Engine service benchmarks (docs/recovery.md, docs/operations.md): how long checkpoints stop
-# matching (100k and 1M resting), how fast an engine with 1M resting orders is ready after a
-# start, and how many commands/s one engine process drains from Redis. Minutes each.
+# matching (100k and 1M resting; the leader forking, or a standby writing them), how fast an
+# engine with 1M resting orders is ready after a start, and how many commands/s one engine
+# process drains from Redis. Minutes each.
 bench-stall: $(STAMP)
-	$(PY) -m engine.stall_bench --resting 100000
-	$(PY) -m engine.stall_bench --resting 1000000
+	$(PY) -m engine.stall_bench --resting 100000 --mode fork
+	$(PY) -m engine.stall_bench --resting 100000 --mode standby
+	$(PY) -m engine.stall_bench --resting 1000000 --mode fork
+	$(PY) -m engine.stall_bench --resting 1000000 --mode standby
 
 bench-restart: $(STAMP)
 	$(PY) -m engine.restart_bench --resting 1000000

@@ -297,6 +297,7 @@ class BookService:
                 self.standby.report(now)
             return
         checkpoints.poll_standby(now)
+        checkpoints.check_standby(now)
         if self.held is None and checkpoints.due(now):
             # Due while no batch comes (the count was reached while the previous child ran,
             # or the interval passed): the marker goes out on its own, then the child.

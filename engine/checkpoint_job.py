@@ -34,6 +34,7 @@ from .snapshot import digest_of, snapshot
 CHECKPOINT_VERSION = 1
 ALWAYS = "always"  # write the checkpoint file (the leader)
 IF_MISSING = "if_missing"  # write it unless that seq has one already (a standby)
+CHILD_NICENESS = 10
 
 
 @dataclass(frozen=True)
@@ -133,6 +134,9 @@ def _child(
 ) -> None:
     code = 0
     try:
+        # Background work: on a loaded host the engine thread (or the standby's, whose
+        # commands the leader waits for to trim) gets the CPU first.
+        os.nice(CHILD_NICENESS)
         gc.disable()
         started = time.perf_counter()
         core = snapshot(engine)

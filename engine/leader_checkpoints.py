@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 CHILD_SHARE = 4  # checkpoints start at most once per this many times the last one's run
 REPORT_POLL_S = 0.02  # how often a leader looks for the standby's outcome while it waits
+SHARE_CHECK_S = 0.2  # how often a leader checks for a live standby in its directory
 DELEGATE_TIMEOUT_S = 10.0  # plus CHILD_SHARE child runs: then the leader stops waiting
 
 
@@ -42,12 +43,25 @@ class LeaderCheckpoints:
         self.child_seconds = 0.0  # the last child's run, whoever forked it
         self.delegated: tuple[int, float] | None = None  # (seq, since) left to the standby
         self.next_poll = 0.0
+        self.shared = False  # a live standby writes into this directory (as last checked)
+        self.next_share_check = 0.0
 
     def reset(self) -> None:
         """After a recovery: count from here, and wait for nothing left to a standby."""
         self.commands_since = 0
         self.last_at = time.monotonic()
         self.delegated = None
+        self.shared = False
+        self.next_share_check = 0.0
+
+    def check_standby(self, now: float) -> None:
+        """Between reads, not when a checkpoint is due: the marker then costs no round trip."""
+        if now >= self.next_share_check:
+            self.next_share_check = now + SHARE_CHECK_S
+            shared = self.book.lease.standby_shares(self.store)
+            if shared != self.shared:
+                self.book.log.info("checkpoint_writer", writer=STANDBY if shared else LEADER)
+            self.shared = shared
 
     def due(self, now: float) -> bool:
         if self.book.job.running or self.delegated is not None:
@@ -68,7 +82,7 @@ class LeaderCheckpoints:
         book = self.book
         seq = book.engine.seq
         start, digest = book.digest.cut(seq)
-        writer = STANDBY if book.lease.standby_shares(self.store) else LEADER
+        writer = STANDBY if self.shared else LEADER
         return Marker(seq, command_id, start, digest, writer)
 
     def started(self, marker: Marker) -> None:

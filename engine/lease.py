@@ -2,7 +2,8 @@
 
 Two engine processes may serve one instrument: the one holding the lease leads (matches
 and publishes), the other follows as a hot standby (`engine.standby`). Keys, all under the
-instrument's hash tag so that every script below touches one Redis Cluster slot:
+instrument's hash tag so that every script (`engine.lease_scripts`) touches one Redis
+Cluster slot:
 
 - `exchange:{SYM}:engine:lease`: the leader's owner id, with a PX expiry (`LEASE_MS`). The
   leader renews it at least every `RENEW_S` (every publish renews it too). Present means an
@@ -35,7 +36,6 @@ tokens never decrease along it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import secrets
@@ -52,174 +52,16 @@ from redis.exceptions import NoScriptError
 from shared.config import Settings
 from shared.redis_client import Client, ReplicaAcks, node_client
 
+from . import lease_scripts as scripts
+
 LEASE_MS = 500  # expiry of the lease: a dead leader is replaced within this (plus polling)
 RENEW_S = 0.1  # a leader renews at least this often
 POLL_S = 0.05  # a standby tries to acquire an absent lease this often
-REPLY_STREAM_LENGTH = 10_000  # answers kept per replica stream: far more than are in flight
-MARKERS_KEPT = 1000
 STANDBY_POSITION_MS = 2000  # a standby silent this long no longer holds the trim back
 FRESH_MS = 1000  # a standby that reported within this may be left the checkpoints
 STANDBY_REPORT_S = 300  # expiry of a standby's checkpoint report
 LEADER = "leader"
 STANDBY = "standby"
-FENCED = -1  # what a script returns when the token moved on
-
-# KEYS[1] token, KEYS[2] lease; ARGV[1] token, ARGV[2] owner, ARGV[3] lease ms.
-_FENCE = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
-redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
-"""
-
-# KEYS[1] lease, KEYS[2] token; ARGV[1] owner, ARGV[2] lease ms. Returns the token, or 0
-# when another owner holds the lease. The holder itself gets its token back (it is still
-# the newest: any other acquisition would have replaced the lease's value).
-_ACQUIRE = """
-local holder = redis.call('GET', KEYS[1])
-if holder and holder ~= ARGV[1] then return 0 end
-local token = 0
-if holder then token = tonumber(redis.call('GET', KEYS[2]) or '0') end
-if token == 0 then token = redis.call('INCR', KEYS[2]) end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return token
-"""
-
-_RENEW = _FENCE + "return 1"
-
-# KEYS[1] token, KEYS[2] lease; ARGV[1] token, ARGV[2] owner.
-_RELEASE = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
-if redis.call('GET', KEYS[2]) == ARGV[2] then redis.call('DEL', KEYS[2]) end
-return 1
-"""
-
-# Reply streams are trimmed once per batch, not on every append (a tenth less Redis CPU per
-# command).
-_TRIM_REPLIES = (
-    """
-for k = 6, #KEYS do redis.call('XTRIM', KEYS[k], 'MAXLEN', '~', '"""
-    + str(REPLY_STREAM_LENGTH)
-    + """') end
-"""
-)
-
-# A batch goes to the publish script as one argument, a run of frames, one per command
-# (`frame`): far cheaper for Redis to take in than five arguments per command, and read in
-# Lua with one `struct.unpack` per command.
-FRAME = ">Bc0Hc0Bc0I4c0H"  # event entry id, request id, command entry id, events, reply key
-
-# KEYS: token, lease, events, markers, published, then the reply streams of this batch.
-# ARGV: token, owner, lease ms, marker id ('' for none), marker command id, '1' to append
-# the replies too, the frames (below), and the marker's digest start, digest and writer.
-# The frames: event entry id `<last seq>-0`, request id, command entry id,
-# encoded events, and the KEYS index of the asking replica's reply stream (0: none). Each
-# event entry also records the publishing leader's token (field `t`). Entries at or below
-# the stream's top were published before a crash or by the previous leader: they are a
-# prefix of the batch (ids rise) and are skipped, with their replies. Returns how many were
-# skipped.
-_PUBLISH = (
-    _FENCE
-    + """
-local top = 0
-local last = redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', 1)
-if last[1] then top = tonumber(string.match(last[1][1], '^%d+')) end
-local frames, unpack = ARGV[7], struct.unpack
-local pos, n, skipped, skipping, newest = 1, #ARGV[7], 0, top > 0, nil
-local replies = ARGV[6] == '1'
-while pos <= n do
-  local id, r, c, e, reply
-  id, r, c, e, reply, pos = unpack('"""
-    + FRAME
-    + """', frames, pos)
-  if skipping and tonumber(string.match(id, '^%d+')) <= top then
-    skipped = skipped + 1
-  else
-    skipping = false
-    redis.call('XADD', KEYS[3], id, 'r', r, 'c', c, 'e', e, 't', ARGV[1])
-    if replies and reply > 0 then
-      redis.call('XADD', KEYS[reply], 'NOMKSTREAM', '*', 'r', r, 'e', e)
-    end
-  end
-  newest = id
-end
-if replies then"""
-    + _TRIM_REPLIES
-    + """end
-if newest then redis.call('SET', KEYS[5], string.match(newest, '^%d+')) end
-if ARGV[4] ~= '' then
-  pcall(redis.call, 'XADD', KEYS[4], 'MAXLEN', '~', '"""
-    + str(MARKERS_KEPT)
-    + """', ARGV[4], 'c', ARGV[5], 'p', ARGV[8], 'd', ARGV[9], 'w', ARGV[10])
-end
-return skipped
-"""
-)
-
-# The replies of a batch whose events a replica has confirmed (same KEYS and ARGV as
-# _PUBLISH; ARGV[6] is the number of frames to skip, those published before).
-_REPLIES = (
-    _FENCE
-    + """
-local frames, unpack = ARGV[7], struct.unpack
-local pos, n, skip = 1, #ARGV[7], tonumber(ARGV[6])
-while pos <= n do
-  local id, r, c, e, reply
-  id, r, c, e, reply, pos = unpack('"""
-    + FRAME
-    + """', frames, pos)
-  if skip > 0 then
-    skip = skip - 1
-  elseif reply > 0 then
-    redis.call('XADD', KEYS[reply], 'NOMKSTREAM', '*', 'r', r, 'e', e)
-  end
-end"""
-    + _TRIM_REPLIES
-    + """return 1
-"""
-)
-
-# KEYS: token, lease, markers, commands, state hash key, standby position.
-# ARGV: token, owner, lease ms, marker id ('' for none), marker command id, hash entry id,
-# state hash, trim-to command id ('' for none), '1' to store the state hash, '1' to release,
-# the marker's digest start and digest, who wrote the checkpoint.
-# The trim never passes the standby's position: it still needs the commands after it.
-_CHECKPOINTED = (
-    _FENCE
-    + """
-if ARGV[4] ~= '' then
-  pcall(redis.call, 'XADD', KEYS[3], 'MAXLEN', '~', '"""
-    + str(MARKERS_KEPT)
-    + """', ARGV[4], 'c', ARGV[5], 'p', ARGV[11], 'd', ARGV[12], 'w', ARGV[13])
-end
-pcall(redis.call, 'XADD', KEYS[3], 'MAXLEN', '~', '"""
-    + str(MARKERS_KEPT)
-    + """', ARGV[6], 'h', ARGV[7], 'w', ARGV[13])
-local trimmed = 0
-local trim_to = ARGV[8]
-local standby = redis.call('GET', KEYS[6])
-if trim_to ~= '' and standby then
-  local position, owner = string.match(standby, '^(%S+) (%S+)')
-  local a, b = string.match(trim_to, '^(%d+)-(%d+)$')
-  local c, d = string.match(position or '', '^(%d+)-(%d+)$')
-  local behind = c and (tonumber(c) < tonumber(a) or (c == a and tonumber(d) < tonumber(b)))
-  if behind and owner ~= ARGV[2] then trim_to = position end
-end
-if trim_to ~= '' then trimmed = redis.call('XTRIM', KEYS[4], 'MINID', trim_to) end
-if ARGV[9] == '1' then redis.call('SET', KEYS[5], ARGV[7]) end
-if ARGV[10] == '1' then redis.call('DEL', KEYS[2]) end
-return trimmed
-"""
-)
-
-# KEYS: token, lease, book key; ARGV: token, owner, lease ms, channel, message, expiry s.
-_BOOK = (
-    _FENCE
-    + """
-redis.call('PUBLISH', ARGV[4], ARGV[5])
-redis.call('SET', KEYS[3], ARGV[5], 'EX', ARGV[6])
-return 1
-"""
-)
-
 
 _BYTE = [bytes((n,)) for n in range(256)]
 _SHORT = struct.Struct(">H").pack
@@ -229,7 +71,7 @@ _LONG = struct.Struct(">I").pack
 def frame(
     event_id: bytes, request_id: bytes, command_id: bytes, events: bytes, reply: int
 ) -> tuple[bytes, ...]:
-    """One command's part of a batch (`FRAME`), as pieces to join."""
+    """One command's part of a batch (`lease_scripts.FRAME`), as pieces to join."""
     return (
         _BYTE[len(event_id)],
         event_id,
@@ -312,7 +154,7 @@ class Lease:
         """EVALSHA `script` (loading it into a node that lost its script cache, e.g. after
         a restart), then WAIT for `wait` replicas on the same connection."""
         node = self.node()
-        sha = _SHA[script]
+        sha = scripts.SHA[script]
         for attempt in (1, 2):
             pipe = node.pipeline(transaction=False)
             queue = cast(Callable[..., object], pipe.execute_command)  # untyped in redis-py
@@ -335,7 +177,7 @@ class Lease:
         return results
 
     def _fence_check(self, result: Any) -> int:
-        if result == FENCED:
+        if result == scripts.FENCED:
             token = self.token
             self.token = 0
             raise LeaseLost(f"{self.symbol}: fencing token {token} is no longer the newest")
@@ -347,18 +189,18 @@ class Lease:
     def acquire(self) -> bool:
         """Take the lease if nobody holds it; True when this process now leads."""
         keys = [self.lease_key, self.token_key]
-        token = int(self._run(_ACQUIRE, keys, [self.owner, LEASE_MS])[0])
+        token = int(self._run(scripts.ACQUIRE, keys, [self.owner, LEASE_MS])[0])
         self.token = token
         return token != 0
 
     def renew(self) -> None:
-        self._fenced(_RENEW, [], [])
+        self._fenced(scripts.RENEW, [], [])
 
     def release(self) -> None:
         """Give the lease up at a clean stop, so that a standby need not wait for it to expire."""
         if self.leading:
             self.settle()
-            self._run(_RELEASE, self._fence_keys, [self.token, self.owner])
+            self._run(scripts.RELEASE, self._fence_keys, [self.token, self.owner])
             self.token = 0
 
     def publish(
@@ -385,19 +227,21 @@ class Lease:
         if not replicas and not wait:
             connection: Any = node.connection_pool.get_connection()
             try:
-                packed = hiredis.pack_command(("EVALSHA", _SHA[_PUBLISH], len(keys), *keys, *args))
+                packed = hiredis.pack_command(
+                    ("EVALSHA", scripts.SHA[scripts.PUBLISH], len(keys), *keys, *args)
+                )
                 connection.send_packed_command([packed])
             except BaseException:
                 node.connection_pool.release(connection)
                 raise
             self._in_flight = (node, connection, keys, args)
             return None
-        results = self._run(_PUBLISH, keys, args, wait=replicas)
+        results = self._run(scripts.PUBLISH, keys, args, wait=replicas)
         skipped = self._fence_check(results[0])
         if replicas:
             self.acks.check(node, replicas, int(results[1]))
             args[5] = skipped  # the replies of the entries published now
-            self._fence_check(self._run(_REPLIES, keys, args)[0])
+            self._fence_check(self._run(scripts.REPLIES, keys, args)[0])
         return skipped
 
     def settle(self) -> int | None:
@@ -410,7 +254,7 @@ class Lease:
         try:
             result = connection.read_response()
         except NoScriptError:  # the node restarted meanwhile: nothing was written
-            result = self._run(_PUBLISH, keys, args)[0]
+            result = self._run(scripts.PUBLISH, keys, args)[0]
         except BaseException:
             connection.disconnect()
             raise
@@ -453,7 +297,7 @@ class Lease:
             *_marker_args(marker, 3)[:2],
             writer,
         ]
-        trimmed = int(self._fenced(_CHECKPOINTED, keys, args)[0])
+        trimmed = int(self._fenced(scripts.CHECKPOINTED, keys, args)[0])
         if release:
             self.token = 0
         return trimmed
@@ -490,7 +334,7 @@ class Lease:
         return json.loads(value) if value else None
 
     def publish_book(self, message: str, expiry_s: int) -> None:
-        self._fenced(_BOOK, [self.book_key], [self.book_channel, message, expiry_s])
+        self._fenced(scripts.BOOK, [self.book_key], [self.book_channel, message, expiry_s])
 
 
 def _marker_args(marker: Marker | None, part: int) -> list[Any]:
@@ -499,9 +343,3 @@ def _marker_args(marker: Marker | None, part: int) -> list[Any]:
     if part == 2:
         return [f"{marker.seq}-0", marker.command] if marker else ["", b""]
     return [marker.start, marker.digest, marker.writer] if marker else ["", "", ""]
-
-
-_SHA = {
-    script: hashlib.sha1(script.encode()).hexdigest()
-    for script in (_ACQUIRE, _RENEW, _RELEASE, _PUBLISH, _REPLIES, _CHECKPOINTED, _BOOK)
-}

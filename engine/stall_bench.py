@@ -17,8 +17,8 @@ of the process is on them).
 its events for the marker. A second process, started before the book is built and
 building its own (as a standby has its own memory), applies the same commands on the same
 schedule and forks the checkpoint children itself; on this 2-core host it competes with
-the engine for CPU as a same-host standby does. (The service also checks, once per
-checkpoint, that the standby's report is fresh: one Redis round trip, not modelled here.)
+the engine for CPU as a same-host standby does. (The service also checks, every 200 ms
+between reads, that the standby's report is fresh: one Redis round trip, not modelled here.)
 
 In every mode each command's events are encoded and added to the running digest, as the
 service does for the events it publishes.

@@ -1,0 +1,173 @@
+"""The Lua scripts behind `engine.lease`: every write a leader makes, each one atomic with
+the check that its fencing token is still the newest (`FENCE`), so that a leader that lost
+its lease writes nothing. See `engine.lease` for the keys."""
+
+from __future__ import annotations
+
+import hashlib
+
+REPLY_STREAM_LENGTH = 10_000  # answers kept per replica stream: far more than are in flight
+MARKERS_KEPT = 1000
+FENCED = -1  # what a script returns when the token moved on
+
+# KEYS[1] token, KEYS[2] lease; ARGV[1] token, ARGV[2] owner, ARGV[3] lease ms.
+FENCE = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+"""
+
+# KEYS[1] lease, KEYS[2] token; ARGV[1] owner, ARGV[2] lease ms. Returns the token, or 0
+# when another owner holds the lease. The holder itself gets its token back (it is still
+# the newest: any other acquisition would have replaced the lease's value).
+ACQUIRE = """
+local holder = redis.call('GET', KEYS[1])
+if holder and holder ~= ARGV[1] then return 0 end
+local token = 0
+if holder then token = tonumber(redis.call('GET', KEYS[2]) or '0') end
+if token == 0 then token = redis.call('INCR', KEYS[2]) end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return token
+"""
+
+RENEW = FENCE + "return 1"
+
+# KEYS[1] token, KEYS[2] lease; ARGV[1] token, ARGV[2] owner.
+RELEASE = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+if redis.call('GET', KEYS[2]) == ARGV[2] then redis.call('DEL', KEYS[2]) end
+return 1
+"""
+
+# Reply streams are trimmed once per batch, not on every append (a tenth less Redis CPU per
+# command).
+TRIM_REPLIES = (
+    """
+for k = 6, #KEYS do redis.call('XTRIM', KEYS[k], 'MAXLEN', '~', '"""
+    + str(REPLY_STREAM_LENGTH)
+    + """') end
+"""
+)
+
+# A batch goes to the publish script as one argument, a run of frames, one per command
+# (`frame`): far cheaper for Redis to take in than five arguments per command, and read in
+# Lua with one `struct.unpack` per command.
+FRAME = ">Bc0Hc0Bc0I4c0H"  # event entry id, request id, command entry id, events, reply key
+
+# KEYS: token, lease, events, markers, published, then the reply streams of this batch.
+# ARGV: token, owner, lease ms, marker id ('' for none), marker command id, '1' to append
+# the replies too, the frames (below), and the marker's digest start, digest and writer.
+# The frames: event entry id `<last seq>-0`, request id, command entry id,
+# encoded events, and the KEYS index of the asking replica's reply stream (0: none). Each
+# event entry also records the publishing leader's token (field `t`). Entries at or below
+# the stream's top were published before a crash or by the previous leader: they are a
+# prefix of the batch (ids rise) and are skipped, with their replies. Returns how many were
+# skipped.
+PUBLISH = (
+    FENCE
+    + """
+local top = 0
+local last = redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', 1)
+if last[1] then top = tonumber(string.match(last[1][1], '^%d+')) end
+local frames, unpack = ARGV[7], struct.unpack
+local pos, n, skipped, skipping, newest = 1, #ARGV[7], 0, top > 0, nil
+local replies = ARGV[6] == '1'
+while pos <= n do
+  local id, r, c, e, reply
+  id, r, c, e, reply, pos = unpack('"""
+    + FRAME
+    + """', frames, pos)
+  if skipping and tonumber(string.match(id, '^%d+')) <= top then
+    skipped = skipped + 1
+  else
+    skipping = false
+    redis.call('XADD', KEYS[3], id, 'r', r, 'c', c, 'e', e, 't', ARGV[1])
+    if replies and reply > 0 then
+      redis.call('XADD', KEYS[reply], 'NOMKSTREAM', '*', 'r', r, 'e', e)
+    end
+  end
+  newest = id
+end
+if replies then"""
+    + TRIM_REPLIES
+    + """end
+if newest then redis.call('SET', KEYS[5], string.match(newest, '^%d+')) end
+if ARGV[4] ~= '' then
+  pcall(redis.call, 'XADD', KEYS[4], 'MAXLEN', '~', '"""
+    + str(MARKERS_KEPT)
+    + """', ARGV[4], 'c', ARGV[5], 'p', ARGV[8], 'd', ARGV[9], 'w', ARGV[10])
+end
+return skipped
+"""
+)
+
+# The replies of a batch whose events a replica has confirmed (same KEYS and ARGV as
+# PUBLISH; ARGV[6] is the number of frames to skip, those published before).
+REPLIES = (
+    FENCE
+    + """
+local frames, unpack = ARGV[7], struct.unpack
+local pos, n, skip = 1, #ARGV[7], tonumber(ARGV[6])
+while pos <= n do
+  local id, r, c, e, reply
+  id, r, c, e, reply, pos = unpack('"""
+    + FRAME
+    + """', frames, pos)
+  if skip > 0 then
+    skip = skip - 1
+  elseif reply > 0 then
+    redis.call('XADD', KEYS[reply], 'NOMKSTREAM', '*', 'r', r, 'e', e)
+  end
+end"""
+    + TRIM_REPLIES
+    + """return 1
+"""
+)
+
+# KEYS: token, lease, markers, commands, state hash key, standby position.
+# ARGV: token, owner, lease ms, marker id ('' for none), marker command id, hash entry id,
+# state hash, trim-to command id ('' for none), '1' to store the state hash, '1' to release,
+# the marker's digest start and digest, who wrote the checkpoint.
+# The trim never passes the standby's position: it still needs the commands after it.
+CHECKPOINTED = (
+    FENCE
+    + """
+if ARGV[4] ~= '' then
+  pcall(redis.call, 'XADD', KEYS[3], 'MAXLEN', '~', '"""
+    + str(MARKERS_KEPT)
+    + """', ARGV[4], 'c', ARGV[5], 'p', ARGV[11], 'd', ARGV[12], 'w', ARGV[13])
+end
+pcall(redis.call, 'XADD', KEYS[3], 'MAXLEN', '~', '"""
+    + str(MARKERS_KEPT)
+    + """', ARGV[6], 'h', ARGV[7], 'w', ARGV[13])
+local trimmed = 0
+local trim_to = ARGV[8]
+local standby = redis.call('GET', KEYS[6])
+if trim_to ~= '' and standby then
+  local position, owner = string.match(standby, '^(%S+) (%S+)')
+  local a, b = string.match(trim_to, '^(%d+)-(%d+)$')
+  local c, d = string.match(position or '', '^(%d+)-(%d+)$')
+  local behind = c and (tonumber(c) < tonumber(a) or (c == a and tonumber(d) < tonumber(b)))
+  if behind and owner ~= ARGV[2] then trim_to = position end
+end
+if trim_to ~= '' then trimmed = redis.call('XTRIM', KEYS[4], 'MINID', trim_to) end
+if ARGV[9] == '1' then redis.call('SET', KEYS[5], ARGV[7]) end
+if ARGV[10] == '1' then redis.call('DEL', KEYS[2]) end
+return trimmed
+"""
+)
+
+# KEYS: token, lease, book key; ARGV: token, owner, lease ms, channel, message, expiry s.
+BOOK = (
+    FENCE
+    + """
+redis.call('PUBLISH', ARGV[4], ARGV[5])
+redis.call('SET', KEYS[3], ARGV[5], 'EX', ARGV[6])
+return 1
+"""
+)
+
+
+SHA = {
+    script: hashlib.sha1(script.encode()).hexdigest()
+    for script in (ACQUIRE, RENEW, RELEASE, PUBLISH, REPLIES, CHECKPOINTED, BOOK)
+}
