@@ -62,6 +62,9 @@ class LeaderCheckpoints:
             if shared != self.shared:
                 self.book.log.info("checkpoint_writer", writer=STANDBY if shared else LEADER)
             self.shared = shared
+            if not shared and self.delegated is not None:  # the standby is gone: no report
+                self.book.log.warning("standby_checkpoint_missing", seq=self.delegated[0])
+                self.delegated = None
 
     def due(self, now: float) -> bool:
         if self.book.job.running or self.delegated is not None:
@@ -126,8 +129,9 @@ class LeaderCheckpoints:
 
     def poll_standby(self, now: float) -> None:
         """The standby's outcome for the marker left to it: publish its hash, trim. A
-        standby that never answers (it died, or its child failed silently) is waited for
-        at most DELEGATE_TIMEOUT_S; the next checkpoint is then due as usual."""
+        standby that stops reporting is not waited for (`check_standby`); one that reports
+        but never answers is waited for at most DELEGATE_TIMEOUT_S. The next checkpoint is
+        then due as usual."""
         if self.delegated is None or now < self.next_poll:
             return
         self.next_poll = now + REPORT_POLL_S

@@ -342,3 +342,35 @@ def test_a_standby_whose_events_differ_stops_loudly(tmp_path: Path) -> None:
         marked = [f.get(b"w") for i, f in client.xrange(MARKERS) if i.endswith(b"-0")]
         assert b"standby" in marked  # the leader had left the checkpoints to it
         assert leader(stack, client) == "engine"  # the leader carries on
+
+
+def test_without_a_live_standby_the_leader_forks_again(tmp_path: Path) -> None:
+    with engines(tmp_path, SNAPSHOT_EVERY="40") as (stack, client):
+        lead = leader(stack, client)
+        follower = next(n for n in ("engine", "engine-standby") if n != lead)
+        wait_for(lambda: log_events(stack, lead, "checkpoint_writer"), what="standby seen")
+        sent: list[Command] = []
+
+        def written_by(writer: str) -> Callable[[], bool]:
+            def more() -> bool:  # more commands until the leader publishes one by `writer`
+                sent.extend(send(client, len(sent), 40))
+                wait_for(lambda: len(answered(client)) == len(sent), what="every answer")
+                published = log_events(stack, lead, "checkpoint_written")
+                return any(e["writer"] == writer for e in published)
+
+            return more
+
+        wait_for(written_by("standby"), what="a checkpoint by the standby")
+        stack.kill(follower, signal.SIGKILL)
+        # Its position expires unrefreshed: within a second the leader forks its own.
+        wait_for(
+            lambda: (
+                [e["writer"] for e in log_events(stack, lead, "checkpoint_writer")][-1] == "leader"
+            ),
+            what="the leader sees the standby gone",
+        )
+        wait_for(written_by("leader"), what="a checkpoint by the leader")
+        newest, _ = checkpoint.load_newest(stack.data_dir / "checkpoints" / "DEFAULT")
+        assert newest is not None
+        engine, _ = reference(sent[: seqs_index(sent, newest.seq) + 1])
+        assert newest.state_hash == state_hash(engine)
