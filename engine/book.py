@@ -73,8 +73,11 @@ class Level:
 COMPACT_AFTER = 32
 
 
+SPARE_LEVELS = 16  # emptied levels a side keeps for reuse
+
+
 class BookSide:
-    __slots__ = ("best", "empty", "heap", "is_bid", "key", "levels", "live_levels")
+    __slots__ = ("best", "empty", "heap", "is_bid", "key", "levels", "live_levels", "spare")
 
     def __init__(self, is_bid: bool) -> None:
         self.is_bid = is_bid
@@ -84,13 +87,21 @@ class BookSide:
         self.levels: dict[int, Level] = {}  # every price in `heap`, live or empty
         self.heap: list[int] = []
         self.live_levels = 0
+        # Levels popped off the top once emptied, for reuse: the best level empties and a
+        # new one appears about once every 13 commands of the realistic flow.
+        self.spare: list[Level] = []
 
     def add(self, order: Order) -> None:
         """Append an order at the tail of its price level, creating the level if needed."""
         price = order.price
         level = self.levels.get(price)
         if level is None:
-            level = self.levels[price] = Level(price)
+            if self.spare:
+                level = self.spare.pop()
+                level.price = price
+            else:
+                level = Level(price)
+            self.levels[price] = level
             heappush(self.heap, self.key * price)
         if not level.total:
             self.live_levels += 1
@@ -114,6 +125,8 @@ class BookSide:
                     return
                 heappop(heap)
                 del levels[top.price]
+                if len(self.spare) < SPARE_LEVELS:
+                    self.spare.append(top)
             self.best = self.empty
         elif len(self.levels) > 2 * self.live_levels + 64:
             self.drop_empty_levels()
