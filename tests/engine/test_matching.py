@@ -691,3 +691,26 @@ def test_levels_emptied_away_from_the_best_are_skipped_then_dropped() -> None:
     events = engine.apply(Place(SELL, 200, 5, None, "", 0, FOK))
     assert [(t.price, t.quantity) for t in trades(events)] == [(399, 1), (200, 4)]
     assert bids.best == 140
+
+
+def test_a_level_emptied_at_the_best_serves_a_new_price_afresh() -> None:
+    """The best level, once emptied, leaves the side and is kept for reuse: the next new
+    price takes it over with nothing of its past (dead orders, counters, price)."""
+    engine = MatchingEngine()
+    asks = engine.asks
+    a, b, c = (place_id(engine, SELL, 101, 2) for _ in range(3))
+    for price in (102, 103):
+        place(engine, SELL, price, 2)
+    engine.apply(Cancel(c))  # a dead order at the tail of 101
+    old = asks.levels[101]
+    assert fill_order(place(engine, BUY, 101, 4), BUY) == [a, b]
+    assert asks.best == 102 and 101 not in asks.levels
+    first = place_id(engine, SELL, 99, 5)
+    second = place_id(engine, SELL, 99, 1)
+    level = asks.levels[99]
+    assert level is old  # the reused level
+    assert (level.price, level.total, level.dead) == (99, 6, 0)
+    assert [order.order_id for order in level.queue] == [first, second]
+    assert engine.depth(3)[1] == [(99, 6), (102, 2), (103, 2)]
+    assert fill_order(place(engine, BUY, 99, 6), BUY) == [first, second]
+    assert asks.best == 102
