@@ -33,7 +33,6 @@ from .checkpoint_job import CheckpointJob
 from .leader_checkpoints import LeaderCheckpoints
 from .lease import LEADER, POLL_S, RENEW_S, Lease, Marker, frame
 from .matching import engine_for
-from .output_digest import OutputDigest
 from .reader import Entries
 from .snapshot import digest_of, restore
 from .standby import Diverged, Standby, field
@@ -64,7 +63,6 @@ class BookService:
         self.lease = Lease(settings, self.symbol, client, owner, acks)
         self.engine = engine_for(instrument.base, instrument.band)
         self.last_command_id = "0-0"
-        self.digest = OutputDigest()  # of this engine's events since the last marker
         self.job = CheckpointJob()  # this process's checkpoint child, leading or following
         self.checkpoints = LeaderCheckpoints(self)
         self.standby = Standby(self)
@@ -168,7 +166,6 @@ class BookService:
             raise Diverged(f"{self.symbol}: replay ends at seq {self.engine.seq}, not {published}")
         # Until it leads, this engine follows: the leader must keep the commands after here.
         self.lease.report_position(self.last_command_id, self.checkpoints.store)
-        self.digest.reset(self.engine.seq)
         unchanged = replayed == 0 and self.last_hash is not None
         self.log.info(
             "recovery_done",
@@ -229,8 +226,6 @@ class BookService:
         replies: dict[str, int] = {}
         reply_keys: list[str] = []
         decode = decode_command
-        payloads: list[bytes] = []
-        keep = payloads.append
         for entry_id, fields in entries:
             try:  # the API writes one field, "c": a list [b"c", body] as Redis sends it
                 command = decode(fields[1] if fields[0] == b"c" else field(fields, b"c"))
@@ -250,10 +245,7 @@ class BookService:
                     reply = replies[replica] = 6 + len(reply_keys)
                     reply_keys.append(settings.reply_stream_of(symbol, replica))
             event_id = f"{events[-1].seq}-0".encode()
-            payload = encode_events(events)
-            keep(payload)
-            add(frame(event_id, request_id.encode(), entry_id, payload, reply))
-        self.digest.update(b"".join(payloads))
+            add(frame(event_id, request_id.encode(), entry_id, encode_events(events), reply))
         self.last_command_id = entries[-1][0].decode()
         checkpoints = self.checkpoints
         checkpoints.commands_since += len(entries)
@@ -346,7 +338,7 @@ class BookService:
             assert outcome is not None  # a blocking poll returns or raises
             self.last_hash = (outcome.seq, outcome.state_hash)
             seq, command = self.engine.seq, self.last_command_id.encode()
-            marker = Marker(seq, command, *self.digest.cut(seq), LEADER)
+            marker = Marker(seq, command, LEADER)
             trim_to = outcome.trim_to
         else:
             trim_to = None

@@ -4,7 +4,7 @@ or, while a live standby shares its checkpoint directory, the standby.
 A fork stops the engine thread for as long as copying the page tables takes (about 30 µs
 per MB: 16 ms at a million resting orders). A standby holds the same state at the same
 command boundary, so the leader only chooses the boundary: it appends the marker with the
-batch (`w=standby`, and the digest of its events since the previous marker) and forks
+batch (`w=standby`) and forks
 nothing. The standby forks there, writes the file into the shared directory, and reports
 the outcome (`Lease.report_checkpoint`); the leader then publishes that state hash as the
 marker's `<seq>-1` entry and trims the command stream behind the oldest checkpoint kept in
@@ -81,12 +81,9 @@ class LeaderCheckpoints:
 
     def marker(self, command_id: bytes) -> Marker:
         """A marker at the book's current state, and its writer: the standby when a live
-        one shares the checkpoint directory. The digest span is cut here."""
-        book = self.book
-        seq = book.engine.seq
-        start, digest = book.digest.cut(seq)
+        one shares the checkpoint directory."""
         writer = STANDBY if self.shared else LEADER
-        return Marker(seq, command_id, start, digest, writer)
+        return Marker(self.book.engine.seq, command_id, writer)
 
     def started(self, marker: Marker) -> None:
         """The marker is published (with its batch's events): fork, or wait for the standby."""

@@ -16,11 +16,10 @@ Cluster slot:
   runs (expiry `STANDBY_POSITION_MS`): the leader trims the command stream only behind it
   (unless the owner is itself, leading since), and leaves its checkpoints to a standby that
   reported within `FRESH_MS` and shares its checkpoint directory.
-- `exchange:{SYM}:engine:checkpoints`: checkpoint markers, `<seq>-0 {c: command id, p, d,
-  w}` in the same script call as the events up to `seq` (`d`: the digest of the leader's
-  events after seq `p`, `engine.output_digest`; `w`: who writes this checkpoint, `leader`
-  or `standby`), and `<seq>-1 {h: state hash, w}` once the writer's child has hashed that
-  state. A standby checks its digest against `d`, and its state hash against a leader's `h`.
+- `exchange:{SYM}:engine:checkpoints`: checkpoint markers, `<seq>-0 {c: command id, w}`
+  in the same script call as the events up to `seq` (`w`: who writes this checkpoint,
+  `leader` or `standby`), and `<seq>-1 {h: state hash, w}` once the writer's child has
+  hashed that state. A standby checks its own state hash against a leader's `h`.
 - `exchange:{SYM}:engine:standby_checkpoint`: what the standby's child wrote for a marker
   `w=standby` (JSON); the leader publishes its hash as `<seq>-1` and trims (fenced).
 
@@ -91,8 +90,6 @@ class Marker:
 
     seq: int
     command: bytes
-    start: int  # the digest covers the events after this seq, up to `seq`
-    digest: str
     writer: str  # LEADER (it forks) or STANDBY (it forks and reports)
 
 
@@ -222,8 +219,8 @@ class Lease:
         keys += reply_keys
         node = self.node()
         replicas = self.acks.wanted(node)
-        args = [*self._fence_args(), *_marker_args(marker, 2), "0" if replicas else "1", frames]
-        args += _marker_args(marker, 3)
+        args = [*self._fence_args(), *_marker_args(marker), "0" if replicas else "1", frames]
+        args.append(marker.writer if marker else "")
         if not replicas and not wait:
             connection: Any = node.connection_pool.get_connection()
             try:
@@ -288,13 +285,12 @@ class Lease:
         store the state hash and release the lease. Returns the number of commands trimmed."""
         keys = [self.markers_key, self.command_stream, self.state_hash_key, self.standby_key]
         args = [
-            *_marker_args(marker, 2),
+            *_marker_args(marker),
             f"{seq}-1",
             state_hash,
             trim_to or "",
             "1" if store_hash else "0",
             "1" if release else "0",
-            *_marker_args(marker, 3)[:2],
             writer,
         ]
         trimmed = int(self._fenced(scripts.CHECKPOINTED, keys, args)[0])
@@ -337,9 +333,6 @@ class Lease:
         self._fenced(scripts.BOOK, [self.book_key], [self.book_channel, message, expiry_s])
 
 
-def _marker_args(marker: Marker | None, part: int) -> list[Any]:
-    """A marker as script arguments: (id, command) for part 2, (start, digest, writer) for
-    part 3 ('' when there is none)."""
-    if part == 2:
-        return [f"{marker.seq}-0", marker.command] if marker else ["", b""]
-    return [marker.start, marker.digest, marker.writer] if marker else ["", "", ""]
+def _marker_args(marker: Marker | None) -> list[Any]:
+    """A marker's id and command as script arguments ('' when there is none)."""
+    return [f"{marker.seq}-0", marker.command] if marker else ["", b""]

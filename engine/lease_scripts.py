@@ -55,7 +55,7 @@ FRAME = ">Bc0Hc0Bc0I4c0H"  # event entry id, request id, command entry id, event
 
 # KEYS: token, lease, events, markers, published, then the reply streams of this batch.
 # ARGV: token, owner, lease ms, marker id ('' for none), marker command id, '1' to append
-# the replies too, the frames (below), and the marker's digest start, digest and writer.
+# the replies too, the frames (below), and who writes the marker's checkpoint.
 # The frames: event entry id `<last seq>-0`, request id, command entry id,
 # encoded events, and the KEYS index of the asking replica's reply stream (0: none). Each
 # event entry also records the publishing leader's token (field `t`). Entries at or below
@@ -94,7 +94,7 @@ if newest then redis.call('SET', KEYS[5], string.match(newest, '^%d+')) end
 if ARGV[4] ~= '' then
   pcall(redis.call, 'XADD', KEYS[4], 'MAXLEN', '~', '"""
     + str(MARKERS_KEPT)
-    + """', ARGV[4], 'c', ARGV[5], 'p', ARGV[8], 'd', ARGV[9], 'w', ARGV[10])
+    + """', ARGV[4], 'c', ARGV[5], 'w', ARGV[8])
 end
 return skipped
 """
@@ -126,7 +126,7 @@ end"""
 # KEYS: token, lease, markers, commands, state hash key, standby position.
 # ARGV: token, owner, lease ms, marker id ('' for none), marker command id, hash entry id,
 # state hash, trim-to command id ('' for none), '1' to store the state hash, '1' to release,
-# the marker's digest start and digest, who wrote the checkpoint.
+# who wrote the checkpoint.
 # The trim never passes the standby's position: it still needs the commands after it.
 CHECKPOINTED = (
     FENCE
@@ -134,11 +134,11 @@ CHECKPOINTED = (
 if ARGV[4] ~= '' then
   pcall(redis.call, 'XADD', KEYS[3], 'MAXLEN', '~', '"""
     + str(MARKERS_KEPT)
-    + """', ARGV[4], 'c', ARGV[5], 'p', ARGV[11], 'd', ARGV[12], 'w', ARGV[13])
+    + """', ARGV[4], 'c', ARGV[5], 'w', ARGV[11])
 end
 pcall(redis.call, 'XADD', KEYS[3], 'MAXLEN', '~', '"""
     + str(MARKERS_KEPT)
-    + """', ARGV[6], 'h', ARGV[7], 'w', ARGV[13])
+    + """', ARGV[6], 'h', ARGV[7], 'w', ARGV[11])
 local trimmed = 0
 local trim_to = ARGV[8]
 local standby = redis.call('GET', KEYS[6])

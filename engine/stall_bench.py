@@ -13,15 +13,15 @@ put the heap on transparent huge pages (one entry per 2 MiB; the last line says 
 of the process is on them).
 
 `--mode standby` is the service with a live standby that shares the checkpoint directory
-(`engine.leader_checkpoints`): the engine thread forks nothing, it only cuts the digest of
-its events for the marker. A second process, started before the book is built and
+(`engine.leader_checkpoints`): the engine thread forks nothing, it only makes the marker.
+A second process, started before the book is built and
 building its own (as a standby has its own memory), applies the same commands on the same
 schedule and forks the checkpoint children itself; on this 2-core host it competes with
 the engine for CPU as a same-host standby does. (The service also checks, every 200 ms
 between reads, that the standby's report is fresh: one Redis round trip, not modelled here.)
 
-In every mode each command's events are encoded and added to the running digest, as the
-service does for the events it publishes.
+In every mode each command's events are encoded, as the service does to publish them (and
+the standby to compare its own with them).
 
 `--mode inline` is the previous checkpoint, kept here as the baseline: the snapshot encoded
 on the engine thread, the file written, fsynced and pruned by a writer thread.
@@ -44,7 +44,7 @@ from shared.events import encode_events
 from . import checkpoint
 from .checkpoint_job import CHECKPOINT_VERSION, CheckpointJob
 from .deep_book import build, churn
-from .output_digest import OutputDigest
+from .lease import STANDBY, Marker
 from .snapshot import snapshot
 
 FOLLOW_LAG_NS = 1_000_000  # the standby applies each command this long after it was due
@@ -74,18 +74,16 @@ def run(
     cpu = time.thread_time_ns  # what the engine thread itself spent: load does not inflate it
     interval = int(1e9 / rate)
     apply = engine.apply
-    digest = OutputDigest()
-    update = digest.update
     started = standby.go()
     for i, command in enumerate(flow):
         due = started + i * interval
         while clock() < due:
             pass
-        update(encode_events(apply(command)))
+        encode_events(apply(command))  # what the service publishes
         if i % every == every - 1:
             t0, cpu0 = clock(), cpu()
-            if mode == "standby":  # the marker's digest; the standby forks
-                digest.cut(engine.seq)
+            if mode == "standby":  # only the marker; the standby forks
+                Marker(engine.seq, b"%d-0" % i, STANDBY)
                 pauses.append(((clock() - t0) / 1e6, (cpu() - cpu0) / 1e6))
             elif mode == "fork":
                 if job.running:
@@ -208,8 +206,6 @@ def _follow(
     started = int(os.read(start_fd, 64)) + FOLLOW_LAG_NS
     job = CheckpointJob()
     forks: list[float] = []
-    digest = OutputDigest()
-    update = digest.update
     clock = time.perf_counter_ns
     interval = int(1e9 / rate)
     apply = engine.apply
@@ -217,9 +213,8 @@ def _follow(
         ahead = started + i * interval - clock()
         if ahead > 0:  # blocked on its read, as a standby is: the CPU is the engine's
             time.sleep(ahead / 1e9)
-        update(encode_events(apply(command)))
+        encode_events(apply(command))  # compared with the leader's published bytes
         if i % every == every - 1:
-            digest.cut(engine.seq)
             if job.running:
                 job.poll()
             if not job.running:
