@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
+from typing import Any
 
 import msgspec
 
@@ -64,6 +65,33 @@ VALUES (?, ?, ?, ?, ?, ?)
 ON CONFLICT (instrument, kind, span, start) DO UPDATE SET
     first_id = min(first_id, excluded.first_id), last_id = max(last_id, excluded.last_id)
 """
+INSERT_EVENT = "INSERT OR IGNORE INTO events (seq, body) VALUES (?, ?)"
+INSERT_ORDER = (
+    f"INSERT OR IGNORE INTO orders ({ORDER_COLUMNS}, last_seq) "
+    "VALUES (?, ?, ?, ?, ?, 0, 0, 1, ?, ?, ?, ?, ?, ?)"
+)
+INSERT_TRADE = f"INSERT OR IGNORE INTO trades ({TRADE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
+# Order updates, each applied only over an older state (`last_seq`). A fill that leaves the
+# order open does not name `alive` (it stays 1), so the partial book index is not touched.
+FILL = (
+    "UPDATE orders SET remaining = ?, traded = quantity - ?, updated_ts = ?, last_seq = ? "
+    "WHERE order_id = ? AND last_seq < ?"
+)
+FILL_LAST = (
+    "UPDATE orders SET remaining = 0, traded = quantity, alive = 0, updated_ts = ?, "
+    "last_seq = ? WHERE order_id = ? AND last_seq < ?"
+)
+MODIFY = (
+    "UPDATE orders SET price = ?, updated_ts = ?, last_seq = ? WHERE order_id = ? AND last_seq < ?"
+)
+RESIZE = (
+    "UPDATE orders SET quantity = ?, remaining = ?, updated_ts = ?, last_seq = ? "
+    "WHERE order_id = ? AND last_seq < ?"
+)
+CANCEL = (
+    "UPDATE orders SET remaining = 0, cancelled = ?, alive = 0, updated_ts = ?, last_seq = ? "
+    "WHERE order_id = ? AND last_seq < ?"
+)
 # Events folded per transaction when deriving what older stores lack (and in `apply`, at
 # most this many beyond its own batch when a batch arrived ahead of the others).
 CATCH_UP = 20_000
@@ -105,56 +133,48 @@ class SqliteStore(SqliteReads):
             await self._run(self._apply, events)
 
     def _apply(self, events: Sequence[Event]) -> None:
+        """The batch's rows in a few statements: the events, the acceptances and the trades
+        are inserts keyed by their own ids, so each kind goes in one `executemany`; the order
+        updates run one by one in sequence order, after the acceptances (an order's
+        acceptance precedes every other event of it), as their `last_seq` guard requires."""
+        accepted: list[tuple[Any, ...]] = []
+        trades: list[tuple[int, ...]] = []
+        updates: list[tuple[str, tuple[int, ...]]] = []
+        for e in events:
+            match e:
+                case Trade():
+                    trades.append((e.seq, e.price, e.quantity, e.bid_order_id,
+                                   e.ask_order_id, e.taker_side, e.ts))  # fmt: skip
+                    for order_id, left in (
+                        (e.bid_order_id, e.bid_remaining),
+                        (e.ask_order_id, e.ask_remaining),
+                    ):
+                        if left:
+                            updates.append((FILL, (left, left, e.ts, e.seq, order_id, e.seq)))
+                        else:
+                            updates.append((FILL_LAST, (e.ts, e.seq, order_id, e.seq)))
+                case Accepted():
+                    accepted.append((e.order_id, e.side, e.price, e.quantity, e.quantity,
+                                     e.client_order_id, e.ts, e.ts, e.tif, e.owner,
+                                     e.seq))  # fmt: skip
+                case Cancelled():
+                    updates.append((CANCEL, (e.quantity, e.ts, e.seq, e.order_id, e.seq)))
+                case Modified():
+                    updates.append((MODIFY, (e.price, e.ts, e.seq, e.order_id, e.seq)))
+                case QuantityChanged():
+                    updates.append(
+                        (RESIZE, (e.quantity, e.remaining, e.ts, e.seq, e.order_id, e.seq))
+                    )
         db = self.db
+        cursor = db.cursor()
         with transaction(db, "IMMEDIATE"):
-            for e in events:
-                db.execute(
-                    "INSERT OR IGNORE INTO events (seq, body) VALUES (?, ?)", (e.seq, _encode(e))
-                )
-                match e:
-                    case Accepted():
-                        db.execute(
-                            f"INSERT OR IGNORE INTO orders ({ORDER_COLUMNS}, last_seq) "
-                            "VALUES (?, ?, ?, ?, ?, 0, 0, 1, ?, ?, ?, ?, ?, ?)",
-                            (e.order_id, e.side, e.price, e.quantity, e.quantity,
-                             e.client_order_id, e.ts, e.ts, e.tif, e.owner, e.seq),
-                        )  # fmt: skip
-                    case Trade():
-                        db.execute(
-                            f"INSERT OR IGNORE INTO trades ({TRADE_COLUMNS}) "
-                            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                            (e.seq, e.price, e.quantity, e.bid_order_id, e.ask_order_id,
-                             e.taker_side, e.ts),
-                        )  # fmt: skip
-                        for order_id, remaining in (
-                            (e.bid_order_id, e.bid_remaining),
-                            (e.ask_order_id, e.ask_remaining),
-                        ):
-                            db.execute(
-                                "UPDATE orders SET remaining = ?, traded = quantity - ?, "
-                                "alive = ?, updated_ts = ?, last_seq = ? "
-                                "WHERE order_id = ? AND last_seq < ?",
-                                (remaining, remaining, int(remaining > 0), e.ts, e.seq,
-                                 order_id, e.seq),
-                            )  # fmt: skip
-                    case Modified():
-                        db.execute(
-                            "UPDATE orders SET price = ?, updated_ts = ?, last_seq = ? "
-                            "WHERE order_id = ? AND last_seq < ?",
-                            (e.price, e.ts, e.seq, e.order_id, e.seq),
-                        )
-                    case QuantityChanged():
-                        db.execute(
-                            "UPDATE orders SET quantity = ?, remaining = ?, updated_ts = ?, "
-                            "last_seq = ? WHERE order_id = ? AND last_seq < ?",
-                            (e.quantity, e.remaining, e.ts, e.seq, e.order_id, e.seq),
-                        )
-                    case Cancelled():
-                        db.execute(
-                            "UPDATE orders SET remaining = 0, cancelled = ?, alive = 0, "
-                            "updated_ts = ?, last_seq = ? WHERE order_id = ? AND last_seq < ?",
-                            (e.quantity, e.ts, e.seq, e.order_id, e.seq),
-                        )
+            cursor.executemany(INSERT_EVENT, [(e.seq, _encode(e)) for e in events])
+            if accepted:
+                cursor.executemany(INSERT_ORDER, accepted)
+            if trades:
+                cursor.executemany(INSERT_TRADE, trades)
+            for sql, args in updates:
+                cursor.execute(sql, args)
             number = instrument_number(events[-1].seq)
             self._raise_meta(f"progress:{number}", events[-1].seq)
             self._derive(number, events)
