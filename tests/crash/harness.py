@@ -51,7 +51,13 @@ from shared.redis_server import free_port
 from shared.stack import Stack
 from store import Store, open_store
 from tests.crash.mix import INSTRUMENTS, INSTRUMENTS_SPEC, Request, next_request
-from tests.crash.standby import Takeovers, checkpoint_writers, engines_in_stop_order, kill_leader
+from tests.crash.standby import (
+    Takeovers,
+    checkpoint_writers,
+    divergences,
+    engines_in_stop_order,
+    kill_leader,
+)
 from tests.load import FAILURES, Pool
 from tests.mongo_wire import wire_server
 
@@ -503,6 +509,7 @@ async def run(
         report.takeovers = takeovers or Takeovers()
         if standby:
             report.takeovers.writers = checkpoint_writers(stack)
+            report.problems += divergences(stack)
         return report
     finally:
         stack.stop()

@@ -38,6 +38,17 @@ class Takeovers:
         )
 
 
+def divergences(stack: Stack) -> list[str]:
+    """Every `standby_diverged` an engine logged: with deterministic engines there is none,
+    so one is a fault (of the engine, or of the standby's checks)."""
+    found: list[str] = []
+    for path in sorted((stack.data_dir / "logs").glob("engine*.log")):
+        for line in path.read_text(errors="replace").splitlines():
+            if '"standby_diverged"' in line:
+                found.append(f"{path.stem}: {line[:300]}")
+    return found
+
+
 def checkpoint_writers(stack: Stack) -> dict[str, int]:
     """How many checkpoints the leaders published (their `checkpoint_written` lines, which
     carry the trim), by who wrote them: the leader's own child or the standby."""
