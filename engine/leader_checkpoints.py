@@ -4,14 +4,13 @@ or, while a live standby shares its checkpoint directory, the standby.
 A fork stops the engine thread for as long as copying the page tables takes (about 30 µs
 per MB: 16 ms at a million resting orders). A standby holds the same state at the same
 command boundary, so the leader only chooses the boundary: it appends the marker with the
-batch (`w=standby`) and forks
-nothing. The standby forks there, writes the file into the shared directory, and reports
-the outcome (`Lease.report_checkpoint`); the leader then publishes that state hash as the
-marker's `<seq>-1` entry and trims the command stream behind the oldest checkpoint kept in
-that directory, never past the standby's position. A restarting leader and a standby taking
-over (or restarting) read that same directory, so the trim never passes a checkpoint the
-engine that recovers can read. With no standby, or one with its own directory (another
-host), the leader forks as before.
+batch (`w=standby`) and forks nothing. The standby forks there, writes the file into the
+shared directory, and reports the outcome (`Lease.report_checkpoint`); the leader then
+publishes that state hash as the marker's `<seq>-1` entry and trims the command stream
+behind the oldest checkpoint kept in that directory, never past the standby's position. A
+restarting leader and a standby taking over (or restarting) read that same directory, so
+the trim never passes a checkpoint the engine that recovers can read. With no standby, or
+one with its own directory (another host), the leader forks as before.
 """
 
 from __future__ import annotations

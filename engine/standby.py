@@ -193,10 +193,10 @@ class Standby:
 
     def hash_here(self, mark: Mark) -> None:
         """The leader marked a checkpoint here: hash (and write, when left to this standby)
-        this state in a child. If the previous child still runs,
-        this checkpoint goes unchecked (and unwritten: the leader is told) rather than stop
-        the standby, which must keep polling the lease; the leader spaces checkpoints at
-        four times a child's run (`leader_checkpoints.CHILD_SHARE`), so that is rare."""
+        this state in a child. If the previous child still runs, this checkpoint goes
+        unchecked (and unwritten: the leader is told) rather than stop the standby, which
+        must keep polling the lease; the leader spaces checkpoints at four times a child's
+        run (`leader_checkpoints.CHILD_SHARE`), so that is rare."""
         book = self.book
         seq = mark.seq
         if seq != book.engine.seq:
