@@ -171,7 +171,7 @@ async def amain() -> None:
     log = configure("archiver", settings.log_level)
     if not settings.redis_url:
         raise SystemExit("REDIS_URL is not set (make run and the tests set it)")
-    store = open_store(settings)
+    store = open_store(settings, blocking=True)
     await store.open()
     client = connect_async(settings.redis_url)
     service = ArchiverService(settings, client, store)

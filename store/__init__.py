@@ -13,12 +13,13 @@ from .port import BookLevels, GapError, OrderRecord, Store, TradeRecord
 __all__ = ["BookLevels", "GapError", "OrderRecord", "Store", "TradeRecord", "open_store"]
 
 
-def open_store(settings: Settings) -> Store:
-    """MongoDB when `MONGODB_URL` is set, else the embedded SQLite store in `DATA_DIR`."""
+def open_store(settings: Settings, blocking: bool = False) -> Store:
+    """MongoDB when `MONGODB_URL` is set, else the embedded SQLite store in `DATA_DIR`
+    (`blocking`: its calls run on the caller's thread, see `SqliteReads`)."""
     if settings.mongodb_url:
         from .mongo import MongoStore
 
         return MongoStore(settings.mongodb_url, settings.mongodb_db)
     from .sqlite import SqliteStore
 
-    return SqliteStore(settings.data_dir / "exchange.sqlite3")
+    return SqliteStore(settings.data_dir / "exchange.sqlite3", blocking)

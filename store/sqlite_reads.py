@@ -53,12 +53,19 @@ decode_event = msgspec.msgpack.Decoder(Event).decode
 class SqliteReads:
     """The connection (opened by `SqliteStore.open`) and every read of the port."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, blocking: bool = False) -> None:
+        """`blocking`: run every call on the caller's thread, holding up its event loop
+        meanwhile. For the archiver, whose loop has nothing to do while a batch is stored
+        (its writes are serial anyway): it saves two thread hand-overs per batch. A
+        service that serves requests keeps the dedicated thread."""
         self.path = path
+        self.blocking = blocking
         self._db: sqlite3.Connection | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        if self.blocking:
+            return fn(*args)
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     @property

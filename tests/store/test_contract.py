@@ -960,6 +960,25 @@ async def test_sqlite_store_with_the_old_book_index_moves_to_the_partial_one(
         await backend.close_all()
 
 
+async def test_sqlite_store_opened_blocking_as_the_archiver_does(tmp_path: Path) -> None:
+    """The archiver's store runs its calls on the event loop's thread: the same rows, read
+    back by it and by a store on its own thread (as an API replica reads)."""
+    path = tmp_path / "store" / "exchange.sqlite3"
+    writer, reader = SqliteStore(path, blocking=True), SqliteStore(path)
+    try:
+        await writer.open()
+        await reader.open()
+        feed, rng = Feed(rng=random.Random(21)), random.Random(22)
+        random_commands(feed, rng, 300)
+        for start in range(0, len(feed.log), 7):
+            await writer.apply(feed.log[start : start + 7])
+        await assert_store_matches(writer, feed)
+        await assert_store_matches(reader, feed)
+    finally:
+        await reader.close()
+        await writer.close()
+
+
 # -- a randomized property -----------------------------------------------------------------
 
 
