@@ -73,6 +73,7 @@ class BookService:
         self.waiting_since = 0.0  # when this book started waiting for the lease
         self.recoveries = 0  # a reader built before the last recovery reads stale positions
         self.held: tuple[bytes, list[str], Marker | None] | None = None
+        self.behind = False  # the held batch was a full read: more commands are waiting
 
     @property
     def leading(self) -> bool:
@@ -96,6 +97,7 @@ class BookService:
         self.lease.abandon()
         self.lease.token = 0
         self.held = None
+        self.behind = False
         # A checkpoint child still running is not waited for: its state was published
         # (children are forked only after that), so its outcome is still good to reap.
         for name in checkpoint.remove_orphaned_tmp(self.checkpoint_dir):
@@ -251,12 +253,14 @@ class BookService:
         checkpoints.commands_since += len(entries)
         marker = checkpoints.marker(entries[-1][0]) if checkpoints.due(now) else None
         self.held = (b"".join(parts), reply_keys, marker)
+        self.behind = len(entries) >= READ_BATCH
 
     def flush(self) -> None:
         """Send the prepared publish, without waiting for Redis's answer (`Lease.settle`
         reads it before the next write) unless this leader forks a checkpoint next: it does
         so only once the events up to its state are published."""
         held, self.held = self.held, None
+        self.behind = False
         if held is None:
             return
         frames, reply_keys, marker = held

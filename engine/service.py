@@ -93,10 +93,15 @@ class EngineService:
                 for book in self.books.values():
                     if book.leading:
                         wait = min(wait, book.next_book - now)
-                held = any(book.held is not None for book in self.books.values())
-                # With a publish prepared, only look for more (the next batch is read before
-                # this one is sent, so that Redis appends it while the engine matches on).
-                batches = reader.read(0 if held else max(1, int(wait * 1000)))
+                # Behind (a full batch held): only look for more, and send the held publish
+                # after that read, so that Redis appends it while the engine matches on.
+                # Caught up (small batches, live load): send it first and block for the
+                # next, one read per batch instead of an empty look and a blocking read.
+                behind = any(book.behind for book in self.books.values())
+                if not behind:
+                    for book in self.books.values():
+                        book.flush()
+                batches = reader.read(0 if behind else max(1, int(wait * 1000)))
                 for book in self.books.values():
                     book.flush()
                 now = time.monotonic()
