@@ -139,6 +139,8 @@ class Lease:
         self.standby_checkpoint_key = key(symbol, "engine:standby_checkpoint")
         self._fence_keys = [self.token_key, self.lease_key]
         self._in_flight: tuple[redis.Redis, Any, list[Any], list[Any]] | None = None
+        self._verified = 0  # the token under which a publish has looked for published entries
+        self._publishes = 0
 
     @property
     def leading(self) -> bool:
@@ -188,6 +190,7 @@ class Lease:
         keys = [self.lease_key, self.token_key]
         token = int(self._run(scripts.ACQUIRE, keys, [self.owner, LEASE_MS])[0])
         self.token = token
+        self._verified = 0  # the first publish looks for what is already published
         return token != 0
 
     def renew(self) -> None:
@@ -221,6 +224,9 @@ class Lease:
         replicas = self.acks.wanted(node)
         args = [*self._fence_args(), *_marker_args(marker), "0" if replicas else "1", frames]
         args.append(marker.writer if marker else "")
+        args.append("0" if self._verified == self.token else "1")
+        self._publishes += 1
+        args.append("1" if self._publishes % scripts.TRIM_EVERY == 0 else "0")
         if not replicas and not wait:
             connection: Any = node.connection_pool.get_connection()
             try:
@@ -235,6 +241,7 @@ class Lease:
             return None
         results = self._run(scripts.PUBLISH, keys, args, wait=replicas)
         skipped = self._fence_check(results[0])
+        self._verified = self.token
         if replicas:
             self.acks.check(node, replicas, int(results[1]))
             args[5] = skipped  # the replies of the entries published now
@@ -259,7 +266,9 @@ class Lease:
             node.connection_pool.release(connection)
         if isinstance(result, redis.ResponseError):
             raise result
-        return self._fence_check(result)
+        skipped = self._fence_check(result)
+        self._verified = self.token
+        return skipped
 
     def abandon(self) -> None:
         """Forget the publish in flight (its connection is closed: after a Redis error,

@@ -8,6 +8,8 @@ import hashlib
 
 REPLY_STREAM_LENGTH = 10_000  # answers kept per replica stream: far more than are in flight
 MARKERS_KEPT = 1000
+TRIM_EVERY = 16  # publishes per trim of the reply streams (each then holds at most about
+# REPLY_STREAM_LENGTH plus this many batches)
 FENCED = -1  # what a script returns when the token moved on
 
 # KEYS[1] token, KEYS[2] lease; ARGV[1] token, ARGV[2] owner, ARGV[3] lease ms.
@@ -55,7 +57,11 @@ FRAME = ">Bc0Hc0Bc0I4c0H"  # event entry id, request id, command entry id, event
 
 # KEYS: token, lease, events, markers, published, then the reply streams of this batch.
 # ARGV: token, owner, lease ms, marker id ('' for none), marker command id, '1' to append
-# the replies too, the frames (below), and who writes the marker's checkpoint.
+# the replies too, the frames (below), who writes the marker's checkpoint, '1' to look for
+# entries already published (the leader's first publish under its token: after that only
+# it appends, and it appends past its own), '1' to trim the reply streams (every
+# TRIM_EVERY publishes: trimming is per-batch Redis work, and the streams are bounded
+# loosely anyway).
 # The frames: event entry id `<last seq>-0`, request id, command entry id,
 # encoded events, and the KEYS index of the asking replica's reply stream (0: none). Each
 # event entry also records the publishing leader's token (field `t`). Entries at or below
@@ -66,8 +72,10 @@ PUBLISH = (
     FENCE
     + """
 local top = 0
-local last = redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', 1)
-if last[1] then top = tonumber(string.match(last[1][1], '^%d+')) end
+if ARGV[9] == '1' then
+  local last = redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', 1)
+  if last[1] then top = tonumber(string.match(last[1][1], '^%d+')) end
+end
 local frames, unpack = ARGV[7], struct.unpack
 local pos, n, skipped, skipping, newest = 1, #ARGV[7], 0, top > 0, nil
 local replies = ARGV[6] == '1'
@@ -87,7 +95,7 @@ while pos <= n do
   end
   newest = id
 end
-if replies then"""
+if replies and ARGV[10] == '1' then"""
     + TRIM_REPLIES
     + """end
 if newest then redis.call('SET', KEYS[5], string.match(newest, '^%d+')) end
