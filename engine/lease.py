@@ -138,8 +138,9 @@ class Lease:
         self.standby_key = key(symbol, "engine:standby")
         self.standby_checkpoint_key = key(symbol, "engine:standby_checkpoint")
         self._fence_keys = [self.token_key, self.lease_key]
-        self._in_flight: tuple[redis.Redis, Any, list[Any], list[Any]] | None = None
+        self._in_flight: tuple[Any, list[Any], list[Any]] | None = None
         self._verified = 0  # the token under which a publish has looked for published entries
+        self._publishing: tuple[redis.Redis, Any] | None = None  # (node, its connection)
         self._publishes = 0
 
     @property
@@ -228,16 +229,12 @@ class Lease:
         self._publishes += 1
         args.append("1" if self._publishes % scripts.TRIM_EVERY == 0 else "0")
         if not replicas and not wait:
-            connection: Any = node.connection_pool.get_connection()
-            try:
-                packed = hiredis.pack_command(
-                    ("EVALSHA", scripts.SHA[scripts.PUBLISH], len(keys), *keys, *args)
-                )
-                connection.send_packed_command([packed])
-            except BaseException:
-                node.connection_pool.release(connection)
-                raise
-            self._in_flight = (node, connection, keys, args)
+            connection = self._publisher(node)
+            packed = hiredis.pack_command(
+                ("EVALSHA", scripts.SHA[scripts.PUBLISH], len(keys), *keys, *args)
+            )
+            connection.send_packed_command([packed])
+            self._in_flight = (connection, keys, args)
             return None
         results = self._run(scripts.PUBLISH, keys, args, wait=replicas)
         skipped = self._fence_check(results[0])
@@ -253,17 +250,15 @@ class Lease:
         published; raises LeaseLost when it was fenced, or its Redis error."""
         if self._in_flight is None:
             return None
-        node, connection, keys, args = self._in_flight
+        connection, keys, args = self._in_flight
         self._in_flight = None
         try:
             result = connection.read_response()
         except NoScriptError:  # the node restarted meanwhile: nothing was written
             result = self._run(scripts.PUBLISH, keys, args)[0]
         except BaseException:
-            connection.disconnect()
+            connection.disconnect()  # the next publish connects again
             raise
-        finally:
-            node.connection_pool.release(connection)
         if isinstance(result, redis.ResponseError):
             raise result
         skipped = self._fence_check(result)
@@ -274,10 +269,21 @@ class Lease:
         """Forget the publish in flight (its connection is closed: after a Redis error,
         recovery finds out what was published)."""
         if self._in_flight is not None:
-            node, connection, _, _ = self._in_flight
+            connection, _, _ = self._in_flight
             self._in_flight = None
             connection.disconnect()
-            node.connection_pool.release(connection)
+
+    def _publisher(self, node: redis.Redis) -> Any:
+        """The connection that publishes without waiting are sent on, kept across batches:
+        a checkout from the pool per batch costs a lock and a readiness poll (a syscall)."""
+        if self._publishing is not None:
+            kept_node, connection = self._publishing
+            if kept_node is node:
+                return connection
+            kept_node.connection_pool.release(connection)  # the slot moved to another node
+        connection = node.connection_pool.get_connection()
+        self._publishing = (node, connection)
+        return connection
 
     def checkpointed(
         self,
