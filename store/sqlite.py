@@ -1,7 +1,8 @@
 """Embedded store adapter: SQLite in WAL mode, used when no MongoDB is configured.
 
-All calls run on one dedicated thread with one connection, which keeps sqlite3's threading
-rules simple; WAL lets the API processes read while the archiver writes. This module holds
+All calls run on one thread with one connection, which keeps sqlite3's threading rules
+simple: a dedicated one in the API, the event loop's own in the archiver (`blocking`); WAL
+lets the API processes read while the archiver writes. This module holds
 the schema and the writes (events, and the candles and time index derived from them); the
 connection and the reads are `store.sqlite_reads`.
 """
