@@ -138,8 +138,10 @@ class Lease:
         self.standby_key = key(symbol, "engine:standby")
         self.standby_checkpoint_key = key(symbol, "engine:standby_checkpoint")
         self._fence_keys = [self.token_key, self.lease_key]
-        self._in_flight: tuple[Any, list[Any], list[Any]] | None = None
-        self._verified = 0  # the token under which a publish has looked for published entries
+        self._in_flight: tuple[Any, list[Any], list[Any], bool] | None = None
+        # The token under which this leader's publishes are known to be past every entry
+        # published before it (see `_checked`): until then each publish looks for them.
+        self._verified = 0
         self._publishing: tuple[redis.Redis, Any] | None = None  # (node, its connection)
         self._publishes = 0
 
@@ -225,7 +227,8 @@ class Lease:
         replicas = self.acks.wanted(node)
         args = [*self._fence_args(), *_marker_args(marker), "0" if replicas else "1", frames]
         args.append(marker.writer if marker else "")
-        args.append("0" if self._verified == self.token else "1")
+        checking = self._verified != self.token
+        args.append("1" if checking else "0")
         self._publishes += 1
         args.append("1" if self._publishes % scripts.TRIM_EVERY == 0 else "0")
         if not replicas and not wait:
@@ -234,11 +237,11 @@ class Lease:
                 ("EVALSHA", scripts.SHA[scripts.PUBLISH], len(keys), *keys, *args)
             )
             connection.send_packed_command([packed])
-            self._in_flight = (connection, keys, args)
+            self._in_flight = (connection, keys, args, checking and bool(frames))
             return None
         results = self._run(scripts.PUBLISH, keys, args, wait=replicas)
         skipped = self._fence_check(results[0])
-        self._verified = self.token
+        self._checked(checking and bool(frames), skipped)
         if replicas:
             self.acks.check(node, replicas, int(results[1]))
             args[5] = skipped  # the replies of the entries published now
@@ -250,7 +253,7 @@ class Lease:
         published; raises LeaseLost when it was fenced, or its Redis error."""
         if self._in_flight is None:
             return None
-        connection, keys, args = self._in_flight
+        connection, keys, args, checked = self._in_flight
         self._in_flight = None
         try:
             result = connection.read_response()
@@ -262,14 +265,23 @@ class Lease:
         if isinstance(result, redis.ResponseError):
             raise result
         skipped = self._fence_check(result)
-        self._verified = self.token
+        self._checked(checked, skipped)
         return skipped
+
+    def _checked(self, checked: bool, skipped: int) -> None:
+        """After a publish that looked for entries published before it: once one such
+        publish skipped none of its (non-empty) batch, this leader appends past everything
+        published before it, and only it appends, so later publishes need not look. A batch
+        skipped in part or whole (a standby that took over behind the old leader's last
+        entries, which may take several batches to pass) keeps the next one looking."""
+        if checked and skipped == 0:
+            self._verified = self.token
 
     def abandon(self) -> None:
         """Forget the publish in flight (its connection is closed: after a Redis error,
         recovery finds out what was published)."""
         if self._in_flight is not None:
-            connection, _, _ = self._in_flight
+            connection, _, _, _ = self._in_flight
             self._in_flight = None
             connection.disconnect()
 

@@ -1,0 +1,79 @@
+"""The leader's publish against a real Redis: entries the previous leader already published
+are skipped, however many batches a new leader needs to get past them.
+
+A standby takes over from the position of the events it has applied, which may be well
+behind the old leader's last entry; its first batches then repeat what is already in the
+event stream. Each repeated entry must be skipped, not appended again (nor refused by
+XADD, which would fail the publish)."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from engine.lease import Lease, frame, new_owner_id
+from shared.config import Settings
+from shared.redis_client import ReplicaAcks
+from shared.redis_server import start_redis
+
+SYMBOL = "DEFAULT"
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[str]:
+    process, url = start_redis(tmp_path / "redis")
+    try:
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def batch(seqs: range) -> bytes:
+    """One frame per seq: event entry `<seq>-0` answering command `<seq>-0`, no reply."""
+    parts: list[bytes] = []
+    for seq in seqs:
+        entry = f"{seq}-0".encode()
+        parts += frame(entry, b"", entry, b"events of %d" % seq, 0)
+    return b"".join(parts)
+
+
+def leader(url: str) -> tuple[Lease, redis.Redis]:
+    client = redis.Redis.from_url(url)
+    settings = Settings(redis_url=url)
+    lease = Lease(settings, SYMBOL, client, new_owner_id(), ReplicaAcks("off", 100))
+    assert lease.acquire()
+    return lease, client
+
+
+@pytest.mark.parametrize("wait", [True, False], ids=["waiting", "pipelined"])
+def test_a_new_leader_skips_what_was_published_over_several_batches(
+    server: str, wait: bool
+) -> None:
+    old, client = leader(server)
+    old.publish(batch(range(1, 31)), [], None)  # the old leader got to seq 30
+    stream = old.event_stream
+    client.delete(old.lease_key)  # it died: its lease is gone
+
+    new, _ = leader(server)
+    assert new.token > old.token
+    # It resumes from seq 10 (a standby's position) in batches of 8: the first three
+    # repeat published entries (the third in part), the fourth is new.
+    skipped = []
+    for start in (11, 19, 27, 35):
+        found = new.publish(batch(range(start, start + 8)), [], None, wait=wait)
+        skipped.append(found if wait else new.settle())
+    assert skipped == [8, 8, 4, 0]
+    entries = client.xrange(stream)
+    assert [e[0] for e in entries] == [f"{s}-0".encode() for s in range(1, 43)]
+    # Each entry was written once, by whoever published it first.
+    tokens = [int(fields[b"t"]) for _, fields in entries]
+    assert tokens == [old.token] * 30 + [new.token] * 12
+    assert [fields[b"e"] for _, fields in entries][29:31] == [b"events of 30", b"events of 31"]
