@@ -219,8 +219,9 @@ class BookService:
 
     def process(self, entries: Entries, now: float) -> None:
         """Apply commands in order and prepare the publish of their events, which `flush`
-        sends: the serve loop reads the next batch first, so that Redis appends this one
-        while the engine matches the next."""
+        sends: behind (a full batch), the serve loop reads the next batch first, so that
+        Redis appends this one while the engine matches the next; caught up, it sends
+        this one and then blocks for the next."""
         self.flush()
         engine, settings, symbol = self.engine, self.settings, self.symbol
         parts: list[bytes] = []

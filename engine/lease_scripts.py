@@ -40,8 +40,8 @@ if redis.call('GET', KEYS[2]) == ARGV[2] then redis.call('DEL', KEYS[2]) end
 return 1
 """
 
-# Reply streams are trimmed once per batch, not on every append (a tenth less Redis CPU per
-# command).
+# Reply streams are trimmed once every TRIM_EVERY publishes, not on every append (a tenth
+# less Redis CPU per command) nor on every batch (per-batch work under live load).
 TRIM_REPLIES = (
     """
 for k = 6, #KEYS do redis.call('XTRIM', KEYS[k], 'MAXLEN', '~', '"""
