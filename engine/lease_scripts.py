@@ -58,8 +58,8 @@ FRAME = ">Bc0Hc0Bc0I4c0H"  # event entry id, request id, command entry id, event
 # KEYS: token, lease, events, markers, published, then the reply streams of this batch.
 # ARGV: token, owner, lease ms, marker id ('' for none), marker command id, '1' to append
 # the replies too, the frames (below), who writes the marker's checkpoint, '1' to look for
-# entries already published (the leader's first publish under its token: after that only
-# it appends, and it appends past its own), '1' to trim the reply streams (every
+# entries already published (a leader's publishes under its token until one skips none:
+# after that only it appends, past everything before it), '1' to trim the reply streams (every
 # TRIM_EVERY publishes: trimming is per-batch Redis work, and the streams are bounded
 # loosely anyway).
 # The frames: event entry id `<last seq>-0`, request id, command entry id,
