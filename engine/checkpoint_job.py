@@ -50,6 +50,19 @@ class Outcome:
     encode_seconds: float
     write_seconds: float
 
+    def logged(self, fork_seconds: float) -> dict[str, Any]:
+        """What a `checkpoint_written` line says of this child's work, whoever forked it
+        (a leader for itself, a standby for its leader)."""
+        return {
+            "path": self.path,
+            "seq": self.seq,
+            "bytes": self.size,
+            "state_hash": self.state_hash,
+            "fork_seconds": round(fork_seconds, 4),
+            "encode_seconds": self.encode_seconds,
+            "write_seconds": self.write_seconds,
+        }
+
 
 class CheckpointFailed(RuntimeError):
     """The child died or reported an error; the previous checkpoints still stand."""

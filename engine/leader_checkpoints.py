@@ -112,14 +112,8 @@ class LeaderCheckpoints:
             book.log.info(
                 "checkpoint_written",
                 writer=LEADER,
-                path=outcome.path,
-                seq=outcome.seq,
-                bytes=outcome.size,
-                state_hash=outcome.state_hash,
                 commands_trimmed=trimmed,
-                fork_seconds=round(book.job.fork_seconds, 4),
-                encode_seconds=outcome.encode_seconds,
-                write_seconds=outcome.write_seconds,
+                **outcome.logged(book.job.fork_seconds),
             )
         return outcome
 

@@ -252,17 +252,7 @@ class Standby:
                 "child_seconds": round(child_seconds, 4),
             }
         )
-        book.log.info(
-            "checkpoint_written",
-            writer=STANDBY,
-            path=outcome.path,
-            seq=outcome.seq,
-            bytes=outcome.size,
-            state_hash=outcome.state_hash,
-            fork_seconds=round(book.job.fork_seconds, 4),
-            encode_seconds=outcome.encode_seconds,
-            write_seconds=outcome.write_seconds,
-        )
+        book.log.info("checkpoint_written", writer=STANDBY, **outcome.logged(book.job.fork_seconds))
 
     def compare(self) -> None:
         book = self.book
