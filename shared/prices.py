@@ -8,6 +8,7 @@ the tick.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from decimal import Decimal, DecimalException, Inexact, Rounded, localcontext
@@ -47,6 +48,7 @@ def _to_decimal(value: Any, field: str) -> Decimal:
     raise InputError(field, "must be a number or a decimal string")
 
 
+@functools.cache  # one entry per instrument's tick
 def _ticks_per_unit(tick: Decimal) -> int:
     """How many ticks make 1, when that is a whole number (0.01 -> 100); else 0."""
     if tick <= 0 or tick > 1:
@@ -55,16 +57,11 @@ def _ticks_per_unit(tick: Decimal) -> int:
     return int(units) if units == units.to_integral_value() and units * tick == 1 else 0
 
 
-_TICKS_PER_UNIT: dict[Decimal, int] = {}
-
-
 def parse_price(value: Any, tick: Decimal, max_price: Decimal, field: str = "price") -> int:
     """Client price (JSON number, decimal string or Decimal) -> integer ticks."""
     if type(value) is int and 0 < value <= max_price:
         # A whole price on a grid whose ticks divide 1 is always on it: no Decimal needed.
-        per_unit = _TICKS_PER_UNIT.get(tick)
-        if per_unit is None:
-            per_unit = _TICKS_PER_UNIT[tick] = _ticks_per_unit(tick)
+        per_unit = _ticks_per_unit(tick)
         if per_unit:
             return value * per_unit
     price = _to_decimal(value, field)
