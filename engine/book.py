@@ -110,6 +110,20 @@ class BookSide:
         level.queue.append(order)
         level.total += order.remaining
 
+    def remove(self, order: Order) -> None:
+        """Take a resting order out of the book (a cancel, a modify that moves it): it is
+        marked dead where it stands, and its level is compacted once its dead orders are
+        more than `COMPACT_AFTER` and more than its live ones."""
+        level = self.levels[order.price]
+        level.total -= order.remaining
+        order.remaining = 0
+        if not level.total:
+            self.level_emptied(level)
+        else:
+            dead = level.dead = level.dead + 1
+            if dead > COMPACT_AFTER and 2 * dead > len(level.queue):
+                level.compact()
+
     def level_emptied(self, level: Level) -> None:
         """`level` has no live order left: forget its orders, and find the next best
         price if it was the best."""

@@ -30,7 +30,7 @@ from shared.events import (
     Trade,
 )
 
-from .book import COMPACT_AFTER, NO_ASK, BookSide, Order
+from .book import NO_ASK, BookSide, Order
 
 
 def _client_key(owner: str, client_order_id: str) -> str:
@@ -158,17 +158,7 @@ class MatchingEngine:
             self.seq += 1
             return [Rejected(self.seq, NOT_OWNER, order_id, command.ts, command.owner)]
         remaining = target.remaining
-        # the order leaves the book: marked dead where it stands (see `engine.book`)
-        book = self.bids if target.side == BUY else self.asks
-        level = book.levels[target.price]
-        target.remaining = 0
-        level.total -= remaining
-        if not level.total:
-            book.level_emptied(level)
-        else:
-            dead = level.dead = level.dead + 1
-            if dead > COMPACT_AFTER and 2 * dead > len(level.queue):
-                level.compact()
+        (self.bids if target.side == BUY else self.asks).remove(target)
         seq = self.seq = self.seq + 1
         return [Cancelled(seq, order_id, remaining, command.ts)]
 
@@ -283,16 +273,7 @@ class MatchingEngine:
                 order.quantity = quantity
                 return events
             price = order.price  # raised: to the tail of its level
-        # out of its level: marked dead where it stands, as a cancel does
-        level = own.levels[order.price]
-        level.total -= order.remaining
-        order.remaining = 0
-        if not level.total:
-            own.level_emptied(level)
-        else:
-            dead = level.dead = level.dead + 1
-            if dead > COMPACT_AFTER and 2 * dead > len(level.queue):
-                level.compact()
+        own.remove(order)  # out of its level, as a cancel takes it
         if side == BUY:
             if price >= self.asks.best:
                 remaining = self._match(self.asks, side, price, remaining, order_id, events, ts)

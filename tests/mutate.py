@@ -136,10 +136,10 @@ MUTATIONS: tuple[Mutation, ...] = (
         ENGINE_TESTS,
     ),
     Mutation(
-        "a cancelled order's quantity stays in its level's total",
-        "engine/matching.py",
-        "        target.remaining = 0\n        level.total -= remaining\n",
-        "        target.remaining = 0\n",
+        "a cancelled (or moved) order's quantity stays in its level's total",
+        "engine/book.py",
+        "        level.total -= order.remaining\n        order.remaining = 0\n",
+        "        order.remaining = 0\n",
         ENGINE_TESTS,
     ),
     # -- shared/prices.py -----------------------------------------------------------------
