@@ -187,6 +187,7 @@ async def client_loop(
     down (coordinated omission). Without it, each client sends as soon as it is answered.
     """
     latencies: list[float] = []
+    starts: list[float] = []  # when each request was due (time.perf_counter, system-wide)
     errors: dict[str, int] = {}
     answered = 0
     by_instrument: dict[int, int] = {}  # answered mutations per instrument number
@@ -259,6 +260,7 @@ async def client_loop(
                 ok, key = False, type(exc).__name__
                 conn.close()
             latencies.append(now() - started)
+            starts.append(started)
             if ok:
                 answered += 1
             else:
@@ -272,11 +274,41 @@ async def client_loop(
     sweeper.cancel()
     return {
         "latencies": latencies,
+        "starts": starts,
         "answered": answered,
         "by_instrument": by_instrument,
         "errors": errors,
         "cpu": time.process_time() - cpu_before,
     }
+
+
+SLOW_MS = 5.0
+WINDOW_S = 0.1
+
+
+def tail_summary(results: list[dict[str, Any]]) -> str:
+    """Where the requests slower than SLOW_MS fall in time: spread over the run (the stack
+    is slow throughout) or bunched into a few 100 ms windows (something stops everything
+    now and then: a collection, a fork, a burst of writes), with the worst windows' offsets
+    from the start, to set beside the services' logs."""
+    pairs = [(t, lat) for r in results for t, lat in zip(r["starts"], r["latencies"], strict=True)]
+    if not pairs:
+        return "tail: no requests"
+    first = min(t for t, _ in pairs)
+    windows: dict[int, list[float]] = {}
+    for t, lat in pairs:
+        windows.setdefault(int((t - first) / WINDOW_S), []).append(lat * 1000)
+    slow = {w: [x for x in lats if x > SLOW_MS] for w, lats in windows.items()}
+    slow = {w: xs for w, xs in slow.items() if xs}
+    count = sum(len(xs) for xs in slow.values())
+    worst = sorted(slow, key=lambda w: -max(slow[w]))[:5]
+    shown = ", ".join(
+        f"{w * WINDOW_S:.1f} s (max {max(slow[w]):.0f} ms, {len(slow[w])} slow)" for w in worst
+    )
+    return (
+        f"tail: {count:,} requests over {SLOW_MS:g} ms ({100 * count / len(pairs):.1f}%), in "
+        f"{len(slow)} of {len(windows)} {WINDOW_S * 1000:.0f} ms windows; worst at {shown or '-'}"
+    )
 
 
 def proc_main(
@@ -468,6 +500,7 @@ def main() -> None:
             f"latency ms: p50 {pct(0.5):.2f}  p99 {pct(0.99):.2f}  max {latencies[-1] * 1000:.1f}"
         )
         print(f"errors: {sum(errors.values())} {errors}")
+        print(tail_summary(results))
         per = ", ".join(
             f"{name} {seconds / max(answered, 1) * 1e6:.0f}" for name, seconds in cpu.items()
         )
