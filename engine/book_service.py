@@ -27,6 +27,7 @@ from shared.commands import decode_command
 from shared.config import Instrument, Settings
 from shared.events import encode_events
 from shared.redis_client import Client, ReplicaAcks
+from shared.replies import pack_answer, pack_answers
 
 from . import checkpoint
 from .checkpoint_job import CheckpointJob
@@ -72,7 +73,7 @@ class BookService:
         self.next_book = 0.0
         self.waiting_since = 0.0  # when this book started waiting for the lease
         self.recoveries = 0  # a reader built before the last recovery reads stale positions
-        self.held: tuple[bytes, list[str], Marker | None] | None = None
+        self.held: tuple[bytes, list[tuple[str, bytes]], Marker | None] | None = None
         self.behind = False  # the held batch was a full read: more commands are waiting
 
     @property
@@ -226,8 +227,9 @@ class BookService:
         engine, settings, symbol = self.engine, self.settings, self.symbol
         parts: list[bytes] = []
         add = parts.extend
-        replies: dict[str, int] = {}
+        replies: dict[str, int] = {}  # replica -> its KEYS index in the publish script
         reply_keys: list[str] = []
+        answers: list[list[bytes]] = []  # each replica's, in the order of reply_keys
         decode = decode_command
         for entry_id, fields in entries:
             try:  # the API writes one field, "c": a list [b"c", body] as Redis sends it
@@ -238,6 +240,8 @@ class BookService:
                     continue
             events = engine.apply(command)
             request_id = command.request_id
+            encoded = encode_events(events)
+            request = request_id.encode()
             replica, dash, _ = request_id.partition("-")
             reply = 0
             if dash:
@@ -247,13 +251,15 @@ class BookService:
                     # markers and published
                     reply = replies[replica] = 6 + len(reply_keys)
                     reply_keys.append(settings.reply_stream_of(symbol, replica))
-            event_id = f"{events[-1].seq}-0".encode()
-            add(frame(event_id, request_id.encode(), entry_id, encode_events(events), reply))
+                    answers.append([])
+                answers[reply - 6].append(pack_answer(request, encoded))
+            add(frame(b"%d-0" % events[-1].seq, request, entry_id, encoded, reply))
         self.last_command_id = entries[-1][0].decode()
         checkpoints = self.checkpoints
         checkpoints.commands_since += len(entries)
         marker = checkpoints.marker(entries[-1][0]) if checkpoints.due(now) else None
-        self.held = (b"".join(parts), reply_keys, marker)
+        batch = [(key, pack_answers(a)) for key, a in zip(reply_keys, answers, strict=True)]
+        self.held = (b"".join(parts), batch, marker)
         self.behind = len(entries) >= READ_BATCH
 
     def flush(self) -> None:
@@ -264,10 +270,10 @@ class BookService:
         self.behind = False
         if held is None:
             return
-        frames, reply_keys, marker = held
+        frames, replies, marker = held
         self.settle()
         forks = marker is not None and marker.writer == LEADER
-        duplicates = self.lease.publish(frames, reply_keys, marker, wait=forks)
+        duplicates = self.lease.publish(frames, replies, marker, wait=forks)
         if duplicates:
             self.log.info("events_already_published", entries=duplicates, seq=self.engine.seq)
         self.renewed_at = time.monotonic()

@@ -209,12 +209,14 @@ class Lease:
     def publish(
         self,
         frames: bytes,
-        reply_keys: list[str],
+        replies: list[tuple[str, bytes]],
         marker: Marker | None,
         wait: bool = True,
     ) -> int | None:
         """Append a batch's events and replies (and a checkpoint marker); returns how many
-        entries were already published. `frames`: the batch, one `frame` per command.
+        entries were already published. `frames`: the batch, one `frame` per command;
+        `replies`: each asking replica's reply stream and its answers to the batch
+        (`shared.replies.pack_answers`), in the order of the frames' reply indexes.
 
         `wait=False` sends the script and returns None at once: the engine matches the next
         batch while Redis appends this one, and `settle` reads the outcome (before the next
@@ -222,7 +224,7 @@ class Lease:
         the publish always waits."""
         self.settle()
         keys = [*self._fence_keys, self.event_stream, self.markers_key, self.published_key]
-        keys += reply_keys
+        keys += [key for key, _ in replies]
         node = self.node()
         replicas = self.acks.wanted(node)
         args = [*self._fence_args(), *_marker_args(marker), "0" if replicas else "1", frames]
@@ -231,6 +233,7 @@ class Lease:
         args.append("1" if checking else "0")
         self._publishes += 1
         args.append("1" if self._publishes % scripts.TRIM_EVERY == 0 else "0")
+        args += [answers for _, answers in replies]
         if not replicas and not wait:
             connection = self._publisher(node)
             packed = hiredis.pack_command(

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import hashlib
 
-REPLY_STREAM_LENGTH = 10_000  # answers kept per replica stream: far more than are in flight
+REPLY_STREAM_LENGTH = 1000  # entries kept per replica stream, one per batch (`shared.replies`):
+# about 12,000 answers at live batch sizes, and at least a quarter of a second of batches at
+# the highest batch rate (a command per batch): far more than are in flight
 MARKERS_KEPT = 1000
 TRIM_EVERY = 16  # publishes per trim of the reply streams (each then holds at most about
 # REPLY_STREAM_LENGTH plus this many batches)
@@ -41,7 +43,8 @@ return 1
 """
 
 # Reply streams are trimmed once every TRIM_EVERY publishes, not on every append (a tenth
-# less Redis CPU per command) nor on every batch (per-batch work under live load).
+# less Redis CPU per command, when each answer was an entry) nor on every batch (per-batch
+# work under live load).
 TRIM_REPLIES = (
     """
 for k = 6, #KEYS do redis.call('XTRIM', KEYS[k], 'MAXLEN', '~', '"""
@@ -61,13 +64,15 @@ FRAME = ">Bc0Hc0Bc0I4c0H"  # event entry id, request id, command entry id, event
 # entries already published (a leader's publishes under its token until one skips none:
 # after that only it appends, past everything before it), '1' to trim the reply streams (every
 # TRIM_EVERY publishes: trimming is per-batch Redis work, and the streams are bounded
-# loosely anyway).
+# loosely anyway), then for each reply stream (KEYS[k], from k = 6) its answers to this
+# batch as one entry's value (ARGV[k + 5], `shared.replies`).
 # The frames: event entry id `<last seq>-0`, request id, command entry id,
 # encoded events, and the KEYS index of the asking replica's reply stream (0: none). Each
 # event entry also records the publishing leader's token (field `t`). Entries at or below
 # the stream's top were published before a crash or by the previous leader: they are a
-# prefix of the batch (ids rise) and are skipped, with their replies. Returns how many were
-# skipped.
+# prefix of the batch (ids rise) and are skipped, with their replies: after a skip, each
+# remaining command is answered in an entry of its own (`r`, `e`) instead of the batch's
+# entries, which answer every command. Returns how many were skipped.
 PUBLISH = (
     FENCE
     + """
@@ -89,11 +94,14 @@ while pos <= n do
   else
     skipping = false
     redis.call('XADD', KEYS[3], id, 'r', r, 'c', c, 'e', e, 't', ARGV[1])
-    if replies and reply > 0 then
+    if replies and reply > 0 and skipped > 0 then
       redis.call('XADD', KEYS[reply], 'NOMKSTREAM', '*', 'r', r, 'e', e)
     end
   end
   newest = id
+end
+if replies and skipped == 0 then
+  for k = 6, #KEYS do redis.call('XADD', KEYS[k], 'NOMKSTREAM', '*', 'b', ARGV[k + 5]) end
 end
 if replies and ARGV[10] == '1' then"""
     + TRIM_REPLIES
@@ -115,6 +123,10 @@ REPLIES = (
     + """
 local frames, unpack = ARGV[7], struct.unpack
 local pos, n, skip = 1, #ARGV[7], tonumber(ARGV[6])
+if skip == 0 then
+  for k = 6, #KEYS do redis.call('XADD', KEYS[k], 'NOMKSTREAM', '*', 'b', ARGV[k + 5]) end
+  pos = n + 1
+end
 while pos <= n do
   local id, r, c, e, reply
   id, r, c, e, reply, pos = unpack('"""

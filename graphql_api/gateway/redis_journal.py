@@ -29,10 +29,11 @@ from structlog.typing import FilteringBoundLogger
 
 from shared.commands import Command, encode_command
 from shared.config import Settings
-from shared.events import Event, decode_events
+from shared.events import Event
 from shared.redis_client import TRANSIENT_ERRORS, AsyncClient
+from shared.replies import read_answers
 
-from .redis_link import Entry, Link, reply_fields
+from .redis_link import Entry, Link
 
 T = TypeVar("T")
 
@@ -155,10 +156,10 @@ class Journal:
             if not entries:
                 continue
             for _, fields in entries:
-                request_id, events = reply_fields(fields)
-                future = pending.pop(request_id.decode(), None) if request_id else None
-                if future is not None and events is not None and not future.done():
-                    future.set_result(decode_events(events))
+                for request_id, events in read_answers(fields):
+                    future = pending.pop(request_id, None)
+                    if future is not None and not future.done():
+                        future.set_result(events)
             positions[stream] = entries[-1][0]
 
     async def _xread(self, stream: str) -> list[Entry]:

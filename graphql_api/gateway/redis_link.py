@@ -6,7 +6,7 @@ tests.load` showed its per-command machinery (argument encoding, the command sta
 response callbacks, the connection pool's lock and timeout per batch, the dict built per
 stream entry) costing more CPU than the rest of the Redis path. Here a batch is packed
 into one buffer (the per-stream part of each append is packed once, at start-up), the
-replies are read raw and a reply entry is taken apart by position. The connection is
+replies are read raw (`shared.replies` takes an entry apart). The connection is
 redis-py's own (same URL options, reconnect and health handling, hiredis parsing), held
 outside the pool, and retried on a connection error as redis-py retries a pipeline. Its
 socket timeout bounds each round trip as a whole (one timer per batch), not each write
@@ -111,12 +111,3 @@ class Link:
             await connection.disconnect()
 
         return await connection.retry.call_with_retry(call, reconnect)
-
-
-def reply_fields(fields: list[bytes]) -> tuple[bytes | None, bytes | None]:
-    """(request id, encoded events) of a reply entry: the engine writes `r` then `e`; any
-    other entry (the `open` one this replica wrote) has neither."""
-    if len(fields) == 4 and fields[0] == b"r" and fields[2] == b"e":
-        return fields[1], fields[3]
-    found = dict(zip(fields[::2], fields[1::2], strict=False))
-    return found.get(b"r"), found.get(b"e")

@@ -11,9 +11,10 @@ import redis
 
 from shared.commands import Place, encode_command
 from shared.config import Settings
-from shared.events import Accepted, Trade, decode_events
+from shared.events import Accepted, Trade
 from shared.redis_client import connect
 from shared.redis_cluster import LocalCluster
+from shared.replies import read_answers
 from tests.cluster.stack import INSTRUMENTS, cluster_stack
 
 
@@ -61,7 +62,9 @@ def drive(client: Any, settings: Settings, per_symbol: int) -> dict[str, list[An
             response: Any = client.xread({stream: positions[stream]}, count=100)
             for _, entries in response or ():
                 for entry_id, fields in entries:
-                    answered[symbol].extend(decode_events(fields[b"e"]))
+                    flat = [item for pair in fields.items() for item in pair]
+                    for _, events in read_answers(flat):
+                        answered[symbol].extend(events)
                     positions[stream] = entry_id
         return all(
             len([e for e in a if type(e) is Accepted]) == per_symbol for a in answered.values()

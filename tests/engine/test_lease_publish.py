@@ -18,8 +18,10 @@ import redis
 
 from engine.lease import Lease, frame, new_owner_id
 from shared.config import Settings
+from shared.events import Cancelled, encode_events
 from shared.redis_client import ReplicaAcks
 from shared.redis_server import start_redis
+from shared.replies import pack_answer, pack_answers, read_answers
 
 SYMBOL = "DEFAULT"
 
@@ -79,3 +81,49 @@ def test_a_new_leader_skips_what_was_published_over_several_batches(
     tokens = [int(fields[b"t"]) for _, fields in entries]
     assert tokens == [old.token] * 30 + [new.token] * 12
     assert [fields[b"e"] for _, fields in entries][29:31] == [b"events of 30", b"events of 31"]
+
+
+def answered_batch(seqs: range, replica: int) -> tuple[bytes, bytes]:
+    """Frames of a batch whose every command asks the replica at KEYS index `replica`,
+    request id `t1-<seq>`, and that replica's answers to it."""
+    parts: list[bytes] = []
+    answers: list[bytes] = []
+    for seq in seqs:
+        entry, request = f"{seq}-0".encode(), f"t1-{seq}".encode()
+        events = encode_events([Cancelled(seq, seq, 1, seq)])
+        parts += frame(entry, request, entry, events, replica)
+        answers.append(pack_answer(request, events))
+    return b"".join(parts), pack_answers(answers)
+
+
+@pytest.mark.parametrize("wait", [True, False], ids=["waiting", "pipelined"])
+def test_each_command_is_answered_once_across_a_takeover(server: str, wait: bool) -> None:
+    """A batch's answers go out as one entry per replica; a new leader whose first batches
+    repeat published entries answers only the commands it publishes, each once."""
+    old, client = leader(server)
+    replies = Settings(redis_url=server).reply_stream_of(SYMBOL, "t1")
+    client.xadd(replies, {"open": "t1"})  # the replica opens its stream (NOMKSTREAM)
+    frames, answers = answered_batch(range(1, 11), 6)
+    old.publish(frames, [(replies, answers)], None)
+    client.delete(old.lease_key)
+
+    new, _ = leader(server)
+    for start in (7, 15):  # 7..14 repeats 7..10, then 15..22 is new
+        frames, answers = answered_batch(range(start, start + 8), 6)
+        new.publish(frames, [(replies, answers)], None, wait=wait)
+        new.settle()
+    entries = cast(list[tuple[bytes, dict[bytes, bytes]]], client.xrange(replies))
+    answered = [
+        [(request_id, events[0].seq) for request_id, events in read_answers(flat(fields))]
+        for _, fields in entries[1:]
+    ]
+    # One entry for each whole batch; after the skip, one per command published.
+    expected = [[(f"t1-{s}", s) for s in range(1, 11)]]
+    expected += [[(f"t1-{s}", s)] for s in range(11, 15)]
+    expected += [[(f"t1-{s}", s) for s in range(15, 23)]]
+    assert answered == expected
+
+
+def flat(fields: dict[bytes, bytes]) -> list[bytes]:
+    """A reply entry's fields as Redis sends them."""
+    return [item for pair in fields.items() for item in pair]

@@ -24,6 +24,7 @@ from engine.snapshot import snapshot, state_hash
 from shared.commands import Command, Place, decode_command, encode_command
 from shared.config import Settings
 from shared.events import decode_events
+from shared.replies import read_answers
 from shared.stack import Stack
 
 SETTINGS = Settings()
@@ -92,7 +93,11 @@ def leader(stack: Stack, client: redis.Redis) -> str:
 
 
 def answered(client: redis.Redis) -> list[str]:
-    return [fields[b"r"].decode() for _, fields in client.xrange(REPLIES) if b"r" in fields]
+    return [
+        request_id
+        for _, fields in client.xrange(REPLIES)
+        for request_id, _ in read_answers([item for pair in fields.items() for item in pair])
+    ]
 
 
 def published(client: redis.Redis) -> list[tuple[int, str]]:
