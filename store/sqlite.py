@@ -67,10 +67,22 @@ ON CONFLICT (instrument, kind, span, start) DO UPDATE SET
     first_id = min(first_id, excluded.first_id), last_id = max(last_id, excluded.last_id)
 """
 INSERT_EVENT = "INSERT OR IGNORE INTO events (seq, body) VALUES (?, ?)"
-INSERT_ORDER = (
-    f"INSERT OR IGNORE INTO orders ({ORDER_COLUMNS}, last_seq) "
-    "VALUES (?, ?, ?, ?, ?, 0, 0, 1, ?, ?, ?, ?, ?, ?)"
-)
+# An order accepted in the batch goes in once, in its state after the batch: alive (and in
+# the book's index) only if it still is. A row already stored from an earlier, overlapping
+# batch takes that state only over an older one (`last_seq`), as the updates below do.
+_UPSERT_ORDER = """
+INSERT INTO orders ({columns}, last_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, {client_order_id},
+    ?, ?, ?, ?, ?)
+ON CONFLICT (order_id) DO UPDATE SET price = excluded.price, quantity = excluded.quantity,
+    remaining = excluded.remaining, traded = excluded.traded, cancelled = excluded.cancelled,
+    alive = excluded.alive, updated_ts = excluded.updated_ts, last_seq = excluded.last_seq
+WHERE last_seq < excluded.last_seq
+"""
+UPSERT_ORDER = _UPSERT_ORDER.format(columns=ORDER_COLUMNS, client_order_id="?")
+# The same for orders without a client order id, whose NULL is written in the statement:
+# a None parameter costs sqlite3 a failed adapter lookup (an AttributeError raised and
+# cleared) per row, as a bytes one does (the events' bodies go as bytearray).
+UPSERT_ORDER_ANONYMOUS = _UPSERT_ORDER.format(columns=ORDER_COLUMNS, client_order_id="NULL")
 INSERT_TRADE = f"INSERT OR IGNORE INTO trades ({TRADE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
 # Order updates, each applied only over an older state (`last_seq`). A fill that leaves the
 # order open does not name `alive` (it stays 1), so the partial book index is not touched.
@@ -98,6 +110,9 @@ CANCEL = (
 CATCH_UP = 20_000
 
 _encode = msgspec.msgpack.Encoder().encode
+# Positions in an `UPSERT_ORDER` row of what later events of the batch change.
+_PRICE, _QUANTITY, _REMAINING, _TRADED, _CANCELLED, _ALIVE = 2, 3, 4, 5, 6, 7
+_CLIENT_ORDER_ID, _UPDATED_TS, _LAST_SEQ = 8, 10, 13
 
 
 class SqliteStore(SqliteReads):
@@ -134,11 +149,13 @@ class SqliteStore(SqliteReads):
             await self._run(self._apply, events)
 
     def _apply(self, events: Sequence[Event]) -> None:
-        """The batch's rows in a few statements: the events, the acceptances and the trades
-        are inserts keyed by their own ids, so each kind goes in one `executemany`; the order
-        updates run one by one in sequence order, after the acceptances (an order's
-        acceptance precedes every other event of it), as their `last_seq` guard requires."""
-        accepted: list[tuple[Any, ...]] = []
+        """The batch's rows in a few statements. The events and the trades are inserts keyed
+        by their own ids, one `executemany` each. An order accepted in the batch is carried
+        to its state after the batch here, row values as the updates below would set them,
+        and written once (`UPSERT_ORDER`): most updates are the fills of a taker accepted
+        in the same command. The updates of older orders run one by one in sequence order,
+        after the acceptances, as their `last_seq` guard requires."""
+        accepted: dict[int, list[Any]] = {}
         trades: list[tuple[int, ...]] = []
         updates: list[tuple[str, tuple[int, ...]]] = []
         for e in events:
@@ -150,28 +167,57 @@ class SqliteStore(SqliteReads):
                         (e.bid_order_id, e.bid_remaining),
                         (e.ask_order_id, e.ask_remaining),
                     ):
-                        if left:
+                        row = accepted.get(order_id)
+                        if row is not None:
+                            row[_REMAINING], row[_TRADED] = left, row[_QUANTITY] - left
+                            if not left:
+                                row[_ALIVE] = 0
+                            row[_UPDATED_TS], row[_LAST_SEQ] = e.ts, e.seq
+                        elif left:
                             updates.append((FILL, (left, left, e.ts, e.seq, order_id, e.seq)))
                         else:
                             updates.append((FILL_LAST, (e.ts, e.seq, order_id, e.seq)))
                 case Accepted():
-                    accepted.append((e.order_id, e.side, e.price, e.quantity, e.quantity,
-                                     e.client_order_id, e.ts, e.ts, e.tif, e.owner,
-                                     e.seq))  # fmt: skip
+                    accepted[e.order_id] = [e.order_id, e.side, e.price, e.quantity, e.quantity,
+                                            0, 0, 1, e.client_order_id, e.ts, e.ts, e.tif,
+                                            e.owner, e.seq]  # fmt: skip
                 case Cancelled():
-                    updates.append((CANCEL, (e.quantity, e.ts, e.seq, e.order_id, e.seq)))
+                    row = accepted.get(e.order_id)
+                    if row is None:
+                        updates.append((CANCEL, (e.quantity, e.ts, e.seq, e.order_id, e.seq)))
+                    else:
+                        row[_REMAINING], row[_CANCELLED], row[_ALIVE] = 0, e.quantity, 0
+                        row[_UPDATED_TS], row[_LAST_SEQ] = e.ts, e.seq
                 case Modified():
-                    updates.append((MODIFY, (e.price, e.ts, e.seq, e.order_id, e.seq)))
+                    row = accepted.get(e.order_id)
+                    if row is None:
+                        updates.append((MODIFY, (e.price, e.ts, e.seq, e.order_id, e.seq)))
+                    else:
+                        row[_PRICE], row[_UPDATED_TS], row[_LAST_SEQ] = e.price, e.ts, e.seq
                 case QuantityChanged():
-                    updates.append(
-                        (RESIZE, (e.quantity, e.remaining, e.ts, e.seq, e.order_id, e.seq))
-                    )
+                    row = accepted.get(e.order_id)
+                    if row is None:
+                        updates.append(
+                            (RESIZE, (e.quantity, e.remaining, e.ts, e.seq, e.order_id, e.seq))
+                        )
+                    else:
+                        row[_QUANTITY], row[_REMAINING] = e.quantity, e.remaining
+                        row[_UPDATED_TS], row[_LAST_SEQ] = e.ts, e.seq
         db = self.db
         cursor = db.cursor()
         with transaction(db, "IMMEDIATE"):
-            cursor.executemany(INSERT_EVENT, [(e.seq, _encode(e)) for e in events])
+            cursor.executemany(INSERT_EVENT, [(e.seq, bytearray(_encode(e))) for e in events])
             if accepted:
-                cursor.executemany(INSERT_ORDER, accepted)
+                rows = accepted.values()
+                named = [row for row in rows if row[_CLIENT_ORDER_ID] is not None]
+                if named:
+                    cursor.executemany(UPSERT_ORDER, named)
+                if len(named) < len(rows):
+                    cursor.executemany(
+                        UPSERT_ORDER_ANONYMOUS,
+                        [row[:_CLIENT_ORDER_ID] + row[_CLIENT_ORDER_ID + 1 :] for row in rows
+                         if row[_CLIENT_ORDER_ID] is None],
+                    )  # fmt: skip
             if trades:
                 cursor.executemany(INSERT_TRADE, trades)
             for sql, args in updates:
