@@ -1,4 +1,5 @@
-"""Archiver benchmark: `python -m tests.archiver_bench [--rate 2500] [--seconds 8] [--rounds 2]`.
+"""Archiver benchmark: `python -m tests.archiver_bench [--rate 2500] [--seconds 8] [--rounds 2]
+[--batch N]`.
 
 The archiver alone, under a steady trickle: a seeded crossing flow (about 60% place, 25%
 cancel, 15% modify) is matched in-process by a real engine, and its events are appended to
@@ -6,7 +7,10 @@ a fresh Redis one entry per command, as the engine publishes them, at `--rate` c
 The archiver (this tree's, SQLite store) follows the stream. Prints per round the archiver's
 and Redis's CPU per event and per command, and the batches it stored (one progress copy
 each). Its CPU per event falls as batches grow, so compare rounds with similar batch
-counts; the figure is free of the API's, the engine's and the load client's share.
+counts; the figure is free of the API's, the engine's and the load client's share. With
+`--batch N` the feed goes in lock step instead: N commands' entries at once (one MULTI),
+then a wait for the archiver to copy its progress past them, so that every round stores
+the same batches, one read each, however loaded the machine is.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from engine.matching import MatchingEngine
 from shared.commands import BUY, SELL
@@ -62,7 +67,13 @@ def flow(commands: int, seed: int) -> list[list[Event]]:
     return entries
 
 
-def run(entries: list[list[Event]], rate: float) -> str:
+def stored(client: Any, copy: str, seq: int, poll_s: float) -> None:
+    """Until the archiver's progress copy reaches `seq`."""
+    while int(client.get(copy) or 0) < seq:
+        time.sleep(poll_s)
+
+
+def run(entries: list[list[Event]], rate: float, batch: int) -> str:
     settings = Settings()
     stream = settings.event_stream_of("DEFAULT")
     with tempfile.TemporaryDirectory(prefix="archiver-bench-") as tmp:
@@ -83,21 +94,25 @@ def run(entries: list[list[Event]], rate: float) -> str:
                     raise SystemExit("the archiver did not start")
                 time.sleep(0.05)
             before = cpu_of(archiver.pid), cpu_of(redis_process.pid)
+            copy = settings.key("DEFAULT", "archiver:progress")
             started, sent = time.perf_counter(), 0
             while sent < len(entries):
-                due = min(len(entries), int((time.perf_counter() - started) * rate))
+                if batch:
+                    due = min(len(entries), sent + batch)
+                else:
+                    due = min(len(entries), int((time.perf_counter() - started) * rate))
                 if due == sent:
                     time.sleep(0.0005)
                     continue
-                pipe = client.pipeline(transaction=False)
+                pipe = client.pipeline(transaction=bool(batch))
                 for events in entries[sent:due]:
                     body = {"r": "", "c": "0-1", "e": encode_events(events)}
                     pipe.xadd(stream, body, id=f"{events[-1].seq}-0")  # type: ignore[arg-type]
                 pipe.execute()
                 sent = due
-            last, copy = entries[-1][-1].seq, settings.key("DEFAULT", "archiver:progress")
-            while int(client.get(copy) or 0) < last:  # type: ignore[arg-type]
-                time.sleep(0.01)
+                if batch:
+                    stored(client, copy, entries[due - 1][-1].seq, 0.0002)
+            stored(client, copy, entries[-1][-1].seq, 0.01)
             archiver_s = cpu_of(archiver.pid) - before[0]
             redis_s = cpu_of(redis_process.pid) - before[1]
             events = sum(len(e) for e in entries)
@@ -122,10 +137,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=8)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--batch", type=int, default=0, help="commands per lock-step batch (0: a steady --rate)"
+    )
     args = parser.parse_args()
     entries = flow(int(args.rate * args.seconds), args.seed)
     for _ in range(args.rounds):
-        print(run(entries, args.rate), flush=True)
+        print(run(entries, args.rate, args.batch), flush=True)
 
 
 if __name__ == "__main__":
