@@ -34,11 +34,14 @@ def place(
     return engine.apply(Place(side, price, quantity, client_order_id, "", ts))
 
 
+def accepted_id(events: list[Event]) -> int:
+    """The id of the order the first event accepts (which must be an acceptance)."""
+    assert isinstance(events[0], Accepted), events
+    return events[0].order_id
+
+
 def place_id(engine: MatchingEngine, side: int, price: int, quantity: int) -> int:
-    events = place(engine, side, price, quantity)
-    accepted = events[0]
-    assert isinstance(accepted, Accepted)
-    return accepted.order_id
+    return accepted_id(place(engine, side, price, quantity))
 
 
 def trades(events: list[Event]) -> list[Trade]:
@@ -125,7 +128,7 @@ def test_partial_fill_of_the_taker_rests_the_remainder() -> None:
     engine = MatchingEngine()
     maker = place_id(engine, SELL, 100, 5)
     events = place(engine, BUY, 101, 8, ts=9)
-    taker = events[0].order_id  # type: ignore[union-attr]
+    taker = accepted_id(events)
     assert events == [
         Accepted(2, taker, BUY, 101, 8, 9, None),
         Trade(3, 100, 5, taker, maker, BUY, 3, 0, 9),
@@ -141,7 +144,7 @@ def test_partial_fill_of_the_maker_keeps_it_resting() -> None:
     engine = MatchingEngine()
     maker = place_id(engine, SELL, 100, 10)
     events = place(engine, BUY, 100, 4)
-    taker = events[0].order_id  # type: ignore[union-attr]
+    taker = accepted_id(events)
     assert trades(events) == [Trade(3, 100, 4, taker, maker, BUY, 0, 6, 0)]
     assert taker not in engine.orders
     assert engine.orders[maker].remaining == 6
@@ -155,7 +158,7 @@ def test_walking_several_levels_stops_at_the_limit() -> None:
     c = place_id(engine, SELL, 102, 4)
     d = place_id(engine, SELL, 103, 1)
     events = place(engine, BUY, 102, 7)
-    taker = events[0].order_id  # type: ignore[union-attr]
+    taker = accepted_id(events)
     assert [(t.price, t.quantity, t.ask_order_id) for t in trades(events)] == [
         (100, 2, a),
         (101, 3, b),
@@ -205,7 +208,7 @@ def test_trade_price_is_the_resting_price_for_a_buy_aggressor() -> None:
     engine = MatchingEngine()
     maker = place_id(engine, SELL, 100, 5)
     events = place(engine, BUY, 105, 5, ts=3)
-    taker = events[0].order_id  # type: ignore[union-attr]
+    taker = accepted_id(events)
     assert trades(events) == [Trade(3, 100, 5, taker, maker, BUY, 0, 0, 3)]
     assert engine.orders == {}
     assert engine.depth(10) == ([], [])
@@ -215,7 +218,7 @@ def test_trade_price_is_the_resting_price_for_a_sell_aggressor() -> None:
     engine = MatchingEngine()
     maker = place_id(engine, BUY, 105, 5)
     events = place(engine, SELL, 100, 2, ts=4)
-    taker = events[0].order_id  # type: ignore[union-attr]
+    taker = accepted_id(events)
     assert trades(events) == [Trade(3, 105, 2, maker, taker, SELL, 3, 0, 4)]
     assert engine.depth(10) == ([(105, 3)], [])
 
@@ -232,7 +235,7 @@ def test_trade_seq_numbers_follow_the_accepted_event() -> None:
 
 def test_events_carry_the_command_timestamp() -> None:
     engine = MatchingEngine()
-    a = place(engine, SELL, 100, 2, ts=10)[0].order_id  # type: ignore[union-attr]
+    a = accepted_id(place(engine, SELL, 100, 2, ts=10))
     events = place(engine, BUY, 100, 1, ts=20)
     assert {e.ts for e in events} == {20}
     assert engine.apply(Modify(a, 101, "", 30))[0].ts == 30
@@ -359,8 +362,9 @@ def test_cancel_after_a_partial_fill_reports_the_remaining_quantity() -> None:
     assert traded == 4
     events = engine.apply(Cancel(maker))
     assert events == [Cancelled(4, maker, 6, 0)]
-    cancelled = events[0].quantity  # type: ignore[union-attr]
-    assert traded + cancelled == 10  # the traded part stays traded
+    cancelled = events[0]
+    assert isinstance(cancelled, Cancelled)
+    assert traded + cancelled.quantity == 10  # the traded part stays traded
     assert engine.depth(10) == ([], [])
     assert engine.orders == {}
 
@@ -421,7 +425,7 @@ def test_dead_order_is_rejected_and_changes_nothing(which: str, kind: str) -> No
 
 def test_duplicate_client_order_id_is_rejected_with_the_original_order_id() -> None:
     engine = MatchingEngine()
-    original = place(engine, BUY, 100, 5, "abc")[0].order_id  # type: ignore[union-attr]
+    original = accepted_id(place(engine, BUY, 100, 5, "abc"))
     place(engine, SELL, 200, 1)
     before = book_state(engine)
     events = place(engine, SELL, 90, 5, "abc", ts=12)  # would cross if accepted
@@ -433,8 +437,8 @@ def test_duplicate_client_order_id_is_rejected_with_the_original_order_id() -> N
 
 def test_duplicate_client_order_id_is_rejected_after_the_original_is_dead() -> None:
     engine = MatchingEngine()
-    filled = place(engine, BUY, 100, 1, "f")[0].order_id  # type: ignore[union-attr]
-    cancelled = place(engine, BUY, 90, 1, "c")[0].order_id  # type: ignore[union-attr]
+    filled = accepted_id(place(engine, BUY, 100, 1, "f"))
+    cancelled = accepted_id(place(engine, BUY, 90, 1, "c"))
     place(engine, SELL, 100, 1)
     engine.apply(Cancel(cancelled))
     assert engine.orders == {}
@@ -604,11 +608,6 @@ def test_restore_refuses_an_unknown_version() -> None:
 
 
 # -- the idempotency window --------------------------------------------------------------------
-
-
-def accepted_id(events: list[Event]) -> int:
-    assert isinstance(events[0], Accepted), events
-    return events[0].order_id
 
 
 def test_client_order_ids_beyond_the_window_are_forgotten_oldest_first() -> None:

@@ -93,8 +93,9 @@ def test_ioc_that_does_not_cross_is_cancelled_whole() -> None:
     e = MatchingEngine()
     rest(e, SELL, 105, 3)
     events = e.apply(Place(BUY, 100, 4, None, "", 0, IOC))
-    assert [type(x) for x in events] == [Accepted, Cancelled]
-    assert events[1].quantity == 4  # type: ignore[union-attr]
+    accepted, cancelled = events
+    assert isinstance(accepted, Accepted) and isinstance(cancelled, Cancelled)
+    assert cancelled.quantity == 4
     assert e.depth(5) == ([], [(105, 3)])
 
 
@@ -145,4 +146,5 @@ def test_immediate_orders_respect_client_order_ids() -> None:
     rest(e, SELL, 100, 5)
     first = e.apply(Place(BUY, 100, 1, "x", "", 0, IOC))
     again = e.apply(Place(BUY, 100, 1, "x", "", 0, IOC))
-    assert isinstance(again[0], Rejected) and again[0].order_id == first[0].order_id  # type: ignore[union-attr]
+    assert isinstance(first[0], Accepted)
+    assert isinstance(again[0], Rejected) and again[0].order_id == first[0].order_id

@@ -3,22 +3,23 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 
 import msgspec
 
 from engine.matching import MatchingEngine, engine_for
 from engine.snapshot import FORMAT_VERSION, restore, snapshot, state_hash
 from shared.commands import BUY, FOK, IOC, MARKET, SELL, Cancel, Command, Modify, Place
-from shared.events import PRICE_OUT_OF_BAND, Accepted, Rejected, Trade
+from shared.events import PRICE_OUT_OF_BAND, Accepted, Cancelled, Event, Modified, Rejected, Trade
 
 BAND = (1000, 10_000)  # 10 % around 100.00 (tick 0.01) before the first trade
 
 
-def trades(events: list[object]) -> list[tuple[int, int]]:
+def trades(events: Sequence[Event]) -> list[tuple[int, int]]:
     return [(e.price, e.quantity) for e in events if isinstance(e, Trade)]
 
 
-def refused(events: list[object], order_id: int = 0) -> bool:
+def refused(events: Sequence[Event], order_id: int = 0) -> bool:
     (event,) = events
     return (
         isinstance(event, Rejected)
@@ -105,7 +106,9 @@ def test_a_market_order_fills_inside_and_cancels_the_rest_when_nothing_is_beyond
     engine = engine_for(0, BAND)
     engine.place(BUY, 10_100, 3, None, 1)
     events = engine.place(SELL, MARKET, 5, None, 2)
-    assert trades(events) == [(10_100, 3)] and events[-1].quantity == 2  # type: ignore[union-attr]
+    rest = events[-1]
+    assert trades(events) == [(10_100, 3)]
+    assert isinstance(rest, Cancelled) and rest.quantity == 2
 
 
 def test_a_fok_limit_inside_the_band_still_trades_all_or_nothing() -> None:
@@ -117,12 +120,15 @@ def test_a_fok_limit_inside_the_band_still_trades_all_or_nothing() -> None:
 
 def test_a_modify_to_a_price_outside_is_refused_and_the_order_keeps_its_place() -> None:
     engine = engine_for(0, BAND)
-    order_id = engine.place(BUY, 9_500, 5, None, 1)[0].order_id  # type: ignore[union-attr]
+    accepted = engine.place(BUY, 9_500, 5, None, 1)[0]
+    assert isinstance(accepted, Accepted)
+    order_id = accepted.order_id
     assert refused(engine.modify(order_id, 100_000_000, 2), order_id)
     assert refused(engine.modify(order_id, 8_999, 2, quantity=7), order_id)
     order = engine.orders[order_id]
     assert (order.price, order.quantity) == (9_500, 5)
-    assert engine.modify(order_id, 9_000, 3)[0].price == 9_000  # type: ignore[union-attr]
+    modified = engine.modify(order_id, 9_000, 3)[0]
+    assert isinstance(modified, Modified) and modified.price == 9_000
     assert engine.modify(order_id, 0, 4, quantity=3)  # quantity only: no band check
 
 

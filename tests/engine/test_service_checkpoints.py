@@ -14,6 +14,7 @@ import redis
 
 from engine import checkpoint
 from tests.conftest import running_stack
+from tests.redis_replies import entries
 
 
 def test_checkpoints_trim_the_oplog_and_a_clean_stop_needs_no_replay(tmp_path: Path) -> None:
@@ -33,7 +34,7 @@ def test_checkpoints_trim_the_oplog_and_a_clean_stop_needs_no_replay(tmp_path: P
         stack.kill("engine", signal.SIGTERM)
         # (While the engine runs, a fourth file exists between a write and its pruning.)
         assert 1 <= len(checkpoint.files(directory)) <= checkpoint.KEEP
-        last_event = client.xrevrange("exchange:{DEFAULT}:events", "+", "-", count=1)
+        last_event = entries(client.xrevrange("exchange:{DEFAULT}:events", "+", "-", count=1))
         published = int(last_event[0][0].split(b"-")[0])
         newest, _ = checkpoint.load_newest(directory)
         assert newest is not None and newest.seq == published  # the stop's checkpoint

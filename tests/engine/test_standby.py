@@ -26,6 +26,7 @@ from shared.config import Settings
 from shared.events import decode_events
 from shared.replies import read_answers
 from shared.stack import Stack
+from tests.redis_replies import entries, value
 
 SETTINGS = Settings()
 COMMANDS = SETTINGS.command_stream_of("DEFAULT")
@@ -87,7 +88,7 @@ def send(client: redis.Redis, first: int, n: int) -> list[Command]:
 
 def leader(stack: Stack, client: redis.Redis) -> str:
     """The name of the process holding the lease ("" while nobody does)."""
-    owner = client.get(LEASE)
+    owner = value(client.get(LEASE))
     pid = owner_pid(owner.decode()) if owner else None
     return next((name for name, p in stack.processes.items() if p.pid == pid), "")
 
@@ -95,13 +96,13 @@ def leader(stack: Stack, client: redis.Redis) -> str:
 def answered(client: redis.Redis) -> list[str]:
     return [
         request_id
-        for _, fields in client.xrange(REPLIES)
+        for _, fields in entries(client.xrange(REPLIES))
         for request_id, _ in read_answers([item for pair in fields.items() for item in pair])
     ]
 
 
 def published(client: redis.Redis) -> list[tuple[int, str]]:
-    return [(int(i.split(b"-")[0]), f[b"r"].decode()) for i, f in client.xrange(EVENTS)]
+    return [(int(i.split(b"-")[0]), f[b"r"].decode()) for i, f in entries(client.xrange(EVENTS))]
 
 
 def reference(commands: list[Command]) -> tuple[MatchingEngine, list[int]]:
@@ -135,17 +136,17 @@ def test_the_standby_takes_over_and_every_command_is_answered_once(tmp_path: Pat
         engine, seqs = reference(sent)
         assert answered(client) == [c.request_id for c in sent]  # each once, in order
         assert published(client) == list(zip(seqs, [c.request_id for c in sent], strict=True))
-        events = [e for _, f in client.xrange(EVENTS) for e in decode_events(f[b"e"])]
+        events = [e for _, f in entries(client.xrange(EVENTS)) for e in decode_events(f[b"e"])]
         assert [e.seq for e in events] == list(range(1, len(events) + 1))
         hash_key = SETTINGS.key("DEFAULT", "engine:state_hash")
-        assert (client.get(hash_key) or b"").decode() == state_hash(engine)
+        assert (value(client.get(hash_key)) or b"").decode() == state_hash(engine)
         assert not client.exists(LEASE)  # released at the clean stop
         assert log_events(stack, new, "lease_acquired")[-1]["token"] > token
 
 
 def tokens(client: redis.Redis) -> list[int]:
     """The fencing token each event entry was published under, in stream order."""
-    return [int(fields[b"t"]) for _, fields in client.xrange(EVENTS)]
+    return [int(fields[b"t"]) for _, fields in entries(client.xrange(EVENTS))]
 
 
 def test_a_paused_leader_appends_nothing_after_a_takeover(tmp_path: Path) -> None:
@@ -194,7 +195,7 @@ def test_a_standby_with_a_different_state_stops_loudly(tmp_path: Path) -> None:
         # that forgets one client order id: same orders and seq, a different state.
         engine, _ = reference(sent)
         engine.client_order_ids.pop("c3")
-        last_command = client.xrevrange(COMMANDS, "+", "-", count=1)[0][0].decode()
+        last_command = entries(client.xrevrange(COMMANDS, "+", "-", count=1))[0][0].decode()
         other = tmp_path / "other"
         checkpoint.write(
             other / "checkpoints" / "DEFAULT",
@@ -221,7 +222,7 @@ def writers(client: redis.Redis) -> dict[int, str]:
     """Who wrote each checkpoint whose hash is published: seq -> leader or standby."""
     return {
         int(i.split(b"-")[0]): f[b"w"].decode()
-        for i, f in client.xrange(MARKERS)
+        for i, f in entries(client.xrange(MARKERS))
         if i.endswith(b"-1")
     }
 
@@ -254,8 +255,9 @@ def test_with_a_live_standby_the_leader_forks_nothing_and_a_restart_loads_its_fi
         engine, _ = reference(sent[: seqs_index(sent, newest.seq) + 1])
         assert newest.state_hash == state_hash(engine)
         # The leader publishes that hash once the standby reports it.
-        wait_for(lambda: writers_hash(client, newest.seq), what="the hash published")
-        assert writers_hash(client, newest.seq) == newest.state_hash
+        seq = newest.seq
+        wait_for(lambda: writers_hash(client, seq), what="the hash published")
+        assert writers_hash(client, seq) == newest.state_hash
 
         # Both engines die; a leader restarting alone recovers from the standby's file.
         stack.kill("engine", signal.SIGKILL)
@@ -272,7 +274,7 @@ def test_with_a_live_standby_the_leader_forks_nothing_and_a_restart_loads_its_fi
         stack.processes["engine"].wait(timeout=20)
         engine, _ = reference(sent)
         hash_key = SETTINGS.key("DEFAULT", "engine:state_hash")
-        assert (client.get(hash_key) or b"").decode() == state_hash(engine)
+        assert (value(client.get(hash_key)) or b"").decode() == state_hash(engine)
         assert answered(client) == [c.request_id for c in sent]
 
 
@@ -284,8 +286,8 @@ def seqs_index(sent: list[Command], seq: int) -> int:
 
 def writers_hash(client: redis.Redis, seq: int) -> str:
     """The state hash published for the checkpoint at `seq` ("" while none is)."""
-    entries = client.xrange(MARKERS, f"{seq}-1", f"{seq}-1")
-    return entries[0][1][b"h"].decode() if entries else ""
+    marker = entries(client.xrange(MARKERS, f"{seq}-1", f"{seq}-1"))
+    return marker[0][1][b"h"].decode() if marker else ""
 
 
 def test_a_standby_whose_events_differ_stops_loudly(tmp_path: Path) -> None:
@@ -302,9 +304,9 @@ def test_a_standby_whose_events_differ_stops_loudly(tmp_path: Path) -> None:
             more). The standby starts there: no state hash of the leader's is compared."""
             sent.extend(send(client, len(sent), 1))
             wait_for(lambda: len(answered(client)) == len(sent), what="answers")
-            marks = dict(client.xrange(MARKERS))
+            marks = dict(entries(client.xrange(MARKERS)))
             last = max(int(i.split(b"-")[0]) for i in marks if i.endswith(b"-0"))
-            after = client.xrange(COMMANDS, b"(" + marks[f"{last}-0".encode()][b"c"], "+")
+            after = entries(client.xrange(COMMANDS, b"(" + marks[f"{last}-0".encode()][b"c"], "+"))
             done = f"{last}-1".encode() in marks
             return done and len(after) < 20 and last < published(client)[-1][0]
 
@@ -314,7 +316,7 @@ def test_a_standby_whose_events_differ_stops_loudly(tmp_path: Path) -> None:
         # leader's (the same store id), so the leader leaves it the checkpoints.
         engine, _ = reference(sent)
         engine.next_order_id += 1000
-        last_command = client.xrevrange(COMMANDS, "+", "-", count=1)[0][0].decode()
+        last_command = entries(client.xrevrange(COMMANDS, "+", "-", count=1))[0][0].decode()
         other = tmp_path / "other"
         directory = other / "checkpoints" / "DEFAULT"
         checkpoint.write(
@@ -345,7 +347,7 @@ def test_a_standby_whose_events_differ_stops_loudly(tmp_path: Path) -> None:
             second.stop()
         diverged = log_events(second, "engine", "standby_diverged")
         assert diverged and diverged[0]["events"] != diverged[0]["leader_events"]
-        marked = [f.get(b"w") for i, f in client.xrange(MARKERS) if i.endswith(b"-0")]
+        marked = [f.get(b"w") for i, f in entries(client.xrange(MARKERS)) if i.endswith(b"-0")]
         assert b"standby" in marked  # the leader had left the checkpoints to it
         assert leader(stack, client) == "engine"  # the leader carries on
 

@@ -22,6 +22,7 @@ Profile (examples, steps) comes from tests/engine/conftest.py via HYPOTHESIS_PRO
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
@@ -321,9 +322,10 @@ class EngineVersusReference(RuleBasedStateMachine):
 
     # commands
 
-    def _run(self, make: type[Command], **fields: object) -> list[Event]:
+    def _run(self, make: Callable[[int], Command]) -> list[Event]:
+        """Runs the command `make` builds for the next timestamp on both engines."""
         self.ts += 1
-        command = make(ts=self.ts, **fields)  # type: ignore[arg-type]
+        command = make(self.ts)
         before = snapshot(self.engine)
         expected = self.ref.apply(command)
         events = self.engine.apply(command)
@@ -340,7 +342,7 @@ class EngineVersusReference(RuleBasedStateMachine):
             unchanged = restore(before)
             unchanged.seq += 1
             assert snapshot(unchanged) == snapshot(self.engine)
-        event(f"{make.__name__}: {outcome}")
+        event(f"{type(command).__name__}: {outcome}")
         return events
 
     def _target(self, data: st.DataObject) -> int:
@@ -357,7 +359,7 @@ class EngineVersusReference(RuleBasedStateMachine):
     def _actor(self, data: st.DataObject, order_id: int) -> str:
         """Mostly the order's owner; sometimes anyone (another owner: `not_owner`)."""
         order = self.ref._find(order_id)
-        choices = (order.owner,) * 3 + OWNERS if order is not None else OWNERS
+        choices: tuple[str, ...] = (order.owner,) * 3 + OWNERS if order is not None else OWNERS
         return data.draw(st.sampled_from(choices), label="owner")
 
     @rule(
@@ -426,13 +428,7 @@ class EngineVersusReference(RuleBasedStateMachine):
         known_ids = len(engine.client_order_ids)
         opposite_empty = not (engine.asks if side == BUY else engine.bids).levels
         events = self._run(
-            Place,
-            side=side,
-            price=price,
-            quantity=quantity,
-            client_order_id=client_order_id,
-            tif=tif,
-            owner=owner,
+            lambda ts: Place(side, price, quantity, client_order_id, ts=ts, tif=tif, owner=owner)
         )
         first = events[0]
         kind = {GTC: "GTC", IOC: "IOC", FOK: "FOK"}[tif] + (" market" if price == MARKET else "")
@@ -491,7 +487,9 @@ class EngineVersusReference(RuleBasedStateMachine):
     def _modify(self, order_id: int, price: int, quantity: int, owner: str) -> None:
         order = self.engine.orders.get(order_id)
         before = None if order is None else (order.quantity, order.remaining)
-        events = self._run(Modify, order_id=order_id, price=price, quantity=quantity, owner=owner)
+        events = self._run(
+            lambda ts: Modify(order_id, price, ts=ts, quantity=quantity, owner=owner)
+        )
         first = events[0]
         if order is None:
             assert isinstance(first, Rejected)
@@ -549,7 +547,7 @@ class EngineVersusReference(RuleBasedStateMachine):
         owner = self._actor(data, order_id)
         order = self.engine.orders.get(order_id)
         before = order.remaining if order is not None else None
-        events = self._run(Cancel, order_id=order_id, owner=owner)
+        events = self._run(lambda ts: Cancel(order_id, ts=ts, owner=owner))
         assert len(events) == 1
         if order is None:
             assert isinstance(events[0], Rejected)
@@ -557,6 +555,7 @@ class EngineVersusReference(RuleBasedStateMachine):
             assert events[0] == Rejected(self.engine.seq, NOT_OWNER, order_id, self.ts, owner)
             assert self.engine.orders[order_id] is order
         else:
+            assert before is not None  # (the order was found)
             if before != self.accounts[order_id].quantity:
                 event("Cancel: after a partial fill")
             assert events[0] == Cancelled(self.engine.seq, order_id, before, self.ts)
