@@ -23,14 +23,16 @@ import signal
 import statistics
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
+from multiprocessing.queues import Queue
+from multiprocessing.synchronize import Event as ProcessEvent
 from pathlib import Path
-from typing import Any
 
 import httpx
 import websockets
 from websockets.exceptions import ConnectionClosed
+from websockets.typing import Subprotocol
 
 from shared.redis_server import free_port
 from shared.stack import Stack
@@ -57,18 +59,22 @@ GIVE_UP_S = 45.0
 # -- the well-behaved client ---------------------------------------------------------------
 
 
-def probe(url: str, stop: Any, out: Any) -> None:
+Sample = tuple[float, str, int, float]  # (wall time, kind, status, seconds)
+
+
+def probe(url: str, stop: ProcessEvent, out: Queue[list[Sample]]) -> None:
     """Runs in its own process: its latencies are the server's, not this loop's."""
-    samples: list[tuple[float, str, int, float]] = []  # (wall time, kind, status, seconds)
+    samples: list[Sample] = []
 
     async def run() -> None:
         transport = httpx.AsyncHTTPTransport(local_address=PROBE_ADDRESS)
         async with httpx.AsyncClient(base_url=url, transport=transport, timeout=30) as client:
             while not stop.is_set():
-                for kind, call in (
+                calls: tuple[tuple[str, Callable[[], Awaitable[httpx.Response]]], ...] = (
                     ("live", lambda: client.get("/health/live")),
                     ("place", lambda: client.post("/orders", json=PLACE)),
-                ):
+                )
+                for kind, call in calls:
                     started = time.perf_counter()
                     try:
                         response = await call()
@@ -122,7 +128,7 @@ def spread_ms(values: list[float]) -> str:
     )
 
 
-def counted(values: list[Any]) -> str:
+def counted(values: Iterable[object]) -> str:
     counts: dict[str, int] = {}
     for value in values:
         counts[str(value)] = counts.get(str(value), 0) + 1
@@ -183,8 +189,8 @@ async def big_frames(url: str, seconds: float, pace: float) -> str:
         while (due := time.monotonic()) < deadline:
             async with websockets.connect(
                 ws_url,
-                subprotocols=["graphql-transport-ws"],
-                max_size=None,  # type: ignore[list-item]
+                subprotocols=[Subprotocol("graphql-transport-ws")],
+                max_size=None,
             ) as ws:
                 await ws.send(json.dumps({"type": "connection_init"}))
                 await ws.recv()
@@ -371,15 +377,19 @@ def main() -> None:
     prober.start()
     phases: list[tuple[str, float, float, str]] = []
 
-    def phase(name: str, attack: Callable[[], Any]) -> None:
+    def phase(name: str, attack: Callable[[], str]) -> None:
         start = time.time()
         result = attack()
         phases.append((name, start, time.time(), result))
         print(f"{name}: done", flush=True)
 
+    def baseline() -> str:
+        time.sleep(args.seconds)
+        return ""
+
     try:
         time.sleep(2)  # the probe's connection is up
-        phase("baseline, no attack", lambda: time.sleep(args.seconds) or "")
+        phase("baseline, no attack", baseline)
         phase(
             "time to refuse without reading (20 of each, one at a time)",
             lambda: asyncio.run(decision_times(url)),

@@ -24,13 +24,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+
+from redis.typing import EncodableT, FieldT
 
 from engine.matching import MatchingEngine
 from shared.commands import BUY, SELL
 from shared.config import Settings
 from shared.events import Accepted, Event, encode_events
-from shared.redis_client import connect
+from shared.redis_client import Client, connect
 from shared.redis_server import start_redis
 
 NS = 1_000_000_000
@@ -67,7 +68,7 @@ def flow(commands: int, seed: int) -> list[list[Event]]:
     return entries
 
 
-def stored(client: Any, copy: str, seq: int, poll_s: float) -> None:
+def stored(client: Client, copy: str, seq: int, poll_s: float) -> None:
     """Until the archiver's progress copy reaches `seq`."""
     while int(client.get(copy) or 0) < seq:
         time.sleep(poll_s)
@@ -106,8 +107,12 @@ def run(entries: list[list[Event]], rate: float, batch: int) -> str:
                     continue
                 pipe = client.pipeline(transaction=bool(batch))
                 for events in entries[sent:due]:
-                    body = {"r": "", "c": "0-1", "e": encode_events(events)}
-                    pipe.xadd(stream, body, id=f"{events[-1].seq}-0")  # type: ignore[arg-type]
+                    body: dict[FieldT, EncodableT] = {
+                        "r": "",
+                        "c": "0-1",
+                        "e": encode_events(events),
+                    }
+                    pipe.xadd(stream, body, id=f"{events[-1].seq}-0")
                 pipe.execute()
                 sent = due
                 if batch:
@@ -115,13 +120,13 @@ def run(entries: list[list[Event]], rate: float, batch: int) -> str:
             stored(client, copy, entries[-1][-1].seq, 0.01)
             archiver_s = cpu_of(archiver.pid) - before[0]
             redis_s = cpu_of(redis_process.pid) - before[1]
-            events = sum(len(e) for e in entries)
+            event_count = sum(len(e) for e in entries)
             batches = client.info("commandstats").get("cmdstat_set", {}).get("calls", 0)
             return (
-                f"{len(entries):,} commands, {events:,} events, {batches:,} batches: "
-                f"archiver {archiver_s / events * 1e6:.1f} µs/event "
+                f"{len(entries):,} commands, {event_count:,} events, {batches:,} batches: "
+                f"archiver {archiver_s / event_count * 1e6:.1f} µs/event "
                 f"({archiver_s / len(entries) * 1e6:.1f} per command), Redis with the feed "
-                f"{redis_s / events * 1e6:.1f} µs/event; load {os.getloadavg()[0]:.2f}"
+                f"{redis_s / event_count * 1e6:.1f} µs/event; load {os.getloadavg()[0]:.2f}"
             )
         finally:
             archiver.send_signal(signal.SIGTERM)

@@ -17,9 +17,8 @@ import asyncio
 import statistics
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sized
 from pathlib import Path
-from typing import Any
 
 from engine.matching import MatchingEngine
 from shared.commands import BUY, SELL
@@ -59,10 +58,10 @@ async def build(store: SqliteStore, trades: int) -> tuple[int, float]:
     return stored + len(events), time.perf_counter() - started
 
 
-async def timed(call: Callable[[], Awaitable[Any]], repeat: int) -> tuple[float, float, Any]:
+async def timed(call: Callable[[], Awaitable[Sized]], repeat: int) -> tuple[float, float, Sized]:
     """(median ms, worst ms, the last answer), after one untimed run (cold pages)."""
     times: list[float] = []
-    answer: Any = await call()
+    answer = await call()
     for _ in range(repeat):
         started = time.perf_counter()
         answer = await call()
@@ -89,7 +88,7 @@ async def bench(path: Path, trades: int, repeat: int) -> None:
         busiest = top.ask_order_id  # the last resting ask: up to 1,000 fills
         first = (await store.list_trades(limit=1, after=None))[0]
         halfway = (first.ts + top.ts) // 2
-        reads: list[tuple[str, Callable[[], Awaitable[Any]]]] = [
+        reads: list[tuple[str, Callable[[], Awaitable[Sized]]]] = [
             ("oldest page", lambda: store.list_trades(limit=PAGE, after=None)),
             (
                 "newest page (descending)",

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from shared.redis_client import Client
+from tests.redis_replies import entries
 
 COMMAND_STREAMS = "exchange:*commands"
 
@@ -26,17 +25,16 @@ class CommandLog:
         return sorted(self.client.scan_iter(match=COMMAND_STREAMS, _type="stream"))
 
     def mark(self) -> dict[bytes, bytes]:
-        info: Any
         mark = {}
         for stream in self._streams():
-            info = self.client.xinfo_stream(stream)
-            mark[stream] = info["last-generated-id"]
+            last = self.client.xinfo_stream(stream)["last-generated-id"]
+            assert isinstance(last, bytes), last
+            mark[stream] = last
         return mark
 
     def since(self, mark: dict[bytes, bytes]) -> int:
-        entries: Any
         count = 0
         for stream in self._streams():
-            entries = self.client.xrange(stream, min=b"(" + mark.get(stream, b"0-0"), max="+")
-            count += len(entries)
+            after = b"(" + mark.get(stream, b"0-0")
+            count += len(entries(self.client.xrange(stream, min=after, max="+")))
         return count

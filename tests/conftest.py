@@ -52,7 +52,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     if os.environ.get("MONGODB_URL"):
         env["MONGODB_DB"] = f"test_{uuid.uuid4().hex[:8]}"
     with ExitStack() as resources:
-        redis_url, engine_groups = "", ("",)
+        redis_url = ""
+        engine_groups: tuple[str, ...] = ("",)
         if os.environ.get("STACK_REDIS") == "cluster":
             cluster = LocalCluster(data / "cluster")
             resources.callback(cluster.stop)
@@ -169,5 +170,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         module = Path(str(item.path)).relative_to(root).as_posix()
         params = getattr(getattr(item, "callspec", None), "params", {})
         slow_param = any(isinstance(v, str) and v in SLOW_PARAMS for v in params.values())
-        if module not in FAST_MODULES or slow_param or "stack" in item.fixturenames:
+        fixtures = item.fixturenames if isinstance(item, pytest.Function) else []
+        if module not in FAST_MODULES or slow_param or "stack" in fixtures:
             item.add_marker(pytest.mark.stack)

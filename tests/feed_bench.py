@@ -21,6 +21,7 @@ from pathlib import Path
 import httpx
 import redis
 from websockets.asyncio.client import connect
+from websockets.typing import Subprotocol
 
 from shared.commands import BUY, SELL, Place, encode_command
 from shared.redis_server import free_port
@@ -81,7 +82,9 @@ async def catch_up_graphql(api: str, after: int, count: int) -> float:
     url = api.replace("http://", "ws://") + "/graphql"
     query = "subscription($after: ID) { trades(after: $after) { tradeId } }"
     started = time.perf_counter()
-    async with connect(url, subprotocols=["graphql-transport-ws"], max_size=None) as ws:  # type: ignore[list-item]
+    async with connect(
+        url, subprotocols=[Subprotocol("graphql-transport-ws")], max_size=None
+    ) as ws:
         await ws.send(json.dumps({"type": "connection_init"}))
         assert json.loads(await ws.recv())["type"] == "connection_ack"
         payload = {"query": query, "variables": {"after": str(after)}}

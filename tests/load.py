@@ -23,8 +23,10 @@ import os
 import random
 import tempfile
 import time
+from multiprocessing.queues import Queue
+from multiprocessing.synchronize import Event as ProcessEvent
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, cast
 from urllib.parse import urlsplit
 
 import uvloop
@@ -35,6 +37,7 @@ from shared.redis_client import connect as redis_connect
 from shared.redis_cluster import LocalCluster
 from shared.redis_server import free_port
 from shared.stack import Stack
+from tests.redis_replies import entries, value
 
 # Instruments of --instruments, in this order: on a fresh 3-master cluster their hash tags
 # fall on shards 1, 0, 2, 1, 0, 1, 2, 0.
@@ -59,7 +62,8 @@ class Connection(asyncio.Protocol):
         self.usable = True  # false once closed, or once the server said `connection: close`
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
+        # uvloop's transport has asyncio.Transport's methods but is no subclass of it.
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         if self.waiter is None:  # unasked (a 408 before the server closes an idle one)
@@ -146,8 +150,9 @@ class Pool:
         self.idle: list[tuple[float, Connection]] = []  # (idle since, connection)
         self.free = asyncio.Semaphore(size)
 
-    async def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        """(status, parsed JSON body or None); raises one of FAILURES."""
+    async def request(self, method: str, path: str, body: object = None) -> tuple[int, Any]:
+        """(status, parsed JSON body or None: any JSON value, Any as json.loads answers
+        it); raises one of FAILURES."""
         async with self.free:
             now = time.monotonic()
             # Older ones may be closing: the server closes a keep-alive one idle for 5 s.
@@ -171,6 +176,22 @@ class Pool:
         self.idle.clear()
 
 
+class ClientReport(TypedDict):
+    """What one load process measured, sent back over a queue."""
+
+    latencies: list[float]
+    starts: list[float]  # when each request was due, in the order of latencies
+    answered: int
+    by_instrument: dict[int, int]
+    errors: dict[str, int]
+    cpu: float
+
+
+class BookReport(TypedDict):
+    messages: int
+    cpu: float
+
+
 async def client_loop(
     urls: list[str],
     seconds: float,
@@ -178,7 +199,7 @@ async def client_loop(
     clients: int,
     rate: float = 0.0,
     symbols: tuple[str, ...] = (),
-) -> dict[str, Any]:
+) -> ClientReport:
     """Latencies of every request sent, its outcome counts, and this process's CPU time.
 
     With `rate` (requests/s for this process) the load is open-loop: each client sends on
@@ -286,7 +307,7 @@ SLOW_MS = 5.0
 WINDOW_S = 0.1
 
 
-def tail_summary(results: list[dict[str, Any]]) -> str:
+def tail_summary(results: list[ClientReport]) -> str:
     """Where the requests slower than SLOW_MS fall in time: spread over the run (the stack
     is slow throughout) or bunched into a few 100 ms windows (something stops everything
     now and then: a collection, a fork, a burst of writes), with the worst windows' offsets
@@ -318,7 +339,7 @@ def proc_main(
     clients: int,
     rate: float,
     symbols: tuple[str, ...],
-    out: Any,
+    out: Queue[ClientReport],
 ) -> None:
     out.put(uvloop.run(client_loop(urls, seconds, seed, clients, rate, symbols)))
 
@@ -338,20 +359,20 @@ def lag(client: Client, settings: Settings) -> tuple[int, int]:
     engine_lag = archiver_lag = 0
     for instrument in settings.instruments:
         commands = settings.command_stream_of(instrument.symbol)
-        last_cmd: Any = client.xrevrange(commands, "+", "-", count=1)
-        last_evt: Any = client.xrevrange(
-            settings.event_stream_of(instrument.symbol), "+", "-", count=1
+        last_cmd = entries(client.xrevrange(commands, "+", "-", count=1))
+        last_evt = entries(
+            client.xrevrange(settings.event_stream_of(instrument.symbol), "+", "-", count=1)
         )
         if last_cmd and last_evt:
             answered = last_evt[0][1][b"c"]
-            engine_lag += len(client.xrange(commands, b"(" + answered, "+", count=100000))
+            engine_lag += len(entries(client.xrange(commands, b"(" + answered, "+", count=100000)))
         top = int(last_evt[0][0].split(b"-")[0]) if last_evt else instrument.base
-        progress = client.get(settings.key(instrument.symbol, "archiver:progress"))
+        progress = value(client.get(settings.key(instrument.symbol, "archiver:progress")))
         archiver_lag += top - int(progress or instrument.base)
     return engine_lag, archiver_lag
 
 
-async def book_client(url: str, depth: int, seconds: float, ready: Any) -> dict[str, Any]:
+async def book_client(url: str, depth: int, seconds: float, ready: ProcessEvent) -> BookReport:
     """One incremental-book subscriber: its snapshot, then every level change (counted, not
     parsed: the subscriber shares the machine with the stack it measures)."""
     from websockets.asyncio.client import connect as ws_connect
@@ -372,7 +393,9 @@ async def book_client(url: str, depth: int, seconds: float, ready: Any) -> dict[
     return {"messages": messages, "cpu": time.process_time() - cpu_before}
 
 
-def book_client_main(url: str, depth: int, seconds: float, ready: Any, out: Any) -> None:
+def book_client_main(
+    url: str, depth: int, seconds: float, ready: ProcessEvent, out: Queue[BookReport]
+) -> None:
     out.put(uvloop.run(book_client(url, depth, seconds, ready)))
 
 
@@ -430,7 +453,7 @@ def main() -> None:
             stack.wait_ready()
             urls, redis_url = [stack.api_url(p) for p in stack.api_ports], stack.redis_url
         rclient = redis_connect(redis_url) if redis_url else None
-        queue: Any = multiprocessing.Queue()
+        queue: Queue[ClientReport] = multiprocessing.Queue()
         procs = [
             multiprocessing.Process(
                 target=proc_main,
@@ -450,7 +473,7 @@ def main() -> None:
         for node in cluster.nodes if cluster else ():
             if node.process is not None:
                 services[f"redis-{node.port}"] = node.process
-        book_queue: Any = multiprocessing.Queue()
+        book_queue: Queue[BookReport] = multiprocessing.Queue()
         book_proc = None
         if args.book_subscriber:
             ready = multiprocessing.Event()
@@ -482,14 +505,17 @@ def main() -> None:
             cpu["book-client"] = book["cpu"]
         for p in procs:
             p.join()
-        latencies = sorted(x for r in results for x in r["latencies"])
+        latencies: list[float] = sorted(x for r in results for x in r["latencies"])
         errors: dict[str, int] = {}
         for r in results:
-            for k, v in r["errors"].items():
-                errors[k] = errors.get(k, 0) + v
+            for kind, times in r["errors"].items():
+                errors[kind] = errors.get(kind, 0) + times
         n = len(latencies)
         answered = sum(r["answered"] for r in results)  # 2xx only: errors are not throughput
-        pct = lambda q: latencies[min(n - 1, int(n * q))] * 1000  # noqa: E731
+
+        def pct(q: float) -> float:
+            return latencies[min(n - 1, int(n * q))] * 1000
+
         mode = f"open loop at {args.rate:,.0f}/s" if args.rate else "closed loop"
         print(
             f"clients {args.clients * args.procs} over {len(urls)} API replica(s), "

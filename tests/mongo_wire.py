@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from pymongo import MongoClient
 from pymongo.errors import PyMongoError
@@ -72,7 +73,9 @@ def wire_server(data_dir: Path) -> Iterator[str]:
         deadline = time.monotonic() + 60
         while True:
             try:
-                with MongoClient(url, serverSelectionTimeoutMS=500) as client:
+                # pymongo types a document as a dict of anything.
+                client: MongoClient[dict[str, Any]] = MongoClient(url, serverSelectionTimeoutMS=500)
+                with client:
                     client.admin.command("ping")
                 break
             except PyMongoError:

@@ -15,8 +15,8 @@ import signal
 import tempfile
 import time
 from collections import Counter
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 
@@ -68,7 +68,9 @@ async def probe(
     connector = aiohttp.TCPConnector(local_addr=("127.0.0.2", 0))
     async with aiohttp.ClientSession(url, connector=connector) as session:
 
-        async def timed(kind: str, request: Any) -> None:
+        async def timed(
+            kind: str, request: AbstractAsyncContextManager[aiohttp.ClientResponse]
+        ) -> None:
             sent = time.monotonic()
             async with request as response:
                 await response.read()

@@ -25,3 +25,12 @@ def value(reply: object) -> bytes | None:
     """A string key's value (None where the key does not exist)."""
     assert reply is None or isinstance(reply, bytes), reply
     return reply
+
+
+def read_entries(reply: object) -> list[Entry]:
+    """The entries of an XREAD reply for one stream (none when the read timed out)."""
+    if not reply:
+        return []
+    assert isinstance(reply, list) and len(reply) == 1, reply
+    _, found = reply[0]
+    return entries(found)

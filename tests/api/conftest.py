@@ -62,13 +62,9 @@ class ThreadServer:
         return f"http://127.0.0.1:{self.port}"
 
 
-def inprocess_settings(data_dir: Path, **overrides: object) -> Settings:
-    return Settings(
-        data_dir=data_dir,
-        engine_gateway="inprocess",
-        book_interval_s=1.0,
-        **overrides,  # type: ignore[arg-type]
-    )
+def inprocess_settings(data_dir: Path) -> Settings:
+    """The in-process gateway's settings (a test changes others with dataclasses.replace)."""
+    return Settings(data_dir=data_dir, engine_gateway="inprocess", book_interval_s=1.0)
 
 
 class AppliedLog:

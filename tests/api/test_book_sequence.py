@@ -5,6 +5,7 @@ the first (each numbers its events from its number times 2^40)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ INT_MAX = 2**31 - 1  # GraphQL's Int
 @pytest.fixture(scope="module")
 def http(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
     data: Path = tmp_path_factory.mktemp("two-instruments")
-    settings = inprocess_settings(data, instruments_spec="DEFAULT,ABC")
+    settings = replace(inprocess_settings(data), instruments_spec="DEFAULT,ABC")
     with ThreadServer(settings) as server, httpx.Client(base_url=server.url, timeout=10) as c:
         yield c
 

@@ -9,8 +9,7 @@ import asyncio
 import contextlib
 import random
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
-from typing import Any
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import httpx
 import pytest
@@ -73,7 +72,7 @@ async def flowing(client: httpx.AsyncClient) -> AsyncIterator[TradeFlow]:
             await task
 
 
-Connect = Callable[[int], Any]  # after -> an async context manager giving a Feed
+Connect = Callable[[int], AbstractAsyncContextManager[Feed]]  # after -> its feed
 
 
 def plain(base_url: str) -> Connect:
@@ -152,7 +151,7 @@ async def test_resume_on_the_other_replica(
                 for _ in range(40):
                     last = int((await feed.next())["trade_id"])
     stored = await stored_trade_ids(ahttp, start)
-    received = []
+    received: list[int] = []
     async with plain(base_url2)(start) as feed:
         while not received or received[-1] < stored[-1]:
             received.append(int((await feed.next())["trade_id"]))

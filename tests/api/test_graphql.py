@@ -242,7 +242,7 @@ class Feed:
 
 @asynccontextmanager
 async def subscription(
-    base_url: str, query: str, protocol: str, **variables: Any
+    base_url: str, query: str, protocol: str, **variables: object
 ) -> AsyncIterator[Feed]:
     """A GraphQL subscription over WebSockets with exactly one subprotocol offered."""
     transport = WebsocketsTransport(
@@ -298,7 +298,9 @@ async def sync_trade_feeds(client: httpx.AsyncClient, feeds: list[Feed], price: 
     await acancel(client, ask)
 
 
-async def place_levels(client: httpx.AsyncClient) -> tuple[list[Any], list[Any]]:
+async def place_levels(
+    client: httpx.AsyncClient,
+) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
     """7 bid levels and 6 ask levels, two orders at each level.
 
     Returns the expected top 5 of each side as (price string, summed quantity)."""

@@ -36,7 +36,7 @@ def ids(rows: list[Row], key: str = "trade_id") -> list[str]:
     return [row[key] for row in rows]
 
 
-def get(http: httpx.Client, path: str, **params: Any) -> list[Row]:
+def get(http: httpx.Client, path: str, **params: str | int) -> list[Row]:
     response = http.get(path, params=params)
     assert response.status_code == 200, response.text
     rows: list[Row] = response.json()

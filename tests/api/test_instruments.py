@@ -6,11 +6,11 @@ import asyncio
 import json
 import signal
 from collections.abc import Iterator
-from typing import Any
 
 import httpx
 import pytest
 import websockets
+from websockets.typing import Subprotocol
 
 from shared.config import ID_SPACE
 from shared.stack import Stack
@@ -33,7 +33,7 @@ def http(multi: Stack) -> Iterator[httpx.Client]:
         yield client
 
 
-def place(http: httpx.Client, **body: Any) -> str:
+def place(http: httpx.Client, **body: object) -> str:
     response = http.post("/orders", json={"quantity": 1, **body})
     assert response.status_code == 201, response.text
     order_id: str = response.json()["order_id"]
@@ -153,13 +153,15 @@ async def test_graphql_trades_subscription_by_symbol(multi: Stack) -> None:
     query = 'subscription { trades(symbol: "ABC") { symbol bidOrderId askOrderId } }'
     async with httpx.AsyncClient(base_url=multi.api_url(), timeout=10) as http:
 
-        async def place_async(**body: Any) -> str:
+        async def place_async(**body: object) -> str:
             response = await http.post("/orders", json={"quantity": 1, **body})
             assert response.status_code == 201, response.text
             order_id: str = response.json()["order_id"]
             return order_id
 
-        async with websockets.connect(url, subprotocols=["graphql-transport-ws"]) as ws:  # type: ignore[list-item]
+        async with websockets.connect(
+            url, subprotocols=[Subprotocol("graphql-transport-ws")]
+        ) as ws:
             await ws.send(json.dumps({"type": "connection_init"}))
             assert json.loads(await ws.recv())["type"] == "connection_ack"
             await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": {"query": query}}))

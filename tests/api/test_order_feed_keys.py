@@ -4,8 +4,9 @@ including orders placed before the router started) and resumed from the store.""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -40,7 +41,9 @@ def keyed_url(
         with running_stack(tmp, AUTH_MODE="api_key", API_KEYS=KEYS) as stack:
             yield stack.api_url()
         return
-    with ThreadServer(inprocess_settings(tmp, auth_mode="api_key", api_keys=KEYS)) as server:
+    with ThreadServer(
+        replace(inprocess_settings(tmp), auth_mode="api_key", api_keys=KEYS)
+    ) as server:
         yield server.url
 
 
@@ -70,17 +73,25 @@ async def bob_feed(url: str, after: int | None = None) -> AsyncIterator[Feed]:
         yield feed
 
 
+def about(order_id: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda m: m.get("order_id") == order_id
+
+
+def cancelled(order_id: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda m: m["type"] == "cancelled" and m["order_id"] == order_id
+
+
 async def until_live(client: httpx.AsyncClient, feed: Feed, price: int) -> None:
     """A live-only feed is registered some time after it connects: place (and cancel)
     probes until one shows, then the next messages are live."""
     while True:
         probe = await place(client, 1, price, 1)
         try:
-            message = await feed.until(lambda m, p=probe: m.get("order_id") == p, within=0.5)
+            message = await feed.until(about(probe), within=0.5)
         except TimeoutError:
             message = None
         await send(client, "DELETE", f"/orders/{probe}")
-        await feed.until(lambda m, p=probe: m["type"] == "cancelled" and m["order_id"] == p)
+        await feed.until(cancelled(probe))
         if message is not None:
             return
 

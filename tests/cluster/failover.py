@@ -29,8 +29,9 @@ import statistics
 import tempfile
 import time
 from dataclasses import dataclass, field
+from multiprocessing.queues import Queue
+from multiprocessing.synchronize import Event as ProcessEvent
 from pathlib import Path
-from typing import Any
 
 from shared.redis_cluster import LocalCluster
 from shared.stack import Stack
@@ -63,7 +64,12 @@ class StackView:
 
 
 def load_process(
-    view: StackView, rate: float, seed: int, symbols: tuple[str, ...], stop: Any, out: Any
+    view: StackView,
+    rate: float,
+    seed: int,
+    symbols: tuple[str, ...],
+    stop: ProcessEvent,
+    out: Queue[Ledger],
 ) -> None:
     """The crash harness's load, in a process of its own until `stop` is set; puts its
     ledger on `out`."""
@@ -77,7 +83,7 @@ def load_process(
             until.set()
 
         watcher = asyncio.create_task(watch())
-        await load(view, ledger, rate, until, seed, symbols)  # duck-typed: a StackView
+        await load(view, ledger, rate, until, seed, symbols)
         await watcher
         out.put(ledger)
 
@@ -178,16 +184,17 @@ async def run(
 ) -> tuple[Report, Failovers]:
     cluster = LocalCluster(data_dir / "cluster")
     record = Failovers()
-    env = {
-        "SNAPSHOT_EVERY": "300",
-        "SNAPSHOT_INTERVAL_S": "2",
-        "REQUEST_TIMEOUT_S": "10",
-        "REPLICA_ACK": replica_ack,
-        "RATE_LIMIT_PER_S": "0",
-    }
     try:
         cluster.start()
-        with cluster_stack(data_dir / "stack", cluster, **env) as stack:
+        with cluster_stack(
+            data_dir / "stack",
+            cluster,
+            SNAPSHOT_EVERY="300",
+            SNAPSHOT_INTERVAL_S="2",
+            REQUEST_TIMEOUT_S="10",
+            REPLICA_ACK=replica_ack,
+            RATE_LIMIT_PER_S="0",
+        ) as stack:
             settings = stack_settings(stack)
             symbols = tuple(INSTRUMENTS.split(","))
             taps = {s: CommandTap(stack.redis_url, settings.command_stream_of(s)) for s in symbols}

@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import httpx
 import redis
 
 from shared.commands import Place, encode_command
 from shared.config import Settings
-from shared.events import Accepted, Trade
-from shared.redis_client import connect
+from shared.events import Accepted, Event, Trade
+from shared.redis_client import Client, connect
 from shared.redis_cluster import LocalCluster
 from shared.replies import read_answers
 from tests.cluster.stack import INSTRUMENTS, cluster_stack
+from tests.redis_replies import read_entries
 
 
 def test_three_masters_each_with_a_replica_in_sync_and_aof_on(cluster: LocalCluster) -> None:
@@ -31,14 +32,19 @@ def test_three_masters_each_with_a_replica_in_sync_and_aof_on(cluster: LocalClus
     assert masters == set(shards), "the test instruments cover every shard"
 
 
-def until(condition: Any, what: str, timeout: float = 30.0) -> None:
+def until(condition: Callable[[], object], what: str, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.05)
 
 
-def drive(client: Any, settings: Settings, per_symbol: int) -> dict[str, list[Any]]:
+def stored_up_to(client: Client, progress: str, last: int) -> Callable[[], bool]:
+    """Whether the archiver's progress key says it stored up to seq `last`."""
+    return lambda: int(client.get(progress) or 0) == last
+
+
+def drive(client: Client, settings: Settings, per_symbol: int) -> dict[str, list[Event]]:
     """Journal `per_symbol` crossing places on every instrument, as an API replica named "t"
     would, and return each instrument's answers once all have come back."""
     symbols = [i.symbol for i in settings.instruments]
@@ -47,25 +53,24 @@ def drive(client: Any, settings: Settings, per_symbol: int) -> dict[str, list[An
         "every instrument's engine",
     )
     replies = {s: settings.reply_stream_of(s, "t") for s in symbols}
-    positions: dict[Any, Any] = {}
+    positions: dict[str, bytes | str] = {}
     for stream in replies.values():
         positions[stream] = client.xadd(stream, {"open": "t"})
     for n, symbol in enumerate(symbols * per_symbol):
         side = 1 if (n // len(symbols)) % 2 else -1
         command = Place(side=side, price=100, quantity=1, request_id=f"t-{n}")
         client.xadd(settings.command_stream_of(symbol), {"c": encode_command(command)})
-    answered: dict[str, list[Any]] = {s: [] for s in symbols}
+    answered: dict[str, list[Event]] = {s: [] for s in symbols}
 
     def read_replies() -> bool:
         for symbol in symbols:
             stream = replies[symbol]
-            response: Any = client.xread({stream: positions[stream]}, count=100)
-            for _, entries in response or ():
-                for entry_id, fields in entries:
-                    flat = [item for pair in fields.items() for item in pair]
-                    for _, events in read_answers(flat):
-                        answered[symbol].extend(events)
-                    positions[stream] = entry_id
+            response = client.xread({stream: positions[stream]}, count=100)
+            for entry_id, fields in read_entries(response):
+                flat = [item for pair in fields.items() for item in pair]
+                for _, events in read_answers(flat):
+                    answered[symbol].extend(events)
+                positions[stream] = entry_id
         return all(
             len([e for e in a if type(e) is Accepted]) == per_symbol for a in answered.values()
         )
@@ -92,10 +97,7 @@ def test_engines_and_archiver_serve_every_shard(tmp_path: Path, cluster: LocalCl
             last = max(e.seq for e in events)
             assert int(published or 0) == last
             progress = settings.key(instrument.symbol, "archiver:progress")
-            until(
-                lambda key=progress, last=last: int(client.get(key) or 0) == last,
-                f"the archiver storing {instrument.symbol}",
-            )
+            until(stored_up_to(client, progress, last), f"the archiver storing {instrument.symbol}")
         assert all(p.poll() is None for p in stack.processes.values())
         client.close()
 
@@ -112,10 +114,7 @@ def test_an_archiver_stores_only_its_instruments(tmp_path: Path, cluster: LocalC
         for symbol in ("AAA", "CCC"):
             last = max(e.seq for e in answered[symbol])
             progress = settings.key(symbol, "archiver:progress")
-            until(
-                lambda key=progress, last=last: int(client.get(key) or 0) == last,
-                f"the archiver storing {symbol}",
-            )
+            until(stored_up_to(client, progress, last), f"the archiver storing {symbol}")
         for symbol in ("DEFAULT", "BBB"):
             assert client.get(settings.key(symbol, "archiver:progress")) is None
         client.close()

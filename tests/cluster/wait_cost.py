@@ -13,23 +13,27 @@ import argparse
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import cast
+
+import redis
 
 from shared.redis_client import connect, node_client
 from shared.redis_cluster import LocalCluster
 
 
-def publish(node: Any, stream: str, wait: bool) -> float:
+def publish(node: redis.Redis, stream: str, wait: bool) -> float:
     started = time.perf_counter()
     pipe = node.pipeline(transaction=False)
-    pipe.execute_command("MULTI")
+    queue = cast(Callable[..., object], pipe.execute_command)  # untyped in redis-py
+    queue("MULTI")
     pipe.xadd(stream, {"e": b"x" * 64}, maxlen=1000, approximate=True)
     if wait:
         pipe.set(stream + ":published", 1)
-    pipe.execute_command("EXEC")
+    queue("EXEC")
     if wait:
-        pipe.execute_command("WAIT", 1, 1000)
+        queue("WAIT", 1, 1000)
     results = pipe.execute()
     if wait and results[-1] < 1:
         raise RuntimeError("no replica confirmed")

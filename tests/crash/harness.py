@@ -30,7 +30,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Protocol
 
 from engine.matching import MatchingEngine
 from engine.snapshot import state_hash
@@ -46,7 +46,7 @@ from shared.events import (
     Rejected,
     Trade,
 )
-from shared.redis_client import TRANSIENT_ERRORS, connect
+from shared.redis_client import TRANSIENT_ERRORS, Client, connect
 from shared.redis_server import free_port
 from shared.stack import Stack
 from store import Store, open_store
@@ -60,6 +60,7 @@ from tests.crash.standby import (
 )
 from tests.load import FAILURES, Pool
 from tests.mongo_wire import wire_server
+from tests.redis_replies import entries, read_entries, value
 
 
 @dataclass(frozen=True)
@@ -110,16 +111,16 @@ class CommandTap:
                 if outage:
                     last = self._resync(client)
                     outage = False
-                response: Any = client.xread({self.stream: last}, count=1000, block=200)
+                response = read_entries(client.xread({self.stream: last}, count=1000, block=200))
             except TRANSIENT_ERRORS:
                 outage = True
                 time.sleep(0.1)
                 continue
-            for entry_id, fields in response[0][1] if response else []:
+            for entry_id, fields in response:
                 self.entries.append((entry_id, fields[b"c"]))
                 last = entry_id
 
-    def _resync(self, client: Any) -> bytes | str:
+    def _resync(self, client: Client) -> bytes | str:
         """Forget tapped entries the stream lost (always its newest: a replica holds a
         prefix of its master's writes); returns the id to read after."""
         while self.entries:
@@ -134,8 +135,22 @@ class CommandTap:
         return [decode_command(body) for _, body in self.entries]
 
 
+class RunningStack(Protocol):
+    """What the load reads of a stack: the Stack itself, or a picture of one that a load
+    process received (tests/cluster/failover.py's StackView)."""
+
+    @property
+    def api_ports(self) -> list[int]: ...
+    @property
+    def redis_url(self) -> str: ...
+    @property
+    def data_dir(self) -> Path: ...
+    def env(self) -> dict[str, str]: ...
+    def api_url(self, port: int | None = None) -> str: ...
+
+
 async def load(
-    stack: Stack,
+    stack: RunningStack,
     ledger: Ledger,
     rate: float,
     until: asyncio.Event,
@@ -150,7 +165,7 @@ async def load(
     pending: set[asyncio.Task[None]] = set()
     n = 0
 
-    def ticks(price: Any, order_id: int) -> int:
+    def ticks(price: object, order_id: int) -> int:
         instrument = settings.instrument_of(order_id) or settings.default_instrument
         return int(Decimal(str(price)) / instrument.tick_size)
 
@@ -263,7 +278,7 @@ class Report:
         )
 
 
-def stack_settings(stack: Stack) -> Settings:
+def stack_settings(stack: RunningStack) -> Settings:
     """The settings the stack's services run with (instruments, prefix, store)."""
     env = stack.env()
     return Settings(
@@ -289,7 +304,7 @@ async def verify(
         stream, tap = settings.command_stream_of(instrument.symbol), taps[instrument.symbol]
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            last: Any = client.xrevrange(stream, "+", "-", count=1)
+            last = entries(client.xrevrange(stream, "+", "-", count=1))
             if not last or (tap.entries and tap.entries[-1][0] == last[0][0]):
                 break
             await asyncio.sleep(0.2)
@@ -303,7 +318,7 @@ async def verify(
         tap.stop.set()
         tap.thread.join()
         key = settings.key(instrument.symbol, "engine:state_hash")
-        engine_hashes.append((client.get(key) or b"").decode())
+        engine_hashes.append((value(client.get(key)) or b"").decode())
         reference = MatchingEngine(instrument.base)
         events = expected[instrument.symbol] = []
         for command in tap.commands():
@@ -495,7 +510,8 @@ async def run(
         taps = {s: CommandTap(stack.redis_url, settings.command_stream_of(s)) for s in symbols}
         for tap in taps.values():
             tap.thread.start()
-        ledger, killed = Ledger(), []
+        ledger = Ledger()
+        killed: list[str] = []
         until = asyncio.Event()
         load_task = asyncio.create_task(load(stack, ledger, rate, until, seed, symbols))
         takeovers = Takeovers() if standby else None

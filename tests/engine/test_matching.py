@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 from engine.book import COMPACT_AFTER, NO_ASK, NO_BID
@@ -48,7 +46,7 @@ def trades(events: list[Event]) -> list[Trade]:
     return [e for e in events if isinstance(e, Trade)]
 
 
-def book_state(engine: MatchingEngine) -> Any:
+def book_state(engine: MatchingEngine) -> tuple[object, ...]:
     """Everything about the book except `seq` (which a rejection legitimately advances)."""
     return (
         engine.depth(1000),

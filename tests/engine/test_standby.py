@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import redis
 
@@ -36,7 +36,11 @@ LEASE = SETTINGS.engine_lease_of("DEFAULT")
 TOKEN = SETTINGS.key("DEFAULT", "engine:token")
 
 
-def wait_for(condition: Callable[[], Any], timeout: float = 20.0, what: str = "") -> Any:
+T = TypeVar("T")
+
+
+def wait_for(condition: Callable[[], T], timeout: float = 20.0, what: str = "") -> T:
+    """The first true value `condition` returns within `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = condition()
@@ -127,7 +131,12 @@ def test_the_standby_takes_over_and_every_command_is_answered_once(tmp_path: Pat
         old = leader(stack, client)
         token = int(client.get(TOKEN) or 0)
         stack.kill(old, signal.SIGKILL)
-        new = wait_for(lambda: leader(stack, client) not in ("", old) and leader(stack, client))
+
+        def new_leader() -> str:
+            name = leader(stack, client)
+            return "" if name == old else name
+
+        new = wait_for(new_leader, what="a new leader")
         assert int(client.get(TOKEN) or 0) > token
         sent += send(client, len(sent), 200)
         wait_for(lambda: len(answered(client)) == len(sent), what="every answer")

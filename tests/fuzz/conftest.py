@@ -4,7 +4,6 @@ summary of what the schemathesis runs covered."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import httpx
 import pytest
@@ -51,7 +50,7 @@ def still_serving(base_url: str, base_url2: str) -> Callable[[], None]:
     return lambda: assert_still_serving(base_url, base_url2)
 
 
-def pytest_terminal_summary(terminalreporter: Any) -> None:
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if FUZZ_SUMMARY:
         terminalreporter.section("schemathesis")
         for line in FUZZ_SUMMARY:

@@ -30,6 +30,7 @@ from gql import Client, GraphQLRequest
 from gql.transport.websockets import WebsocketsTransport
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
+from websockets.typing import Subprotocol
 
 from tests.api.test_graphql import Feed
 from tests.fuzz.conftest import JSON, CommandLog
@@ -169,7 +170,7 @@ ORDER_BODY = b'{"side": 1, "price": 1, "quantity": 1}'
 CANCEL_BODY = b'{"query": "mutation { cancelOrder(id: \\"1\\") { success } }"}'
 
 
-@pytest.mark.parametrize("content_type", SIMPLE_TYPES + OTHER_TYPES, ids=str)
+@pytest.mark.parametrize("content_type", [*SIMPLE_TYPES, *OTHER_TYPES], ids=str)
 def test_rest_wrong_content_type_is_415(
     http: httpx.Client,
     commands: CommandLog,
@@ -486,8 +487,12 @@ BAD_IDS = [
 def test_rest_invalid_order_id(http: httpx.Client, commands: CommandLog, bad_id: str) -> None:
     before = commands.mark()
     for method in ("GET", "PUT", "DELETE"):
-        body = {"content": b'{"price": 1}', "headers": JSON} if method == "PUT" else {}
-        response = http.request(method, f"/orders/{bad_id}", **body)
+        if method == "PUT":
+            response = http.request(
+                method, f"/orders/{bad_id}", content=b'{"price": 1}', headers=JSON
+            )
+        else:
+            response = http.request(method, f"/orders/{bad_id}")
         assert response.status_code < 500, (method, response.status_code, response.text)
         if response.status_code < 400:
             # "", ".." and "." segments redirect or resolve to another route: never an order
@@ -511,7 +516,7 @@ def test_rest_raw_dot_segments_and_nul_in_id(base_url: str, commands: CommandLog
 ORDER_QUERY = "query($id: ID!) { order(id: $id) { orderId } }"
 CANCEL = "mutation($id: ID!) { cancelOrder(id: $id) { success reason errors { field } } }"
 MODIFY = "mutation($id: ID!) { modifyOrder(id: $id, price: 1) { success reason errors { field } } }"
-GRAPHQL_BAD_IDS: list[Any] = [
+GRAPHQL_BAD_IDS: list[object] = [
     "",
     " ",
     "é",
@@ -534,7 +539,7 @@ GRAPHQL_BAD_IDS: list[Any] = [
 
 
 @pytest.mark.parametrize("bad_id", GRAPHQL_BAD_IDS, ids=[repr(i)[:30] for i in GRAPHQL_BAD_IDS])
-def test_graphql_invalid_order_id(http: httpx.Client, commands: CommandLog, bad_id: Any) -> None:
+def test_graphql_invalid_order_id(http: httpx.Client, commands: CommandLog, bad_id: object) -> None:
     before = commands.mark()
     order = http.post("/graphql", json={"query": ORDER_QUERY, "variables": {"id": bad_id}})
     assert order.status_code == 200, order.text
@@ -550,7 +555,7 @@ def test_graphql_invalid_order_id(http: httpx.Client, commands: CommandLog, bad_
 
 @pytest.mark.parametrize("bad_id", [1.5, True, None, [1], {"id": 1}], ids=repr)
 def test_graphql_id_of_the_wrong_json_type_is_a_graphql_error(
-    http: httpx.Client, commands: CommandLog, bad_id: Any
+    http: httpx.Client, commands: CommandLog, bad_id: object
 ) -> None:
     before = commands.mark()
     for query in (ORDER_QUERY, CANCEL, MODIFY):
@@ -563,7 +568,7 @@ def test_graphql_id_of_the_wrong_json_type_is_a_graphql_error(
 
 # -- WebSockets -------------------------------------------------------------------------------
 
-TRANSPORT_WS = "graphql-transport-ws"
+TRANSPORT_WS = Subprotocol("graphql-transport-ws")
 LEGACY_WS = "graphql-ws"
 INIT = json.dumps({"type": "connection_init"})
 
@@ -595,7 +600,7 @@ async def ws_exchange(
 ) -> WsOutcome:
     """Send `frames`, then read until the server closes or `wait` seconds pass in silence."""
     outcome = WsOutcome()
-    protocols: Any = [subprotocol] if subprotocol else None
+    protocols = [Subprotocol(subprotocol)] if subprotocol else None
     async with connect(
         url, subprotocols=protocols, open_timeout=TIMEOUT, close_timeout=2, max_size=None
     ) as ws:
@@ -623,7 +628,7 @@ async def ahttp(base_url: str) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
-async def aplace(client: httpx.AsyncClient, side: int, price: Any, quantity: int) -> str:
+async def aplace(client: httpx.AsyncClient, side: int, price: object, quantity: int) -> str:
     response = await client.post(
         "/orders", json={"side": side, "price": price, "quantity": quantity}
     )

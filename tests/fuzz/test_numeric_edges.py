@@ -327,7 +327,9 @@ def _located_at(query: str, argument: str) -> Callable[[dict[str, Any]], bool]:
     return lambda error: error.get("locations") == [{"line": line, "column": column}]
 
 
-def _cases(cases: list[tuple[str, int]], xfails: dict[str, str] | None = None) -> list[Any]:
+def _cases(
+    cases: list[tuple[str, int]], xfails: dict[str, str] | None = None
+) -> list[pytest.ParameterSet]:
     xfails = xfails or {}
     return [
         pytest.param(raw, id=name, marks=[pytest.mark.xfail(strict=True, reason=xfails[raw])])
@@ -454,7 +456,9 @@ QUANTITY_LITERALS_REACHING_THE_PARSER = {"-0", "0", "-1"}
 
 # graphql-core reports these without naming the field: without a location, or as an
 # internal error (masked).
-def _literal_cases(values: list[str], xfails: dict[str, str] | None = None) -> list[Any]:
+def _literal_cases(
+    values: list[str], xfails: dict[str, str] | None = None
+) -> list[pytest.ParameterSet]:
     return _cases([(v, 0) for v in values], xfails)
 
 

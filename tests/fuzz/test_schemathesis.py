@@ -24,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +35,7 @@ import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
+from schemathesis.core.result import Ok
 from schemathesis.errors import FailureGroup
 from schemathesis.schemas import APIOperation, BaseSchema
 
@@ -44,13 +45,30 @@ from tests.fuzz.conftest import FUZZ_SUMMARY, JSON
 # Cases per operation (half positive, half negative data where the operation has inputs).
 MAX_EXAMPLES = 50
 
-SERVER_CHECKS = [schemathesis.checks.not_a_server_error]
-OPENAPI_CONFORMANCE = [
+SERVER_CHECKS: list[schemathesis.CheckFunction] = [schemathesis.checks.not_a_server_error]
+OPENAPI_CONFORMANCE: list[schemathesis.CheckFunction] = [
     schemathesis.checks.status_code_conformance,
     schemathesis.checks.content_type_conformance,
     schemathesis.checks.response_schema_conformance,
 ]
-GRAPHQL_CONFORMANCE = [schemathesis.checks.response_schema_conformance]
+GRAPHQL_CONFORMANCE: list[schemathesis.CheckFunction] = [
+    schemathesis.checks.response_schema_conformance
+]
+
+
+# schemathesis yields its operations with their four type parameters (parameters, response,
+# schema, ...) left open: get_all_operations answers bare APIOperations.
+Operation = APIOperation[Any, Any, Any, Any]
+OperationCase = schemathesis.Case[Operation]
+
+
+def operations(schema: BaseSchema) -> list[Operation]:
+    """Every operation of `schema`; one it could not read fails here, with its error."""
+    found: list[Operation] = []
+    for result in schema.get_all_operations():
+        assert isinstance(result, Ok), result
+        found.append(result.ok())
+    return found
 
 
 def _xfail(reason: str) -> pytest.MarkDecorator:
@@ -96,23 +114,23 @@ class Outcome:
         return f"{self.label}: {len(failures)} failing cases, {len(unique)} distinct:\n{shown}"
 
 
-def _describe(case: Any, response: requests.Response, failure: Exception) -> str:
+def _describe(case: OperationCase, response: schemathesis.Response, failure: Exception) -> str:
     title = getattr(failure, "title", type(failure).__name__)
     code = getattr(failure, "code", "")
     command = case.as_curl_command()
     return f"[{code} {title}] {response.status_code} {response.text[:200]!r}\n  {command[:400]}"
 
 
-def _has_inputs(operation: APIOperation) -> bool:
+def _has_inputs(operation: Operation) -> bool:
     containers = ("path_parameters", "query", "headers", "cookies", "body")
     return any(len(getattr(operation, name, ())) for name in containers)
 
 
-def fuzz(operation: APIOperation, conformance: list[Any]) -> Outcome:
+def fuzz(operation: Operation, conformance: list[schemathesis.CheckFunction]) -> Outcome:
     outcome = Outcome(operation.label)
     session = requests.Session()
 
-    def exercise(case: Any) -> None:
+    def exercise(case: OperationCase) -> None:
         response = case.call(session=session, timeout=30)
         outcome.statuses[response.status_code] += 1
         for bucket, checks in (
@@ -139,7 +157,7 @@ def fuzz(operation: APIOperation, conformance: list[Any]) -> Outcome:
             suppress_health_check=list(HealthCheck),
         )
         @given(case=operation.as_strategy(generation_mode=mode))
-        def run(case: Any) -> None:
+        def run(case: OperationCase) -> None:
             nonlocal count
             count += 1
             exercise(case)
@@ -154,7 +172,9 @@ def fuzz(operation: APIOperation, conformance: list[Any]) -> Outcome:
 class Runs:
     """One schemathesis run per operation, shared by the server-error and conformance tests."""
 
-    def __init__(self, load: Callable[[], BaseSchema], conformance: list[Any]) -> None:
+    def __init__(
+        self, load: Callable[[], BaseSchema], conformance: list[schemathesis.CheckFunction]
+    ) -> None:
         self._load = load
         self._schema: BaseSchema | None = None
         self.conformance = conformance
@@ -167,15 +187,11 @@ class Runs:
         return self._schema
 
     def labels(self) -> set[str]:
-        return {result.ok().label for result in self.schema.get_all_operations()}
+        return {operation.label for operation in operations(self.schema)}
 
     def __getitem__(self, label: str) -> Outcome:
         if label not in self.outcomes:
-            (operation,) = [
-                result.ok()
-                for result in self.schema.get_all_operations()
-                if result.ok().label == label
-            ]
+            (operation,) = [op for op in operations(self.schema) if op.label == label]
             self.outcomes[label] = fuzz(operation, self.conformance)
         return self.outcomes[label]
 
@@ -210,8 +226,13 @@ def graphql_runs(base_url: str) -> Iterator[Runs]:
         FUZZ_SUMMARY.append(runs.summary("GraphQL"))
 
 
-def _names(params: list[Any]) -> set[str]:
-    return {p if isinstance(p, str) else p.values[0] for p in params}
+def _names(params: Sequence[str | pytest.ParameterSet]) -> set[str]:
+    names = set()
+    for p in params:
+        name = p if isinstance(p, str) else p.values[0]
+        assert isinstance(name, str), p
+        names.add(name)
+    return names
 
 
 def test_operations_listed_here_exist(openapi_runs: Runs, graphql_runs: Runs) -> None:
@@ -325,7 +346,7 @@ PROVOKED = [
 UNDOCUMENTED: dict[tuple[str, str, int], str] = {}
 
 
-def _provoked_params() -> list[Any]:
+def _provoked_params() -> list[pytest.ParameterSet]:
     params = []
     for p in PROVOKED:
         reason = UNDOCUMENTED.get((p.method, p.route, p.status))
@@ -376,7 +397,7 @@ def test_unavailable_is_documented(
 
 def _resolve(document: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
     while "$ref" in schema:
-        target: Any = document
+        target: Any = document  # any JSON value, as json.loads answers it
         for part in schema["$ref"].removeprefix("#/").split("/"):
             target = target[part]
         schema = target

@@ -12,13 +12,14 @@ import asyncio
 import json
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
 import redis
 import websockets
 from websockets.exceptions import ConnectionClosed
+from websockets.typing import Subprotocol
 
 from engine.lease import LEASE_MS
 from shared.config import Settings
@@ -43,7 +44,7 @@ LIMIT = 65536
 ATTACKERS = 300
 GIVE_UP_S = 30.0  # an attack the server has not ended by then never ends
 JSON = {"content-type": "application/json"}
-GQL = "graphql-transport-ws"
+GQL = Subprotocol("graphql-transport-ws")
 
 
 @pytest.fixture(scope="module")
@@ -72,9 +73,9 @@ def api_pid(stack: Stack) -> int:
     return stack.processes[f"api-{stack.api_ports[0]}"].pid
 
 
-def wait_for(condition: object, what: str, deadline_s: float = GIVE_UP_S) -> None:
+def wait_for(condition: Callable[[], object], what: str, deadline_s: float = GIVE_UP_S) -> None:
     deadline = time.monotonic() + deadline_s
-    while not condition():  # type: ignore[operator]
+    while not condition():
         assert time.monotonic() < deadline, what
         time.sleep(0.05)
 
@@ -130,8 +131,9 @@ async def test_a_15mb_websocket_frame_closes_1009_unread(edge: Stack) -> None:
     """The frame header declares 15 MB and only 1 KB follows: the close proves the server
     decided on the header, without reading (or parsing) the payload."""
     base = edge.api_url().replace("http", "ws")
-    for path, protocols in (("/graphql", [GQL]), ("/ws/trades", None)):
-        async with websockets.connect(base + path, subprotocols=protocols) as ws:  # type: ignore[arg-type]
+    paths: list[tuple[str, list[Subprotocol] | None]] = [("/graphql", [GQL]), ("/ws/trades", None)]
+    for path, protocols in paths:
+        async with websockets.connect(base + path, subprotocols=protocols) as ws:
             if protocols:
                 await ws.send(json.dumps({"type": "connection_init"}))
                 assert json.loads(await ws.recv())["type"] == "connection_ack"
@@ -147,7 +149,7 @@ async def test_three_15mb_subscribe_messages_close_1009(edge: Stack) -> None:
     query = "subscription { trades { tradeId } }" + " " * 15_000_000
 
     async def one() -> int | None:
-        async with websockets.connect(url, subprotocols=[GQL]) as ws:  # type: ignore[list-item]
+        async with websockets.connect(url, subprotocols=[GQL]) as ws:
             await ws.send(json.dumps({"type": "connection_init"}))
             await ws.recv()
             message = {"id": "1", "type": "subscribe", "payload": {"query": query}}
@@ -156,7 +158,7 @@ async def test_three_15mb_subscribe_messages_close_1009(edge: Stack) -> None:
                 await asyncio.wait_for(ws.recv(), 10)
             return closed.value.rcvd.code if closed.value.rcvd else None
 
-    assert await asyncio.gather(one(), one(), one()) == [1009, 1009, 1009]
+    assert list(await asyncio.gather(one(), one(), one())) == [1009, 1009, 1009]
     async with httpx.AsyncClient(base_url=edge.api_url(), timeout=10) as http:
         assert (await http.get("/health/live")).status_code == 200
 

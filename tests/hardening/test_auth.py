@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from typing import Any
 
 import httpx
 import pytest
 import websockets
+from websockets.typing import Subprotocol
 
 from graphql_api.security import hash_key
 from shared.stack import Stack
@@ -46,7 +46,7 @@ def bob(auth_stack: Stack) -> Iterator[httpx.Client]:
         yield client
 
 
-def place(client: httpx.Client, **body: Any) -> str:
+def place(client: httpx.Client, **body: object) -> str:
     response = client.post("/orders", json={"side": 1, "price": 10, "quantity": 1, **body})
     assert response.status_code in (200, 201), response.text
     order_id: str = response.json()["order_id"]
@@ -148,7 +148,7 @@ def test_graphql_uses_the_same_keys(
 @pytest.mark.parametrize("name", ["apiKey", "X-API-Key", "x-api-key"])
 async def test_graphql_websocket_key_in_connection_init(auth_stack: Stack, name: str) -> None:
     url = auth_stack.api_url().replace("http", "ws") + "/graphql"
-    async with websockets.connect(url, subprotocols=["graphql-transport-ws"]) as ws:  # type: ignore[list-item]
+    async with websockets.connect(url, subprotocols=[Subprotocol("graphql-transport-ws")]) as ws:
         await ws.send(json.dumps({"type": "connection_init", "payload": {name: ALICE}}))
         assert json.loads(await ws.recv())["type"] == "connection_ack"
         await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": {"query": PLACE}}))
@@ -162,7 +162,7 @@ async def test_graphql_websocket_without_a_usable_key_is_unauthenticated(
     auth_stack: Stack, payload: dict[str, object]
 ) -> None:
     url = auth_stack.api_url().replace("http", "ws") + "/graphql"
-    async with websockets.connect(url, subprotocols=["graphql-transport-ws"]) as ws:  # type: ignore[list-item]
+    async with websockets.connect(url, subprotocols=[Subprotocol("graphql-transport-ws")]) as ws:
         await ws.send(json.dumps({"type": "connection_init", "payload": payload}))
         assert json.loads(await ws.recv())["type"] == "connection_ack"
         await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": {"query": PLACE}}))

@@ -13,11 +13,12 @@ import httpx
 import pytest
 import websockets
 from websockets.exceptions import InvalidStatus
+from websockets.typing import Origin, Subprotocol
 
 from shared.stack import Stack
 from tests.conftest import running_stack
 
-GOOD, EVIL = "http://good.example", "http://evil.example"
+GOOD, EVIL = Origin("http://good.example"), Origin("http://evil.example")
 
 
 @pytest.fixture(scope="module")
@@ -91,17 +92,17 @@ async def test_websocket_origin_allow_list(limited: Stack) -> None:
     url = limited.api_url().replace("http", "ws")
     for path in ("/ws/trades", "/ws/orderbook"):
         with pytest.raises(InvalidStatus) as refused:
-            async with websockets.connect(url + path, origin=EVIL):  # type: ignore[arg-type]
+            async with websockets.connect(url + path, origin=EVIL):
                 pass
         assert refused.value.response.status_code == 403
         for origin in (GOOD, None):
-            async with websockets.connect(url + path, origin=origin) as ws:  # type: ignore[arg-type]
+            async with websockets.connect(url + path, origin=origin) as ws:
                 assert ws.protocol.state.name == "OPEN"
     with pytest.raises(InvalidStatus):
         async with websockets.connect(
             url + "/graphql",
-            origin=EVIL,  # type: ignore[arg-type]
-            subprotocols=["graphql-transport-ws"],  # type: ignore[list-item]
+            origin=EVIL,
+            subprotocols=[Subprotocol("graphql-transport-ws")],
         ):
             pass
 
@@ -163,7 +164,7 @@ async def test_graphql_mutations_pay_the_rate_limit_one_each(limited: Stack) -> 
     url = limited.api_url().replace("http", "ws") + "/graphql"
     async with websockets.connect(
         url,
-        subprotocols=["graphql-transport-ws"],  # type: ignore[list-item]
+        subprotocols=[Subprotocol("graphql-transport-ws")],
         local_addr=(fresh_address(), 0),
     ) as ws:
         started = time.monotonic()

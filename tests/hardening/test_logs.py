@@ -9,7 +9,7 @@ import os
 import socket
 import struct
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -94,7 +94,7 @@ def test_each_bad_request_is_one_info_line_without_a_traceback(
 ) -> None:
     stack = logged_stack
     before = len(client_errors(stack))
-    cases: list[tuple[str, Any]] = [
+    cases: list[tuple[str, Callable[[], object]]] = [
         ("Cannot query field 'nope'", lambda: http.post("/graphql", json={"query": "{ nope }"})),
         ("Syntax Error", lambda: http.post("/graphql", json={"query": "{ orderBook { "})),
         (

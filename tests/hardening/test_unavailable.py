@@ -103,7 +103,7 @@ def graphql(http: httpx.Client, query: str, **variables: Any) -> dict[str, Any]:
     return payload
 
 
-def place(http: httpx.Client, **extra: Any) -> str:
+def place(http: httpx.Client, **extra: object) -> str:
     response = http.post("/orders", json={"side": 1, "price": 10, "quantity": 1, **extra})
     assert response.status_code == 201, response.text
     order_id: str = response.json()["order_id"]

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import httpx
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
+from websockets.typing import Subprotocol
 
 from shared.stack import Stack
 from tests.conftest import running_stack
@@ -50,7 +51,7 @@ def ws_url(stack: Stack, path: str) -> str:
     return stack.api_url().replace("http://", "ws://") + path
 
 
-async def place(http: httpx.AsyncClient, side: int, quantity: int, **extra: Any) -> str:
+async def place(http: httpx.AsyncClient, side: int, quantity: int, **extra: object) -> str:
     body = {"side": side, "quantity": quantity, **extra}
     if extra.get("type") != "market":
         body.setdefault("price", "7")
@@ -81,7 +82,7 @@ async def place_asks(http: httpx.AsyncClient, count: int) -> list[str]:
     return ids
 
 
-async def until_live(http: httpx.AsyncClient, receive: Any) -> None:
+async def until_live(http: httpx.AsyncClient, receive: Callable[[], Awaitable[str | None]]) -> None:
     """Cross 1-lot probes until `receive` (the next trade's bid order id, or None after a
     short wait) sees one: a subscription registers some time after the client sent it."""
     for _ in range(50):
@@ -107,7 +108,7 @@ async def test_a_subscriber_a_whole_queue_behind_is_dropped(
         connect(ws_url(ws_stack, "/ws/trades"), open_timeout=TIMEOUT) as plain,
         connect(
             ws_url(ws_stack, "/graphql"),
-            subprotocols=["graphql-transport-ws"],  # type: ignore[list-item]
+            subprotocols=[Subprotocol("graphql-transport-ws")],
             open_timeout=TIMEOUT,
         ) as gql,
     ):
@@ -204,7 +205,7 @@ async def test_subscriptions_per_connection_are_capped(
 ) -> None:
     async with connect(
         ws_url(ws_stack, "/graphql"),
-        subprotocols=[protocol],  # type: ignore[list-item]
+        subprotocols=[Subprotocol(protocol)],
         open_timeout=TIMEOUT,
     ) as ws:
         await ws.send(json.dumps({"type": "connection_init"}))

@@ -26,7 +26,15 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from playwright.async_api import Browser, Locator, Page, Route, async_playwright, expect
+from playwright.async_api import (
+    Browser,
+    Locator,
+    Page,
+    Route,
+    ViewportSize,
+    async_playwright,
+    expect,
+)
 
 from tests.conftest import running_stack
 
@@ -50,8 +58,8 @@ IMG = (
     else Path(tempfile.gettempdir()) / "playground-screenshots"
 )
 TIMEOUT = 5000  # ms; the book is broadcast every second, so 5 s is generous on a slow box
-WIDE = {"width": 1280, "height": 860}
-NARROW = {"width": 390, "height": 844}
+WIDE: ViewportSize = {"width": 1280, "height": 860}
+NARROW: ViewportSize = {"width": 390, "height": 844}
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -16,7 +15,7 @@ MAX_PRICE = Decimal("1000000")
 MAX_QTY = 1_000_000_000
 
 
-def price(value: Any, tick: Decimal = TICK, max_price: Decimal = MAX_PRICE) -> int:
+def price(value: object, tick: Decimal = TICK, max_price: Decimal = MAX_PRICE) -> int:
     return parse_price(value, tick, max_price)
 
 
@@ -45,7 +44,7 @@ def price(value: Any, tick: Decimal = TICK, max_price: Decimal = MAX_PRICE) -> i
         (Decimal("5"), 500),
     ],
 )
-def test_parse_price_valid(value: Any, ticks: int) -> None:
+def test_parse_price_valid(value: object, ticks: int) -> None:
     result = price(value)
     assert result == ticks
     assert type(result) is int
@@ -148,7 +147,7 @@ def test_parse_price_other_tick_sizes() -> None:
         "1/2",
     ],
 )
-def test_parse_price_invalid(value: Any) -> None:
+def test_parse_price_invalid(value: object) -> None:
     with pytest.raises(InputError) as info:
         price(value)
     assert info.value.field == "price"
@@ -198,7 +197,7 @@ def test_parse_price_refuses_sub_tick_digits_beyond_decimal_precision(value: str
 
 
 @pytest.mark.parametrize("value", ["1e-2000000", "1e-1000030", Decimal("1e-2000000")])
-def test_parse_price_refuses_underflowing_exponents(value: Any) -> None:
+def test_parse_price_refuses_underflowing_exponents(value: object) -> None:
     with pytest.raises(InputError):
         price(value)
 
@@ -254,7 +253,7 @@ def test_parse_quantity_valid(value: int) -> None:
         10**30,
     ],
 )
-def test_parse_quantity_invalid(value: Any) -> None:
+def test_parse_quantity_invalid(value: object) -> None:
     with pytest.raises(InputError) as info:
         parse_quantity(value, MAX_QTY)
     assert info.value.field == "quantity"
@@ -282,7 +281,7 @@ def test_parse_side_valid(value: int) -> None:
     "value",
     [0, 2, -2, True, False, 1.0, -1.0, "1", "-1", "buy", None, [], {}, Decimal(1)],
 )
-def test_parse_side_invalid(value: Any) -> None:
+def test_parse_side_invalid(value: object) -> None:
     with pytest.raises(InputError) as info:
         parse_side(value)
     assert info.value.field == "side"

@@ -5,13 +5,23 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from shared.commands import BUY, SELL, Cancel, Modify, Place, decode_command, encode_command
+from shared.commands import (
+    BUY,
+    SELL,
+    Cancel,
+    Command,
+    Modify,
+    Place,
+    decode_command,
+    encode_command,
+)
 from shared.events import (
     DUPLICATE_CLIENT_ORDER_ID,
     ORDER_NOT_ALIVE,
     UNKNOWN_ORDER,
     Accepted,
     Cancelled,
+    Event,
     Modified,
     Rejected,
     Trade,
@@ -31,8 +41,8 @@ COMMANDS = [
 
 
 @pytest.mark.parametrize("command", COMMANDS)
-def test_command_round_trip(command: object) -> None:
-    data = encode_command(command)  # type: ignore[arg-type]
+def test_command_round_trip(command: Command) -> None:
+    data = encode_command(command)
     assert isinstance(data, bytes)
     decoded = decode_command(data)
     assert decoded == command
@@ -53,7 +63,7 @@ def test_decode_command_rejects_garbage() -> None:
 
 
 def test_event_batch_round_trip() -> None:
-    events = [
+    events: list[Event] = [
         Accepted(1, 1, BUY, 100, 5, 10, None),
         Accepted(2, 2, SELL, 99, 3, 11, "c-2"),
         Trade(3, 100, 3, 1, 2, SELL, 2, 0, 11),
@@ -63,7 +73,7 @@ def test_event_batch_round_trip() -> None:
         Rejected(7, ORDER_NOT_ALIVE, 1, 15),
         Rejected(8, DUPLICATE_CLIENT_ORDER_ID, 2, 16),
     ]
-    decoded = decode_events(encode_events(events))  # type: ignore[arg-type]
+    decoded = decode_events(encode_events(events))
     assert decoded == events
     assert [type(e) for e in decoded] == [type(e) for e in events]
     assert decode_events(encode_events([])) == []

@@ -162,18 +162,21 @@ async def all_candles(store: Store, instrument: int = 0) -> dict[int, list[Candl
     }
 
 
+Depth = tuple[list[tuple[int, int]], list[tuple[int, int]]]  # (bids, asks): (price, quantity)
+
+
 @dataclass(frozen=True)
 class Snapshot:
     progress: int
     orders: list[OrderRecord]
     trades: list[TradeRecord]
-    depth: Any
+    depth: Depth
     events: list[Event]
     candles: dict[int, list[CandleRecord]]
     newest_trades: list[TradeRecord]  # through the time index
 
 
-def sides(book: BookLevels) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+def sides(book: BookLevels) -> Depth:
     return book.bids, book.asks
 
 
@@ -1101,7 +1104,7 @@ async def test_book_is_one_snapshot_while_the_archiver_writes(backend: Backend) 
     writer, reader = await backend.open(), await backend.open()
     assert getattr(writer, "transactions", True), "a MongoDB test server without transactions"
     feed, rng = Feed(), random.Random(11)
-    books: dict[int, Any] = {0: ([], [])}
+    books: dict[int, Depth] = {0: ([], [])}
     batches: list[list[Event]] = []
     for _ in range(400):
         start = len(feed.log)
