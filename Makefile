@@ -58,6 +58,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+# mypy --strict on every package named in pyproject.toml's [tool.mypy] files, tests/ included.
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
