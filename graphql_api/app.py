@@ -24,7 +24,6 @@ from strawberry.fastapi import GraphQLRouter
 from shared import gc_policy
 from shared.jsonstrict import loads
 
-from .asgi import Receive, Scope, Send
 from .edge.json_body import loads_body
 from .errors import ANSWERED, error_response
 from .requests import Requests
@@ -91,17 +90,10 @@ class ExchangeGraphQLRouter(GraphQLRouter[Any, Any]):  # Any: Strawberry's conte
 
 
 class ExchangeApp(FastAPI):
-    """FastAPI, with the order mutations' fast lane (`rest/fast_lane.py`) in front."""
+    """FastAPI, holding the order mutations' fast lane (`rest/fast_lane.py`), which the
+    edge's HTTP protocol serves without going through the application (`edge/direct.py`)."""
 
     fast_lane: FastLane | None = None
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        lane = self.fast_lane
-        found = lane.match(scope) if lane is not None else None
-        if found is not None:
-            await lane.serve(found, scope, receive, send)  # type: ignore[union-attr]
-            return
-        await super().__call__(scope, receive, send)
 
 
 def build_app(service: ExchangeService) -> FastAPI:

@@ -12,6 +12,9 @@ keep-alive) share one timer that is not cancelled and re-armed per request: armi
 deadline only records when it falls, and the timer, when it fires early, sleeps again until
 the deadline then in force. And a response's head is held until its body is written, so
 that the two go out in one send instead of two.
+
+The order mutations' fast lane skips uvicorn's request cycle altogether: the protocol
+collects such a request's body and answers it itself (`direct.py`).
 """
 
 from __future__ import annotations
@@ -19,13 +22,18 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
 import httptools
+from uvicorn._types import ASGI3Application, HTTPScope
 from uvicorn.config import Config
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 from uvicorn.server import ServerState
 
+from ..rest.orders import first_headers
+from .direct import DirectRequest, ForwardedClient, encode_answer, server_error
 from .limits import (
     REFUSALS,
     ConnectionGate,
@@ -35,6 +43,9 @@ from .limits import (
     linger,
     refused,
 )
+
+if TYPE_CHECKING:
+    from ..rest.fast_lane import FastLane
 
 # The cut request's application task sees a disconnect; what it raises then is expected.
 # (Made outside logging's registry: uvicorn's dictConfig re-enables registered loggers.)
@@ -47,13 +58,27 @@ class Refused(Exception):
 
 
 class EdgeConfig(Config):
-    """uvicorn's configuration plus the edge's limits and its connection gate, which the
-    protocols of every connection share."""
+    """uvicorn's configuration plus the edge's limits, its connection gate, and the fast
+    lane of the application it loads, which the protocols of every connection share."""
 
     def __init__(self, *args: Any, limits: EdgeLimits, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.limits = limits
         self.gate = ConnectionGate(limits.max_connections, limits.max_connections_per_client)
+        self.lane: FastLane | None = None
+        self.forwarded: ForwardedClient | None = None
+
+    def load(self) -> None:
+        """uvicorn's, then the application's fast lane, unless uvicorn is set up to do per
+        request what the direct path does not (a concurrency limit's 503s, fresh context
+        variables): those requests then all take uvicorn's path."""
+        super().load()
+        app = self.loaded_app
+        if isinstance(app, ProxyHeadersMiddleware):
+            self.forwarded = ForwardedClient(app)
+            app = app.app
+        if self.limit_concurrency is None and not self.reset_contextvars:
+            self.lane = getattr(app, "fast_lane", None)
 
 
 class HeldWrites:
@@ -115,6 +140,14 @@ class EdgeHttpProtocol(HttpToolsProtocol):
         self.head_bytes = 0  # of the request being read
         self.body_bytes = 0
         self.started = False  # a byte of the current request has arrived
+        # The fast lane's mutations are answered here (`direct.py`), unless an access log
+        # would write uvicorn's line per request (its level is WARNING as `server.py` sets
+        # it up: its INFO lines are never written).
+        logs = self.access_log and self.access_logger.isEnabledFor(logging.INFO)
+        self.lane = None if logs else config.lane
+        self.forwarded = config.forwarded
+        self.defaults_of: list[tuple[bytes, bytes]] | None = None
+        self.defaults = b""
 
     # -- connection ---------------------------------------------------------------------
 
@@ -153,7 +186,11 @@ class EdgeHttpProtocol(HttpToolsProtocol):
     # -- parser callbacks ---------------------------------------------------------------
 
     def on_message_begin(self) -> None:
-        super().on_message_begin()
+        """uvicorn's, with its scope left to `on_headers_complete`, for the requests that
+        take its path."""
+        self.url = b""
+        self.expect_100_continue = False
+        self.headers = []
         self.head_bytes = self.body_bytes = 0
         self.started = True
         if not self.due or self.on_due != self._header_timeout:
@@ -174,6 +211,12 @@ class EdgeHttpProtocol(HttpToolsProtocol):
         declared = next((v for n, v in self.headers if n == b"content-length"), b"")
         if declared.strip().isdigit() and int(declared) > self.limits.max_body_bytes:
             self._stop(413, "body_too_large", self._too_large())
+        if self.lane is not None:
+            direct = self._direct()
+            if direct is not None:
+                self._queue(direct)
+                return
+        self.scope = self._scope()
         super().on_headers_complete()
         cycle = self.cycle
         if cycle is not None and not cycle.response_complete:
@@ -184,11 +227,21 @@ class EdgeHttpProtocol(HttpToolsProtocol):
         self.body_bytes += len(body)
         if self.body_bytes > self.limits.max_body_bytes:
             self._stop(413, "body_too_large", self._too_large())
+        cycle: RequestResponseCycle | DirectRequest = self.cycle
+        if type(cycle) is DirectRequest:
+            cycle.body += body
+            return
         super().on_body(body)
 
     def on_message_complete(self) -> None:
         self._disarm()
         self.started = False
+        cycle: RequestResponseCycle | DirectRequest = self.cycle
+        if type(cycle) is DirectRequest:
+            cycle.more_body = False
+            if cycle.started:
+                self._run(cycle)
+            return
         super().on_message_complete()
 
     def on_response_complete(self) -> None:
@@ -203,6 +256,110 @@ class EdgeHttpProtocol(HttpToolsProtocol):
             self._start_asgi_task(cycle, app)
         else:
             self._arm(self.limits.keepalive_timeout_s, self.timeout_keep_alive_handler)
+
+    def _scope(self) -> HTTPScope:
+        """The scope uvicorn's `on_message_begin` builds."""
+        return {  # type: ignore[typeddict-item]
+            "type": "http",
+            "asgi": {"version": self.asgi_version, "spec_version": "2.3"},
+            "http_version": "1.1",
+            "server": self.server,
+            "client": self.client,
+            "scheme": self.scheme,  # type: ignore[typeddict-item]
+            "root_path": self.root_path,
+            "headers": self.headers,
+            "state": self.app_state.copy(),
+        }
+
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: ASGI3Application) -> None:
+        """uvicorn's, for a cycle; a direct request's turn has come (in a pipeline)."""
+        queued: RequestResponseCycle | DirectRequest = cycle
+        if type(queued) is DirectRequest:
+            queued.started = True
+            if not queued.more_body:
+                self._run(queued)
+            return
+        super()._start_asgi_task(cycle, app)
+
+    # -- the direct path (direct.py) --------------------------------------------------
+
+    def _direct(self) -> DirectRequest | None:
+        """The request as a direct one when the fast lane takes it and nothing about it
+        needs uvicorn's path."""
+        lane = self.lane
+        assert lane is not None
+        parser = self.parser
+        if self.expect_100_continue or parser.should_upgrade():
+            return None
+        try:
+            path = httptools.parse_url(self.url).path.decode("ascii")
+        except (httptools.HttpParserInvalidURLError, UnicodeDecodeError):
+            return None  # uvicorn's path refuses it
+        if "%" in path:
+            path = unquote(path)  # as uvicorn does; the root path is not in the URL
+        headers = self.headers
+        found = lane.route(parser.get_method().decode("ascii"), path, headers)
+        if found is None:
+            return None
+        if lane.limited:
+            client = self.client if self.forwarded is None else self.forwarded(self.client, headers)
+            if not lane.admits(headers, client):
+                return None  # the full path's middleware answers the 429
+        handler, oid = found
+        keep_alive = parser.get_http_version() != "1.0" and parser.should_keep_alive()
+        return DirectRequest(handler, oid, first_headers(headers), keep_alive, self.logger)
+
+    def _queue(self, direct: DirectRequest) -> None:
+        """Make `direct` the request being read; it waits in uvicorn's pipeline (reading
+        paused) while an earlier request on the connection is unanswered."""
+        existing = self.cycle
+        self.cycle = direct  # type: ignore[assignment]
+        if existing is None or existing.response_complete:
+            direct.started = True
+        else:
+            self.flow.pause_reading()
+            self.pipeline.appendleft((direct, self.app))  # type: ignore[arg-type]
+        self._arm(self.limits.body_timeout_s, self._body_timeout)
+
+    def _run(self, direct: DirectRequest) -> None:
+        task = self.loop.create_task(self._serve(direct))
+        task.add_done_callback(self.tasks.discard)  # uvicorn's shutdown waits for them
+        self.tasks.add(task)
+
+    async def _serve(self, direct: DirectRequest) -> None:
+        lane = self.lane
+        assert lane is not None
+        try:
+            status, body, extra = await lane.answer(
+                direct.handler, direct.headers, direct.read, direct.oid
+            )
+        except BaseException as exc:  # as uvicorn's cycle: log, answer 500, close
+            direct.logger.error("Exception in ASGI application\n", exc_info=exc)
+            response, keep_alive = server_error(self._defaults()), False
+        else:
+            response, keep_alive = encode_answer(
+                status, body, extra, self._defaults(), direct.keep_alive
+            )
+        if self.flow.write_paused and not direct.disconnected:
+            await self.flow.drain()
+        if direct.disconnected:
+            return  # as uvicorn's cycle drops what is sent after the client left
+        direct.response_started = direct.response_complete = True
+        if self.held is not None:
+            self.held.flush()  # an earlier response's head (a HEAD's) goes first
+        self.transport.write(response)
+        if not keep_alive:
+            self.transport.close()
+        self.on_response_complete()
+
+    def _defaults(self) -> bytes:
+        """uvicorn's default headers (`date`, `server`), encoded again only when its server
+        replaces them (once a second)."""
+        headers = self.server_state.default_headers
+        if headers is not self.defaults_of:
+            self.defaults_of = headers
+            self.defaults = b"".join(b"%s: %s\r\n" % pair for pair in headers)
+        return self.defaults
 
     # -- limits -------------------------------------------------------------------------
 

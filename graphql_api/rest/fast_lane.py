@@ -1,22 +1,23 @@
-"""The order mutations' fast lane: served from the application's entry, before FastAPI's and
-Starlette's middleware.
+"""The order mutations' fast lane: which requests the edge's HTTP protocol serves itself,
+without uvicorn's ASGI machinery, FastAPI or Starlette's middleware.
 
 Why: profiling an API replica under `python -m tests.load` (py-spy) showed the layers a
-mutation crossed on its way to `OrderMutations` (FastAPI's and Starlette's entry, the
-server-error, exception-telemetry and body-limit middleware, the rate limiter) taking a
-tenth of the API's CPU per mutation, and a mutation needs none of them but the rate limit.
-What they did is kept: the rate limit is checked here with the same limiter (a request it
-refuses takes the full path, whose middleware answers the 429); with CORS on, a request that
-carries an Origin takes the full path (its headers are CORSMiddleware's); an unexpected
-exception goes up to uvicorn, which logs it and answers 500, as Starlette's server-error
-middleware did. Every other request, and every other method on these paths, takes the full
-path, where `OrderMutations` still sits.
+mutation crossed on its way to `OrderMutations` taking a large share of the API's CPU per
+mutation: first FastAPI's and Starlette's entry and middleware, then, once the lane ran from
+the application's entry, uvicorn's own per-request work (the scope, a request cycle with its
+event and task, the proxy-headers middleware, the receive and send messages, the response
+head encoded in Python). A mutation needs none of it but what is kept here and in the edge
+(`graphql_api/edge/direct.py`): the rate limit is checked with the same limiter, on the
+client address the proxy-headers setting gives (a request it refuses takes the full path,
+whose middleware answers the 429); with CORS on, a request that carries an Origin takes the
+full path (its headers are CORSMiddleware's); the handlers are `OrderMutations`' own, over
+the same service. Every other request, and every other method on these paths, takes the
+full path, where `OrderMutations` still sits.
 """
 
 from __future__ import annotations
 
-from ..asgi import Receive, Scope, Send
-from ..security import ApiKeys, RateLimiter, client_id, route_path
+from ..security import ApiKeys, RateLimiter, client_id
 from .orders import Handler, OrderMutations, served_methods
 
 MUTATION_METHODS = frozenset(("POST", "PUT", "DELETE"))
@@ -30,26 +31,23 @@ class FastLane:
         self.limiter = limiter
         self.keys = keys
         self.cors = cors
+        self.limited = limiter.rate > 0  # else the client address is never needed
+        self.answer = mutations.answer
 
-    def match(self, scope: Scope) -> tuple[Handler, str] | None:
-        """The mutation to serve for this request, and the path's order id part; None when
-        the request takes the full path."""
-        if scope["type"] != "http":
+    def route(
+        self, method: str, path: str, headers: list[tuple[bytes, bytes]]
+    ) -> tuple[Handler, str] | None:
+        """The mutation to serve for this request (`path` without the root path, unquoted),
+        and the path's order id part; None when the request takes the full path. The rate
+        limit is `admits`' (asked last: it takes a token)."""
+        if method not in MUTATION_METHODS or method not in served_methods(path):
             return None
-        method = scope["method"]
-        if method not in MUTATION_METHODS:
-            return None
-        path = route_path(scope)
-        if method not in served_methods(path):
-            return None
-        if self.cors and any(name == b"origin" for name, _ in scope["headers"]):
-            return None
-        if self.limiter.rate > 0 and self.limiter.retry_after(client_id(scope, self.keys)):
+        if self.cors and any(name == b"origin" for name, _ in headers):
             return None
         return self.mutations.handlers[method], path[8:]
 
-    async def serve(
-        self, found: tuple[Handler, str], scope: Scope, receive: Receive, send: Send
-    ) -> None:
-        handler, oid = found
-        await self.mutations.serve(handler, scope, receive, send, oid)
+    def admits(self, headers: list[tuple[bytes, bytes]], client: tuple[str, int] | None) -> bool:
+        """Whether the rate limiter lets the request of this client (the address the
+        proxy-headers middleware would give) through now."""
+        scope = {"headers": headers, "client": client}
+        return not self.limiter.retry_after(client_id(scope, self.keys))

@@ -4,10 +4,16 @@ JSON. Shaped as Starlette's own, so a client cannot tell the two kinds of route 
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 
 from ..asgi import Receive, Send
 from ..edge.json_body import loads_body
 from ..errors import ApiError
+
+# How a handler gets its request's body: read from ASGI messages on the full path, already
+# collected by the edge on the direct one (`graphql_api/edge/direct.py`). A callable, so a
+# handler refuses what it can refuse (415, a bad order id) before waiting for the body.
+Body = Callable[[], Awaitable[bytes]]
 
 
 class ClientGone(Exception):
@@ -26,28 +32,34 @@ def json_bytes(payload: object) -> bytes:
     return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-async def read_object(
-    headers: dict[bytes, bytes], receive: Receive, allowed: frozenset[str]
-) -> dict[str, object]:
-    """The JSON object body, or an ApiError naming what is wrong with it."""
-    content_type = headers.get(b"content-type", b"").decode("latin-1")
-    if content_type.split(";")[0].strip().lower() != "application/json":
-        raise ApiError(415, "unsupported_media_type", "the body must be application/json")
+async def receive_body(receive: Receive) -> bytes:
+    """The whole body from ASGI messages; ClientGone when the client left first."""
     raw = b""  # at most MAX_BODY_BYTES: the edge (graphql_api.edge) cuts longer bodies
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
             raise ClientGone
-        raw += message.get("body", b"")
+        chunk: bytes = message.get("body", b"")
+        raw += chunk
         if not message.get("more_body", False):
-            break
+            return raw
+
+
+async def read_object(
+    headers: dict[bytes, bytes], body: Body, allowed: frozenset[str]
+) -> dict[str, object]:
+    """The JSON object body, or an ApiError naming what is wrong with it."""
+    content_type = headers.get(b"content-type", b"").decode("latin-1")
+    if content_type.split(";")[0].strip().lower() != "application/json":
+        raise ApiError(415, "unsupported_media_type", "the body must be application/json")
+    raw = await body()
     try:
-        body = loads_body(raw)
+        parsed = loads_body(raw)
     except (ValueError, RecursionError):
         raise ApiError(400, "invalid_json", "the body is not valid JSON") from None
-    if not isinstance(body, dict):
+    if not isinstance(parsed, dict):
         raise ApiError(422, "invalid_request", "the body must be a JSON object", field="body")
-    unknown = sorted(set(body) - allowed)
+    unknown = sorted(set(parsed) - allowed)
     if unknown:
         raise ApiError(
             422,
@@ -55,4 +67,4 @@ async def read_object(
             f"unknown field {unknown[0]!r}",
             errors=[{"field": name, "message": "unknown field"} for name in unknown],
         )
-    return body
+    return parsed

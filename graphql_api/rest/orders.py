@@ -6,14 +6,16 @@ order, and profiling an API replica under `python -m tests.load` (py-spy) showed
 router, dependency solving, exception wrappers and response classes taking about half of the
 CPU a mutation costs there. They need nothing from the framework: bodies are read as raw
 JSON and turned into typed requests (`requests.py`, as GraphQL's arguments are), errors are
-rendered by `errors.error_response` (as FastAPI's handlers do), and the app sits inside the
-rate-limit and CORS middleware, which still apply. Their OpenAPI operations are generated
-from the same body and answer types (`openapi.py`).
+rendered by `errors.error_response` (as FastAPI's handlers do). Most are served straight
+from the edge's HTTP protocol (`rest/fast_lane.py`); the rest (a browser's, under CORS) come
+through the rate-limit and CORS middleware to this middleware, which answers them with the
+same handlers. Their OpenAPI operations are generated from the same body and answer types
+(`openapi.py`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Annotated, Any
 
 import msgspec
@@ -34,12 +36,14 @@ from ..requests import (
 from ..security import API_KEY_HEADER, ApiKeys, route_path
 from ..service import ChangeOutcome, ExchangeService
 from ..views import ChangedView, PlacedView, order_view, to_json, trade_view
-from .http import ClientGone, json_bytes, read_object, respond
+from .http import Body, ClientGone, json_bytes, read_object, receive_body, respond
 from .paging import Page, SymbolFilter, Text
 
 Headers = dict[bytes, bytes]
-Handler = Callable[[Headers, Receive, str], Awaitable[tuple[int, bytes]]]
+Handler = Callable[[Headers, Body, str], Awaitable[tuple[int, bytes]]]
+Answer = tuple[int, bytes, dict[str, str]]  # status, JSON body, extra headers
 _encode = msgspec.json.encode
+_NO_HEADERS: dict[str, str] = {}
 
 
 class OrderMutations:
@@ -77,21 +81,27 @@ class OrderMutations:
     async def serve(
         self, handler: Handler, scope: Scope, receive: Receive, send: Send, oid: str
     ) -> None:
-        headers: Headers = {}
-        for name, value in scope["headers"]:
-            headers.setdefault(name, value)  # the first of repeated headers, as Starlette
-        extra: dict[str, str] = {}
         try:
-            status, body = await handler(headers, receive, oid)
+            answer = await self.answer(
+                handler, first_headers(scope["headers"]), lambda: receive_body(receive), oid
+            )
         except ClientGone:
             return
+        await respond(send, *answer)
+
+    async def answer(self, handler: Handler, headers: Headers, body: Body, oid: str) -> Answer:
+        """The handler's answer, or the error answer for what the API refuses; a bug (an
+        exception `error_response` does not render) goes up to the server, which logs it
+        and answers 500."""
+        try:
+            status, payload = await handler(headers, body, oid)
         except Exception as exc:
             rendered = error_response(exc)
             if rendered is None:
-                raise  # a bug: Starlette's ServerErrorMiddleware answers 500 and logs it
-            status, payload, extra = rendered
-            body = json_bytes(payload)
-        await respond(send, status, body, extra)
+                raise
+            status, error, extra = rendered
+            return status, json_bytes(error), extra
+        return status, payload, _NO_HEADERS
 
     def _owner(self, headers: Headers) -> str:
         """ "" with auth off, else the name of the presented key (or Unauthenticated)."""
@@ -100,21 +110,29 @@ class OrderMutations:
         key = headers.get(API_KEY_HEADER.encode())
         return self.keys.owner(key.decode("latin-1") if key is not None else None)
 
-    async def _place(self, headers: Headers, receive: Receive, _: str) -> tuple[int, bytes]:
-        request = self.requests.place_json(await read_object(headers, receive, PLACE_FIELDS))
+    async def _place(self, headers: Headers, body: Body, _: str) -> tuple[int, bytes]:
+        request = self.requests.place_json(await read_object(headers, body, PLACE_FIELDS))
         outcome = await self.service.place(request, self._owner(headers))
         view = PlacedView(str(outcome.order_id), outcome.duplicate)
         return (200 if outcome.duplicate else 201), _encode(view)
 
-    async def _modify(self, headers: Headers, receive: Receive, oid: str) -> tuple[int, bytes]:
+    async def _modify(self, headers: Headers, body: Body, oid: str) -> tuple[int, bytes]:
         check_order_id(oid)  # first, as a path parameter is: before body and key
-        body = await read_object(headers, receive, MODIFY_FIELDS)
-        request = self.requests.modify(oid, body.get("price"), body.get("quantity"))
+        fields = await read_object(headers, body, MODIFY_FIELDS)
+        request = self.requests.modify(oid, fields.get("price"), fields.get("quantity"))
         return 200, _changed(await self.service.modify(request, self._owner(headers)))
 
-    async def _cancel(self, headers: Headers, receive: Receive, oid: str) -> tuple[int, bytes]:
+    async def _cancel(self, headers: Headers, _: Body, oid: str) -> tuple[int, bytes]:
         request = self.requests.cancel(oid)
         return 200, _changed(await self.service.cancel(request, self._owner(headers)))
+
+
+def first_headers(headers: Iterable[tuple[bytes, bytes]]) -> Headers:
+    """The request's headers by name, the first of repeated ones (as Starlette reads them)."""
+    found: Headers = {}
+    for name, value in headers:
+        found.setdefault(name, value)
+    return found
 
 
 def _changed(outcome: ChangeOutcome) -> bytes:
