@@ -11,7 +11,6 @@ from __future__ import annotations
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
-from typing import cast
 
 import pytest
 import redis
@@ -22,6 +21,7 @@ from shared.events import Cancelled, encode_events
 from shared.redis_client import ReplicaAcks
 from shared.redis_server import start_redis
 from shared.replies import pack_answer, pack_answers, read_answers
+from tests import redis_replies
 
 SYMBOL = "DEFAULT"
 
@@ -74,8 +74,7 @@ def test_a_new_leader_skips_what_was_published_over_several_batches(
         found = new.publish(batch(range(start, start + 8)), [], None, wait=wait)
         skipped.append(found if wait else new.settle())
     assert skipped == [8, 8, 4, 0]
-    # redis-py types a reply loosely; a client without decode_responses answers bytes.
-    entries = cast(list[tuple[bytes, dict[bytes, bytes]]], client.xrange(stream))
+    entries = redis_replies.entries(client.xrange(stream))
     assert [e[0] for e in entries] == [f"{s}-0".encode() for s in range(1, 43)]
     # Each entry was written once, by whoever published it first.
     tokens = [int(fields[b"t"]) for _, fields in entries]
@@ -112,7 +111,7 @@ def test_each_command_is_answered_once_across_a_takeover(server: str, wait: bool
         frames, answers = answered_batch(range(start, start + 8), 6)
         new.publish(frames, [(replies, answers)], None, wait=wait)
         new.settle()
-    entries = cast(list[tuple[bytes, dict[bytes, bytes]]], client.xrange(replies))
+    entries = redis_replies.entries(client.xrange(replies))
     answered = [
         [(request_id, events[0].seq) for request_id, events in read_answers(flat(fields))]
         for _, fields in entries[1:]
