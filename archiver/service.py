@@ -14,6 +14,7 @@ import signal
 from typing import Any, cast
 
 import hiredis
+import redis
 import redis.asyncio as aioredis
 import structlog
 import uvloop
@@ -33,6 +34,7 @@ from shared.redis_client import (
 from store import GapError, Store, open_store
 
 READ_BATCH = 500
+BLOCK_MS = 500  # how long a read waits for the first entry, so that a stop is seen soon
 # Group commit: after storing a short read, wait this long before reading again, so a
 # steady trickle (one event per order at a few thousand orders/s) is stored in a few
 # hundred transactions a second rather than one per event, each after one read (waiting
@@ -83,6 +85,7 @@ class _Reader:
         self.copy = copy
         self.copied = copied
         self._connection: Any = None
+        self._timeout: float | None = None  # the connection's own socket timeout
 
     async def read(self, after: bytes | str, progress: int) -> list[Any]:
         """The entries after `after` (up to READ_BATCH; [] when none came within the
@@ -92,32 +95,41 @@ class _Reader:
         if self._connection is None:
             pool: Any = self.client.connection_pool
             self._connection = await pool.get_connection()
+            # One deadline per read (below, the block added) instead of the connection's own
+            # on every send and reply: with a socket timeout, each send is a wait_for, a task.
+            self._timeout, self._connection.socket_timeout = self._connection.socket_timeout, None
         connection = self._connection
         commands = []
         if progress != self.copied:
             commands.append(_packed("SET", self.copy, progress))
         commands.append(
-            _packed("XREAD", "COUNT", READ_BATCH, "BLOCK", 500, "STREAMS", self.stream, after)
+            _packed("XREAD", "COUNT", READ_BATCH, "BLOCK", BLOCK_MS, "STREAMS", self.stream, after)
         )
         try:
-            await connection.send_packed_command(commands)
-            if len(commands) == 2:
-                await connection.read_response()
-                self.copied = progress
-            response = await connection.read_response()
-        except BaseException:
+            deadline = None if self._timeout is None else self._timeout + BLOCK_MS / 1000
+            async with asyncio.timeout(deadline):
+                await connection.send_packed_command(commands)
+                if len(commands) == 2:
+                    await connection.read_response()
+                    self.copied = progress
+                response = await connection.read_response()
+        except BaseException as exc:
             await self.close(broken=True)
+            if isinstance(exc, TimeoutError):
+                raise redis.TimeoutError(f"no reply from Redis within {deadline} s") from exc
             raise
         return _entries(response)
 
     async def _read_pipelined(self, after: bytes | str, progress: int) -> list[Any]:
         response: Any
         if progress == self.copied:
-            response = await self.client.xread({self.stream: after}, count=READ_BATCH, block=500)
+            response = await self.client.xread(
+                {self.stream: after}, count=READ_BATCH, block=BLOCK_MS
+            )
         else:
             async with self.client.pipeline(transaction=False) as pipe:
                 pipe.set(self.copy, progress)
-                pipe.xread({self.stream: after}, count=READ_BATCH, block=500)
+                pipe.xread({self.stream: after}, count=READ_BATCH, block=BLOCK_MS)
                 _, response = await pipe.execute()
             self.copied = progress
         return _entries(response)
@@ -127,6 +139,7 @@ class _Reader:
         connection, self._connection = self._connection, None
         if connection is None:
             return
+        connection.socket_timeout = self._timeout
         if broken:
             await connection.disconnect()
         pool = cast(aioredis.Redis, self.client).connection_pool
