@@ -34,7 +34,7 @@ from .checkpoint_job import CheckpointJob
 from .leader_checkpoints import LeaderCheckpoints
 from .lease import LEADER, POLL_S, RENEW_S, Lease, Marker, frame
 from .matching import engine_for
-from .reader import Entries
+from .reader import Entries, StreamReader
 from .snapshot import digest_of, restore
 from .standby import Diverged, Standby, field
 
@@ -262,10 +262,12 @@ class BookService:
         self.held = (b"".join(parts), batch, marker)
         self.behind = len(entries) >= READ_BATCH
 
-    def flush(self) -> None:
+    def flush(self, reader: StreamReader | None = None) -> None:
         """Send the prepared publish, without waiting for Redis's answer (`Lease.settle`
         reads it before the next write) unless this leader forks a checkpoint next: it does
-        so only once the events up to its state are published."""
+        so only once the events up to its state are published. With a `reader` that
+        `carries`, the publish goes out with that reader's next read, in one write, and
+        is settled there."""
         held, self.held = self.held, None
         self.behind = False
         if held is None:
@@ -273,7 +275,14 @@ class BookService:
         frames, replies, marker = held
         self.settle()
         forks = marker is not None and marker.writer == LEADER
-        duplicates = self.lease.publish(frames, replies, marker, wait=forks)
+        carrier = None
+        if reader is not None and reader.carries:
+            settle = self.settle
+
+            def carrier(packed: bytes) -> Any:
+                return reader.carry(packed, settle)
+
+        duplicates = self.lease.publish(frames, replies, marker, wait=forks, carrier=carrier)
         if duplicates:
             self.log.info("events_already_published", entries=duplicates, seq=self.engine.seq)
         self.renewed_at = time.monotonic()

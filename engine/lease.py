@@ -212,6 +212,7 @@ class Lease:
         replies: list[tuple[str, bytes]],
         marker: Marker | None,
         wait: bool = True,
+        carrier: Callable[[bytes], Any] | None = None,
     ) -> int | None:
         """Append a batch's events and replies (and a checkpoint marker); returns how many
         entries were already published. `frames`: the batch, one `frame` per command;
@@ -221,7 +222,9 @@ class Lease:
         `wait=False` sends the script and returns None at once: the engine matches the next
         batch while Redis appends this one, and `settle` reads the outcome (before the next
         publish, any other write, or a fork). Where a replica must confirm the events first,
-        the publish always waits."""
+        the publish always waits. `carrier` (with `wait=False`): takes the packed script
+        call to send with its own next command (`StreamReader.carry`), and returns the
+        connection its reply comes back on; nothing else may be sent before that."""
         self.settle()
         keys = [*self._fence_keys, self.event_stream, self.markers_key, self.published_key]
         keys += [key for key, _ in replies]
@@ -235,11 +238,14 @@ class Lease:
         args.append("1" if self._publishes % scripts.TRIM_EVERY == 0 else "0")
         args += [answers for _, answers in replies]
         if not replicas and not wait:
-            connection = self._publisher(node)
             packed = hiredis.pack_command(
                 ("EVALSHA", scripts.SHA[scripts.PUBLISH], len(keys), *keys, *args)
             )
-            connection.send_packed_command([packed])
+            if carrier is not None:
+                connection = carrier(packed)
+            else:
+                connection = self._publisher(node)
+                connection.send_packed_command([packed])
             self._in_flight = (connection, keys, args, checking and bool(frames))
             return None
         results = self._run(scripts.PUBLISH, keys, args, wait=replicas)

@@ -95,12 +95,13 @@ class EngineService:
                         wait = min(wait, book.next_book - now)
                 # Behind (a full batch held): only look for more, and send the held publish
                 # after that read, so that Redis appends it while the engine matches on.
-                # Caught up (small batches, live load): send it first and block for the
-                # next, one read per batch instead of an empty look and a blocking read.
+                # Caught up (small batches, live load): send it with the blocking read for
+                # the next (in the same write, when the reader `carries`), one read per
+                # batch instead of an empty look and a blocking read.
                 behind = any(book.behind for book in self.books.values())
                 if not behind:
                     for book in self.books.values():
-                        book.flush()
+                        book.flush(reader)
                 batches = reader.read(0 if behind else max(1, int(wait * 1000)))
                 for book in self.books.values():
                     book.flush()
