@@ -27,7 +27,7 @@ from shared.commands import decode_command
 from shared.config import Instrument, Settings
 from shared.events import encode_events
 from shared.redis_client import Client, ReplicaAcks
-from shared.replies import pack_answer, pack_answers
+from shared.replies import SHORT_HEADS, answer_head, pack_answers
 
 from . import checkpoint
 from .checkpoint_job import CheckpointJob
@@ -230,6 +230,7 @@ class BookService:
         replies: dict[str, int] = {}  # replica -> its KEYS index in the publish script
         reply_keys: list[str] = []
         answers: list[list[bytes]] = []  # each replica's, in the order of reply_keys
+        heads = SHORT_HEADS
         decode = decode_command
         for entry_id, fields in entries:
             try:  # the API writes one field, "c": a list [b"c", body] as Redis sends it
@@ -252,7 +253,12 @@ class BookService:
                     reply = replies[replica] = 6 + len(reply_keys)
                     reply_keys.append(settings.reply_stream_of(symbol, replica))
                     answers.append([])
-                answers[reply - 6].append(pack_answer(request, encoded))
+                n = len(request)
+                answers[reply - 6] += (
+                    heads[n] if n < 32 else answer_head(request),
+                    request,
+                    encoded,
+                )
             add(frame(b"%d-0" % events[-1].seq, request, entry_id, encoded, reply))
         self.last_command_id = entries[-1][0].decode()
         checkpoints = self.checkpoints

@@ -19,28 +19,32 @@ from .events import Event, decode_events
 BATCH_FIELD = b"b"
 
 
-def pack_answer(request_id: bytes, events: bytes) -> bytes:
-    """One [request id, events] pair of a batch entry; `events` is already msgpack."""
+SHORT_HEADS = [bytes((0x92, 0xA0 | n)) for n in range(32)]  # `answer_head` by id length
+
+
+def answer_head(request_id: bytes) -> bytes:
+    """What precedes the request id in its [request id, events] pair. The engine looks
+    request ids under 32 bytes (all the API's) up in SHORT_HEADS itself: a call per
+    command costs more than the lookup."""
     n = len(request_id)
     if n < 32:
-        head = bytes((0x92, 0xA0 | n))
-    elif n < 256:
-        head = bytes((0x92, 0xD9, n))
-    else:
-        head = b"\x92\xda" + n.to_bytes(2, "big")
-    return head + request_id + events
+        return SHORT_HEADS[n]
+    if n < 256:
+        return bytes((0x92, 0xD9, n))
+    return b"\x92\xda" + n.to_bytes(2, "big")
 
 
-def pack_answers(answers: list[bytes]) -> bytes:
-    """A batch entry's value: the pairs (`pack_answer`) as one msgpack array."""
-    n = len(answers)
+def pack_answers(pieces: list[bytes]) -> bytes:
+    """A batch entry's value: its answers as one msgpack array, from their pieces, three
+    per answer: `answer_head`, the request id, the events (already msgpack)."""
+    n = len(pieces) // 3
     if n < 16:
         head = bytes((0x90 | n,))
     elif n < 65536:
         head = b"\xdc" + n.to_bytes(2, "big")
     else:
         head = b"\xdd" + n.to_bytes(4, "big")
-    return head + b"".join(answers)
+    return head + b"".join(pieces)
 
 
 _batch = msgspec.msgpack.Decoder(list[tuple[str, list[Event]]])

@@ -20,7 +20,7 @@ from shared.config import Settings
 from shared.events import Cancelled, encode_events
 from shared.redis_client import ReplicaAcks
 from shared.redis_server import start_redis
-from shared.replies import pack_answer, pack_answers, read_answers
+from shared.replies import answer_head, pack_answers, read_answers
 from tests import redis_replies
 
 SYMBOL = "DEFAULT"
@@ -91,7 +91,7 @@ def answered_batch(seqs: range, replica: int) -> tuple[bytes, bytes]:
         entry, request = f"{seq}-0".encode(), f"t1-{seq}".encode()
         events = encode_events([Cancelled(seq, seq, 1, seq)])
         parts += frame(entry, request, entry, events, replica)
-        answers.append(pack_answer(request, events))
+        answers += (answer_head(request), request, events)
     return b"".join(parts), pack_answers(answers)
 
 
