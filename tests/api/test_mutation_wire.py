@@ -18,11 +18,13 @@ from typing import Any
 
 import pytest
 
+from graphql_api.security import hash_key
 from tests.api.conftest import ThreadServer, inprocess_settings
 from tests.attacks import send_head_and_wait, status_of
 
 MAX_BODY = 4096
 PLACE = b'{"side": 1, "price": 7, "quantity": 1}'
+ORIGIN = "http://good.example"
 
 
 @pytest.fixture(scope="module")
@@ -246,4 +248,36 @@ async def test_the_rate_limit_buckets_by_the_forwarded_client(limited: ThreadSer
         assert int(answers[2].headers["retry-after"]) >= 1
     await wire.send(request("POST", "/orders", PLACE))  # the proxy's own address
     assert (await wire.answer()).status == 201
+    wire.close()
+
+
+@pytest.fixture(scope="module")
+def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadServer]:
+    settings = replace(
+        inprocess_settings(tmp_path_factory.mktemp("wire-guarded")),
+        auth_mode="api_key",
+        api_keys=f"alice:{hash_key('alice-secret')}",
+        allowed_origins=(ORIGIN,),
+    )
+    with ThreadServer(settings) as running:
+        yield running
+
+
+async def test_api_keys_and_cors_on_the_mutations(guarded: ThreadServer) -> None:
+    """Without a key, 401 with its challenge; with one, placed. A browser's request (an
+    Origin under CORS) gets CORSMiddleware's headers, another request none."""
+    key = "X-API-Key: alice-secret"
+    wire = await Wire.open(guarded.url)
+    await wire.send(
+        request("POST", "/orders", PLACE),
+        request("POST", "/orders", PLACE, "X-API-Key: mallory"),
+        request("POST", "/orders", PLACE, key),
+        request("POST", "/orders", PLACE, key, f"Origin: {ORIGIN}"),
+    )
+    answers = [await wire.answer() for _ in range(4)]
+    assert [a.status for a in answers] == [401, 401, 201, 201], [a.raw for a in answers]
+    assert answers[0].headers["www-authenticate"] == "ApiKey"
+    assert answers[1].json()["message"] == "unknown API key"
+    assert "access-control-allow-origin" not in answers[2].headers
+    assert answers[3].headers["access-control-allow-origin"] == ORIGIN
     wire.close()
