@@ -62,8 +62,9 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
+# --durations=25: every run lists its slowest tests and fixtures, so a slow newcomer shows.
 pytest: $(STAMP) $(WEB_VENDOR) chromium compose-validator
-	$(PY) -m pytest -q --ignore=tests/cluster
+	$(PY) -m pytest -q --ignore=tests/cluster --durations=25
 
 # `docker compose config` needs no Docker engine; where the v2 plugin is missing, Debian's
 # docker-compose validates the file instead (tests/test_deploy.py uses whichever is there).
