@@ -329,6 +329,11 @@ class EdgeHttpProtocol(HttpToolsProtocol):
     async def _serve(self, direct: DirectRequest) -> None:
         lane = self.lane
         assert lane is not None
+        if direct.disconnected:
+            # Cut before it ran (the client left, or the edge refused what followed it in
+            # the same read and answered that instead): on uvicorn's path its body would
+            # read as a disconnect, and nothing is carried out.
+            return
         try:
             status, body, extra = await lane.answer(
                 direct.handler, direct.headers, direct.read, direct.oid

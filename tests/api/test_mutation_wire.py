@@ -281,3 +281,25 @@ async def test_api_keys_and_cors_on_the_mutations(guarded: ThreadServer) -> None
     assert "access-control-allow-origin" not in answers[2].headers
     assert answers[3].headers["access-control-allow-origin"] == ORIGIN
     wire.close()
+
+
+async def test_a_mutation_cut_before_its_turn_is_not_carried_out(server: ThreadServer) -> None:
+    """A mutation whose connection the edge cuts before its handler runs (here for the
+    next request's declared body over the limit, read in the same write) is dropped, as on
+    uvicorn's path, where the cut request's body reads as a disconnect: the refusal is the
+    only answer on the connection, so the order it answers must not have been placed."""
+    place = b'{"side": 1, "price": 7, "quantity": 1, "client_order_id": "cut-before-turn"}'
+    oversized = b"POST /orders HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    oversized += b"Content-Length: %d\r\n\r\n" % (MAX_BODY + 1)
+    wire = await Wire.open(server.url)
+    await wire.send(request("POST", "/orders", place), oversized)
+    refusal = await wire.answer()
+    assert refusal.status == 413, refusal.raw
+    assert await wire.closed()
+    wire.close()
+    # The same client order id again: placed now (201), not a duplicate of one placed (200).
+    wire = await Wire.open(server.url)
+    await wire.send(request("POST", "/orders", place))
+    again = await wire.answer()
+    assert again.status == 201, again.raw
+    wire.close()
