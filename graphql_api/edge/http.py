@@ -137,6 +137,12 @@ class EdgeHttpProtocol(HttpToolsProtocol):
         self.timer_at = 0.0
         self.held: HeldWrites | None = None
         self.refusal: tuple[int, str, str] | None = None
+        # The request whose headers and body are being read, once it is a cycle or a direct
+        # request (None before its headers are complete and after its body is): a refusal
+        # while it is None, or while it waits in the pipeline, is for a request after one
+        # still unanswered, and waits for that answer (`_refuse`).
+        self.reading: RequestResponseCycle | DirectRequest | None = None
+        self.refusal_due: bytes | None = None  # written once the answers owed before it are
         self.head_bytes = 0  # of the request being read
         self.body_bytes = 0
         self.started = False  # a byte of the current request has arrived
@@ -171,6 +177,8 @@ class EdgeHttpProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if self.refusal_due is not None:
+            return  # a refusal waits for earlier answers: nothing more is read
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -193,6 +201,7 @@ class EdgeHttpProtocol(HttpToolsProtocol):
         self.headers = []
         self.head_bytes = self.body_bytes = 0
         self.started = True
+        self.reading = None
         if not self.due or self.on_due != self._header_timeout:
             # After a keep-alive pause: from this first byte (the first request's headers
             # are due from the accept).
@@ -215,10 +224,13 @@ class EdgeHttpProtocol(HttpToolsProtocol):
             direct = self._direct()
             if direct is not None:
                 self._queue(direct)
+                self.reading = direct
                 return
         self.scope = self._scope()
+        before = self.cycle
         super().on_headers_complete()
         cycle = self.cycle
+        self.reading = cycle if cycle is not before else None  # (None: an upgrade)
         if cycle is not None and not cycle.response_complete:
             cycle.transport = self.held  # type: ignore[assignment]
             self._arm(self.limits.body_timeout_s, self._body_timeout)
@@ -236,6 +248,7 @@ class EdgeHttpProtocol(HttpToolsProtocol):
     def on_message_complete(self) -> None:
         self._disarm()
         self.started = False
+        self.reading = None
         cycle: RequestResponseCycle | DirectRequest = self.cycle
         if type(cycle) is DirectRequest:
             cycle.more_body = False
@@ -250,11 +263,16 @@ class EdgeHttpProtocol(HttpToolsProtocol):
         self.server_state.total_requests += 1
         if self.transport.is_closing():
             return
-        self.flow.resume_reading()
         if self.pipeline:
             cycle, app = self.pipeline.pop()
+            if self.refusal_due is None:
+                self.flow.resume_reading()
             self._start_asgi_task(cycle, app)
+        elif self.refusal_due is not None:
+            payload, self.refusal_due = self.refusal_due, None
+            linger(self.transport, self, self.gate, payload)
         else:
+            self.flow.resume_reading()
             self._arm(self.limits.keepalive_timeout_s, self.timeout_keep_alive_handler)
 
     def _scope(self) -> HTTPScope:
@@ -347,7 +365,7 @@ class EdgeHttpProtocol(HttpToolsProtocol):
             )
         if self.flow.write_paused and not direct.disconnected:
             await self.flow.drain()
-        if direct.disconnected:
+        if direct.disconnected or self.transport.is_closing():
             return  # as uvicorn's cycle drops what is sent after the client left
         direct.response_started = direct.response_complete = True
         if self.held is not None:
@@ -395,12 +413,30 @@ class EdgeHttpProtocol(HttpToolsProtocol):
 
     def _refuse(self, status: int, error: str, message: str, retry_after: bool = False) -> None:
         """Answer `status` unless a response has begun, cut the request the application may
-        be reading, and end the connection."""
+        be reading, and end the connection. When the refused request follows one still
+        unanswered (pipelined), the refusal goes out after the answers owed before it, and
+        then the connection ends: written at once, it would read as the answer to the
+        earlier request, which may be an order carried out meanwhile."""
+        if self.refusal_due is not None:
+            return  # refused already, waiting for earlier answers
         self._stop_timer()
         if self.held is not None:
             self.held.flush()  # a head the cycle wrote goes first
         self._unset_keepalive_if_required()
         refused(error, message, self.client)
+        extra = (("retry-after", "1"),) if retry_after else ()
+        reading, pipeline = self.reading, self.pipeline
+        queued = reading is not None and any(c is reading for c, _ in pipeline)
+        unanswered = self.cycle is not None and not self.cycle.response_complete
+        if queued or (reading is None and unanswered):
+            if queued:
+                pipeline.remove(next(item for item in pipeline if item[0] is reading))
+                assert reading is not None
+                reading.disconnected = True
+                reading.logger = _SILENT
+            self.refusal_due = error_response(status, error, message, *extra)
+            self.flow.pause_reading()
+            return
         cycle = self.cycle
         current = cycle is not None and not cycle.response_complete
         answered = current and cycle.response_started
@@ -408,7 +444,6 @@ class EdgeHttpProtocol(HttpToolsProtocol):
             cycle.disconnected = True  # its receive() says http.disconnect, send() is dropped
             cycle.logger = _SILENT
             cycle.message_event.set()
-        extra = (("retry-after", "1"),) if retry_after else ()
         payload = b"" if answered else error_response(status, error, message, *extra)
         linger(self.transport, self, self.gate, payload)
 

@@ -19,6 +19,8 @@ from typing import Any
 import pytest
 
 from graphql_api.security import hash_key
+from shared.config import Settings
+from shared.redis_server import start_redis
 from tests.api.conftest import ThreadServer, inprocess_settings
 from tests.attacks import send_head_and_wait, status_of
 
@@ -283,23 +285,55 @@ async def test_api_keys_and_cors_on_the_mutations(guarded: ThreadServer) -> None
     wire.close()
 
 
-async def test_a_mutation_cut_before_its_turn_is_not_carried_out(server: ThreadServer) -> None:
-    """A mutation whose connection the edge cuts before its handler runs (here for the
-    next request's declared body over the limit, read in the same write) is dropped, as on
-    uvicorn's path, where the cut request's body reads as a disconnect: the refusal is the
-    only answer on the connection, so the order it answers must not have been placed."""
-    place = b'{"side": 1, "price": 7, "quantity": 1, "client_order_id": "cut-before-turn"}'
+async def test_a_refusal_read_with_a_mutation_follows_its_answer(server: ThreadServer) -> None:
+    """A mutation, then a declared body over the limit, in one write: the mutation is
+    answered (placed), then the 413, and the connection ends. (The 413 written at once read
+    as the mutation's answer, while the order was placed: the same client order id was then
+    a duplicate.)"""
+    place = b'{"side": 1, "price": 7, "quantity": 1, "client_order_id": "refused-after"}'
     oversized = b"POST /orders HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
     oversized += b"Content-Length: %d\r\n\r\n" % (MAX_BODY + 1)
     wire = await Wire.open(server.url)
     await wire.send(request("POST", "/orders", place), oversized)
-    refusal = await wire.answer()
-    assert refusal.status == 413, refusal.raw
+    placed, refusal = await wire.answer(), await wire.answer()
+    assert [placed.status, refusal.status] == [201, 413], (placed.raw, refusal.raw)
+    assert refusal.json()["error"] == "body_too_large"
     assert await wire.closed()
     wire.close()
-    # The same client order id again: placed now (201), not a duplicate of one placed (200).
-    wire = await Wire.open(server.url)
-    await wire.send(request("POST", "/orders", place))
-    again = await wire.answer()
-    assert again.status == 201, again.raw
+
+
+@pytest.fixture(scope="module")
+def engineless(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadServer]:
+    """The API over a real Redis with no engine: a mutation waits there until the request
+    timeout (3 s), which keeps it unanswered for as long as a test needs."""
+    data_dir = tmp_path_factory.mktemp("wire-engineless")
+    process, url = start_redis(data_dir / "redis")
+    settings = Settings(
+        redis_url=url,
+        data_dir=data_dir,
+        engine_gateway="redis",
+        request_timeout_s=3.0,
+        body_timeout_s=1.0,
+    )
+    try:
+        with ThreadServer(settings) as running:
+            yield running
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+async def test_a_refusal_waits_for_the_answers_owed_before_it(engineless: ThreadServer) -> None:
+    """A mutation still waiting for the engine, then a request whose body stops coming:
+    the mutation's own answer comes first, then the 408 for the one after it (answering
+    the 408 first would tell the client its mutation was refused, while it may have been
+    carried out)."""
+    partial = request("POST", "/orders", PLACE)[:-10]
+    wire = await Wire.open(engineless.url)
+    await wire.send(request("POST", "/orders", PLACE), partial)
+    first = await wire.answer()
+    assert first.status != 408, first.raw
+    second = await wire.answer()
+    assert second.status == 408, second.raw
+    assert await wire.closed()
     wire.close()
