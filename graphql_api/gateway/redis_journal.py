@@ -155,8 +155,15 @@ class Journal:
                 entries = await self.guarded("reply_reader", self._xread(stream))
             if not entries:
                 continue
-            for _, fields in entries:
-                for request_id, events in read_answers(fields):
+            for entry_id, fields in entries:
+                try:
+                    answers = read_answers(fields)
+                except (msgspec.DecodeError, UnicodeDecodeError):
+                    # Another version's events or a bad write: its requests time out, and
+                    # this reader (the only one of the stream) goes on answering the rest.
+                    self.log.exception("reply_undecodable", stream=stream, entry=entry_id)
+                    continue
+                for request_id, events in answers:
                     future = pending.pop(request_id, None)
                     if future is not None and not future.done():
                         future.set_result(events)

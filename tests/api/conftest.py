@@ -26,7 +26,7 @@ from graphql_api.edge.server import config as edge_config
 from graphql_api.gateway.inprocess import InProcessGateway
 from shared.config import Settings
 from shared.redis_client import connect
-from shared.redis_server import free_port
+from shared.redis_server import free_port, start_redis
 from shared.stack import Stack
 from tests.command_log import CommandLog
 
@@ -79,6 +79,28 @@ class AppliedLog:
 
     def since(self, mark: dict[str, int]) -> int:
         return sum(engine.seq - mark[s] for s, engine in self.gateway.engines.items())
+
+
+@pytest.fixture(scope="module")
+def engineless(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadServer]:
+    """The API over a real Redis with no engine: a mutation waits there until the request
+    timeout (3 s), which keeps it unanswered for as long as a test needs, and a test can
+    answer it by writing the replica's reply stream itself."""
+    data_dir = tmp_path_factory.mktemp("engineless")
+    process, url = start_redis(data_dir / "redis")
+    settings = Settings(
+        redis_url=url,
+        data_dir=data_dir,
+        engine_gateway="redis",
+        request_timeout_s=3.0,
+        body_timeout_s=1.0,
+    )
+    try:
+        with ThreadServer(settings) as running:
+            yield running
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
 
 
 @dataclass(frozen=True)

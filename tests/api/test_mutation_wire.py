@@ -19,8 +19,6 @@ from typing import Any
 import pytest
 
 from graphql_api.security import hash_key
-from shared.config import Settings
-from shared.redis_server import start_redis
 from tests.api.conftest import ThreadServer, inprocess_settings
 from tests.attacks import send_head_and_wait, status_of
 
@@ -300,27 +298,6 @@ async def test_a_refusal_read_with_a_mutation_follows_its_answer(server: ThreadS
     assert refusal.json()["error"] == "body_too_large"
     assert await wire.closed()
     wire.close()
-
-
-@pytest.fixture(scope="module")
-def engineless(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadServer]:
-    """The API over a real Redis with no engine: a mutation waits there until the request
-    timeout (3 s), which keeps it unanswered for as long as a test needs."""
-    data_dir = tmp_path_factory.mktemp("wire-engineless")
-    process, url = start_redis(data_dir / "redis")
-    settings = Settings(
-        redis_url=url,
-        data_dir=data_dir,
-        engine_gateway="redis",
-        request_timeout_s=3.0,
-        body_timeout_s=1.0,
-    )
-    try:
-        with ThreadServer(settings) as running:
-            yield running
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 async def test_a_refusal_waits_for_the_answers_owed_before_it(engineless: ThreadServer) -> None:

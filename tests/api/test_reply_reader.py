@@ -1,0 +1,63 @@
+"""The API's reader of its reply streams (`graphql_api/gateway/redis_journal.py`) against a
+real Redis, with this test in the engine's place: it reads the command the API appended and
+writes the answer entries itself."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import httpx
+
+from shared.commands import decode_command
+from shared.config import Settings
+from shared.events import Rejected, encode_events
+from shared.redis_client import connect
+from shared.replies import BATCH_FIELD, answer_head, pack_answers
+from tests import redis_replies
+from tests.api.conftest import ThreadServer
+
+PLACE = {"side": 1, "price": "7", "quantity": 1}
+
+
+def request_id_appended(settings: Settings) -> str:
+    """The request id of the one command on the default instrument's stream, once the API
+    appended it."""
+    client = connect(settings.redis_url)
+    deadline = time.monotonic() + 10
+    try:
+        while True:
+            entries = redis_replies.entries(client.xrange(settings.command_stream))
+            if entries:
+                _, fields = entries[0]
+                return decode_command(fields[b"c"]).request_id
+            assert time.monotonic() < deadline, "the API appended no command"
+            time.sleep(0.02)
+    finally:
+        client.close()
+
+
+async def test_an_entry_that_does_not_decode_leaves_the_reader_answering(
+    engineless: ThreadServer,
+) -> None:
+    """An entry the replica cannot decode (another version's events, a bad write) is logged
+    and passed over: the next entry still answers its request, which would otherwise wait
+    for its timeout, as would every later one on this replica."""
+    settings: Settings = engineless.app.state.service.settings
+    async with httpx.AsyncClient(base_url=engineless.url, timeout=10) as http:
+        placing = asyncio.create_task(http.post("/orders", json=PLACE))
+        request_id = await asyncio.to_thread(request_id_appended, settings)
+        replica = request_id.partition("-")[0]
+        stream = settings.reply_stream_of(settings.default_instrument.symbol, replica)
+        rejected = encode_events([Rejected(seq=1, reason="no_liquidity", order_id=1, ts=1)])
+        rid = request_id.encode()
+        answer = pack_answers([answer_head(rid), rid, rejected])
+        client = connect(settings.redis_url)
+        try:
+            client.xadd(stream, {BATCH_FIELD: b"\x91\xc1"})  # not msgpack: 0xc1 is unused
+            client.xadd(stream, {BATCH_FIELD: answer})
+        finally:
+            client.close()
+        response = await placing
+    assert response.status_code == 409, response.text
+    assert response.json()["reason"] == "no_liquidity"
