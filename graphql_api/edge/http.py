@@ -233,7 +233,10 @@ class EdgeHttpProtocol(HttpToolsProtocol):
         self.reading = cycle if cycle is not before else None  # (None: an upgrade)
         if cycle is not None and not cycle.response_complete:
             cycle.transport = self.held  # type: ignore[assignment]
-            self._arm(self.limits.body_timeout_s, self._body_timeout)
+            if not self.pipeline or self.pipeline[0][0] is not cycle:
+                self._arm(self.limits.body_timeout_s, self._body_timeout)
+            # (A pipelined request's body is due from its turn, `on_response_complete`:
+            # reading is paused until then, so it could not arrive.)
 
     def on_body(self, body: bytes) -> None:
         self.body_bytes += len(body)
@@ -267,6 +270,8 @@ class EdgeHttpProtocol(HttpToolsProtocol):
             cycle, app = self.pipeline.pop()
             if self.refusal_due is None:
                 self.flow.resume_reading()
+                if cycle.more_body:  # its body is due now that it can be read
+                    self._arm(self.limits.body_timeout_s, self._body_timeout)
             self._start_asgi_task(cycle, app)
         elif self.refusal_due is not None:
             payload, self.refusal_due = self.refusal_due, None
@@ -334,10 +339,10 @@ class EdgeHttpProtocol(HttpToolsProtocol):
         self.cycle = direct  # type: ignore[assignment]
         if existing is None or existing.response_complete:
             direct.started = True
-        else:
+            self._arm(self.limits.body_timeout_s, self._body_timeout)
+        else:  # its body is due from its turn (`on_response_complete`)
             self.flow.pause_reading()
             self.pipeline.appendleft((direct, self.app))  # type: ignore[arg-type]
-        self._arm(self.limits.body_timeout_s, self._body_timeout)
 
     def _run(self, direct: DirectRequest) -> None:
         task = self.loop.create_task(self._serve(direct))

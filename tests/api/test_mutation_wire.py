@@ -314,3 +314,21 @@ async def test_a_refusal_waits_for_the_answers_owed_before_it(engineless: Thread
     assert second.status == 408, second.raw
     assert await wire.closed()
     wire.close()
+
+
+async def test_a_pipelined_body_is_due_from_its_turn(engineless: ThreadServer) -> None:
+    """A mutation waiting for the engine (3 s, then 503), and behind it a request whose body
+    ends after the body timeout (1 s) but while the first still waits: reading is paused
+    behind the first, so the second's body is due from its turn, not from its headers, and
+    it is answered for what it is (a 400 for its JSON), not refused with a 408. The same
+    for a second request on uvicorn's path (`Expect: 100-continue`)."""
+    direct = request("POST", "/orders", b"{" * 20)
+    for second in (direct, direct.replace(b"Host: x", b"Host: x\r\nExpect: 100-continue")):
+        wire = await Wire.open(engineless.url)
+        await wire.send(request("POST", "/orders", PLACE), second[:-5])
+        await asyncio.sleep(1.5)
+        await wire.send(second[-5:])
+        first, then = await wire.answer(), await wire.answer()
+        assert [first.status, then.status] == [503, 400], (first.raw, then.raw)
+        assert then.json()["error"] == "invalid_json"
+        wire.close()
