@@ -14,6 +14,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -87,17 +88,22 @@ def engineless(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadServe
     timeout (3 s), which keeps it unanswered for as long as a test needs, and a test can
     answer it by writing the replica's reply stream itself."""
     data_dir = tmp_path_factory.mktemp("engineless")
+    with engineless_redis(data_dir) as settings, ThreadServer(settings) as running:
+        yield running
+
+
+@contextmanager
+def engineless_redis(data_dir: Path) -> Iterator[Settings]:
+    """A Redis server for an API with no engine (`engineless`), and that API's settings."""
     process, url = start_redis(data_dir / "redis")
-    settings = Settings(
-        redis_url=url,
-        data_dir=data_dir,
-        engine_gateway="redis",
-        request_timeout_s=3.0,
-        body_timeout_s=1.0,
-    )
     try:
-        with ThreadServer(settings) as running:
-            yield running
+        yield Settings(
+            redis_url=url,
+            data_dir=data_dir,
+            engine_gateway="redis",
+            request_timeout_s=3.0,
+            body_timeout_s=1.0,
+        )
     finally:
         process.terminate()
         process.wait(timeout=10)

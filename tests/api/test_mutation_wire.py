@@ -14,12 +14,14 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from graphql_api.security import hash_key
-from tests.api.conftest import ThreadServer, inprocess_settings
+from shared.redis_client import connect
+from tests.api.conftest import ThreadServer, engineless_redis, inprocess_settings
 from tests.attacks import send_head_and_wait, status_of
 
 MAX_BODY = 4096
@@ -331,4 +333,27 @@ async def test_a_pipelined_body_is_due_from_its_turn(engineless: ThreadServer) -
         first, then = await wire.answer(), await wire.answer()
         assert [first.status, then.status] == [503, 400], (first.raw, then.raw)
         assert then.json()["error"] == "invalid_json"
+        wire.close()
+
+
+async def test_a_direct_mutation_in_flight_at_shutdown_is_answered(tmp_path: Path) -> None:
+    """The server stopping while a mutation waits for the engine (uvicorn's shutdown reads
+    and sets the direct request as it does a request cycle): the mutation is answered
+    (503 once its request timeout passes), with `connection: close`, and the connection
+    ends; the server waits for it before it stops."""
+    with engineless_redis(tmp_path) as settings, ThreadServer(settings) as server:
+        wire = await Wire.open(server.url)
+        await wire.send(request("POST", "/orders", PLACE))
+        redis = connect(settings.redis_url)
+        try:
+            async with asyncio.timeout(10):
+                while not redis.xlen(settings.command_stream):  # the API appended it
+                    await asyncio.sleep(0.02)
+        finally:
+            redis.close()
+        server.server.should_exit = True
+        answer = await wire.answer()
+        assert answer.status == 503, answer.raw
+        assert answer.headers["connection"] == "close", answer.raw
+        assert await wire.closed()
         wire.close()
