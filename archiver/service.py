@@ -31,6 +31,7 @@ from shared.redis_client import (
     async_node_client,
     connect_async,
 )
+from shared.stream_entries import Entries, field, streams_of
 from store import GapError, Store, open_store
 
 READ_BATCH = 500
@@ -57,17 +58,6 @@ def continue_sequence(progress: int, events: list[Event]) -> list[Event]:
     return fresh
 
 
-def _body(fields: Any) -> bytes:
-    """An entry's events (field `e`): from the field map the client makes, or from the
-    flat name, value list of the raw reply."""
-    if isinstance(fields, dict):
-        return fields[b"e"]  # type: ignore[no-any-return]
-    for i in range(0, len(fields), 2):
-        if fields[i] == b"e":
-            return fields[i + 1]  # type: ignore[no-any-return]
-    raise KeyError("a stream entry without events (field e)")
-
-
 class _Reader:
     """One stream's reads, each after the copy of the stored progress when that moved:
     one round trip per batch.
@@ -87,7 +77,7 @@ class _Reader:
         self._connection: Any = None
         self._timeout: float | None = None  # the connection's own socket timeout
 
-    async def read(self, after: bytes | str, progress: int) -> list[Any]:
+    async def read(self, after: bytes | str, progress: int) -> Entries:
         """The entries after `after` (up to READ_BATCH; [] when none came within the
         block), once `progress` is copied."""
         if not isinstance(self.client, aioredis.Redis):
@@ -120,7 +110,7 @@ class _Reader:
             raise
         return _entries(response)
 
-    async def _read_pipelined(self, after: bytes | str, progress: int) -> list[Any]:
+    async def _read_pipelined(self, after: bytes | str, progress: int) -> Entries:
         response: Any
         if progress == self.copied:
             response = await self.client.xread(
@@ -150,14 +140,11 @@ def _packed(*command: Any) -> bytes:
     return hiredis.pack_command(command)  # type: ignore[no-any-return]
 
 
-def _entries(response: Any) -> list[Any]:
-    """The one stream's entries of an XREAD reply: a map under RESP3, pairs under RESP2,
-    nothing when the block ran out."""
-    if not response:
-        return []
-    if isinstance(response, dict):
-        return next(iter(response.values()))
-    return response[0][1]  # type: ignore[no-any-return]
+def _entries(response: Any) -> Entries:
+    """The one stream's entries of an XREAD reply; none when the block ran out."""
+    for _, entries in streams_of(response):
+        return entries
+    return []
 
 
 class ArchiverService:
@@ -231,7 +218,7 @@ class ArchiverService:
                     continue
                 events: list[Event] = []
                 for _, fields in entries:
-                    events.extend(decode_events(_body(fields)))
+                    events.extend(decode_events(field(fields, b"e")))
                 fresh = continue_sequence(progress, events)
                 if fresh:
                     await self._replicated(symbol, stream)

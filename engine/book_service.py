@@ -28,15 +28,16 @@ from shared.config import Instrument, Settings
 from shared.events import encode_events
 from shared.redis_client import Client, ReplicaAcks
 from shared.replies import SHORT_HEADS, answer_head, pack_answers
+from shared.stream_entries import Entries, field
 
 from . import checkpoint
 from .checkpoint_job import CheckpointJob
 from .leader_checkpoints import LeaderCheckpoints
 from .lease import LEADER, POLL_S, RENEW_S, Lease, Marker, frame
 from .matching import engine_for
-from .reader import Entries, StreamReader
+from .reader import StreamReader
 from .snapshot import digest_of, restore
-from .standby import Diverged, Standby, field
+from .standby import Diverged, Standby
 
 BOOK_DEPTH = 50  # levels published; subscribers slice what they asked for
 READ_BATCH = 1000

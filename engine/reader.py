@@ -16,25 +16,18 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any, cast
 
 import hiredis
 import redis
 
 from shared.redis_client import Client
+from shared.stream_entries import Entries, streams_of
 
-Entries = list[Any]  # raw stream entries: [entry id, fields], fields a flat list or a dict
 Read = dict[str, Entries]  # stream -> entries read after its position
 Batch = tuple[str, Read]  # group (book) -> what it read
 BLOCK_MS = 1000  # how long a reader thread waits per XREAD; also how long a closed one lingers
-
-
-def streams_of(response: Any) -> Iterable[tuple[Any, Entries]]:
-    """(stream, entries) pairs of an XREAD reply: a map under RESP3, pairs under RESP2."""
-    if not response:
-        return ()
-    return response.items() if isinstance(response, dict) else response
 
 
 def _decoded(name: Any) -> str:

@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from shared.events import encode_events
+from shared.stream_entries import Entries, field
 
 from .checkpoint_job import ALWAYS, IF_MISSING, CheckpointFailed, Outcome
 from .lease import STANDBY
@@ -48,22 +49,10 @@ REPORT_S = 0.2  # how often a standby reports its position (see lease.STANDBY_PO
 
 if TYPE_CHECKING:
     from .book_service import BookService
-    from .reader import Entries
 
 
 class Diverged(RuntimeError):
     """This engine's state differs from what the leader published."""
-
-
-def field(fields: list[bytes] | dict[bytes, bytes], name: bytes) -> bytes:
-    """A field of a stream entry: a flat [name, value, ...] list as Redis sends it (single
-    server, `raw_client`), or a dict (a cluster client parses its replies)."""
-    if isinstance(fields, dict):
-        return fields[name]
-    for i in range(0, len(fields), 2):
-        if fields[i] == name:
-            return fields[i + 1]
-    raise KeyError(name)
 
 
 def optional(fields: list[bytes] | dict[bytes, bytes], name: bytes) -> bytes:

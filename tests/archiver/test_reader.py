@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 import redis
 
-from archiver.service import _body, _Reader
+from archiver.service import _Reader
 from shared.events import Cancelled, decode_events, encode_events
 from shared.redis_client import TRANSIENT_ERRORS, AsyncClient, connect_async
 from shared.redis_server import start_redis
+from shared.stream_entries import field
 
 STREAM, COPY = "events", "archiver:progress"
 
@@ -48,7 +49,7 @@ async def test_reads_entries_and_copies_the_progress_only_when_it_moved(
     reader = _Reader(client, STREAM, COPY, copied=0)
     try:
         entries = await reader.read("0-0", 0)
-        assert [e.seq for _, f in entries for e in decode_events(_body(f))] == [1, 2, 3]
+        assert [e.seq for _, f in entries for e in decode_events(field(f, b"e"))] == [1, 2, 3]
         assert await client.get(COPY) is None and await sets(client) == 0
         assert await reader.read(entries[1][0], 2) == entries[2:]
         assert await client.get(COPY) == b"2" and await sets(client) == 1

@@ -1,0 +1,32 @@
+"""The shapes of Redis stream replies, as each kind of client hands them over: every service
+that reads a stream (the engine, its standby, the archiver) reads them through these.
+
+A single server's replies come raw (a raw client, or a connection read directly): XREAD as
+[stream, entries] pairs under RESP2 or a map under RESP3, an entry's fields as a flat
+[name, value, ...] list. A cluster client parses them, fields into a dict.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+Entries = list[Any]  # raw stream entries: [entry id, fields], fields a flat list or a dict
+
+
+def streams_of(response: Any) -> Iterable[tuple[Any, Entries]]:
+    """(stream, entries) pairs of an XREAD reply: a map under RESP3, pairs under RESP2."""
+    if not response:
+        return ()
+    return response.items() if isinstance(response, dict) else response
+
+
+def field(fields: list[bytes] | dict[bytes, bytes], name: bytes) -> bytes:
+    """A field of a stream entry: a flat [name, value, ...] list as Redis sends it, or a
+    dict (a cluster client parses its replies)."""
+    if isinstance(fields, dict):
+        return fields[name]
+    for i in range(0, len(fields), 2):
+        if fields[i] == name:
+            return fields[i + 1]
+    raise KeyError(name)
