@@ -35,10 +35,23 @@ from .bench import steady_flow
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
+def user_system(pid: int) -> tuple[float, float]:
+    """User and system CPU time of a process so far: the system part is mostly the socket
+    round trips."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) / TICKS, int(fields[12]) / TICKS
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
+    return sum(user_system(pid))
+
+
+def redis_time(stats: dict[str, Any]) -> list[tuple[str, int]]:
+    """(command, µs Redis spent in it), most first, from `INFO commandstats` (the commands'
+    own time, without socket and event-loop work)."""
+    spent = ((name.removeprefix("cmdstat_"), int(v["usec"])) for name, v in stats.items())
+    return sorted(spent, key=lambda item: -item[1])
 
 
 def as_request(command: Command, n: int, replicas: int) -> Command:
@@ -128,11 +141,7 @@ def main() -> None:
             engine_cpu = cpu_seconds(engine.pid) - first[2]
             redis_cpu = cpu_seconds(server.pid) - redis_cpu
             events = client.xlen(settings.event_stream)
-            stats = client.info("commandstats")
-            spent = sorted(
-                ((name.removeprefix("cmdstat_"), v["usec"]) for name, v in stats.items()),
-                key=lambda item: -item[1],
-            )
+            spent = redis_time(client.info("commandstats"))
             print(
                 "Redis time in commands per drained command (us): "
                 + ", ".join(f"{name} {usec / drained:.2f}" for name, usec in spent[:5])

@@ -32,14 +32,7 @@ from shared.redis_server import start_redis
 from shared.stack import stop_process
 
 from .bench import steady_flow
-from .drain_bench import TICKS, as_request, fill
-
-
-def user_system(pid: int) -> tuple[float, float]:
-    """User and system CPU time of a process so far: the system part is mostly the socket
-    round trips."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return int(fields[11]) / TICKS, int(fields[12]) / TICKS
+from .drain_bench import as_request, fill, redis_time, user_system
 
 
 def since(before: tuple[float, float], pid: int) -> tuple[float, float]:
@@ -121,7 +114,7 @@ def main() -> None:
             calls = {k.removeprefix("cmdstat_"): v for k, v in stats.items()}
             reads = calls.get("xread", {}).get("calls", 0)
             publishes = calls.get("evalsha", {}).get("calls", 0)
-            spent = sorted(((name, v["usec"]) for name, v in calls.items()), key=lambda i: -i[1])
+            spent = redis_time(stats)
             print(
                 f"{n:,} commands in {len(batches):,} batches of {args.batch} at "
                 f"{n / seconds:,.0f}/s ({late} batches late); engine reads {reads:,}, "
