@@ -16,7 +16,7 @@ BUILD_REQUIRES = $(PY) -c "import tomllib; print(*tomllib.load(open('pyproject.t
 
 .PHONY: chromium compose-validator
 .PHONY: install web-assets lock audit run test lint typecheck pytest fuzz bench crash mutate loadtest overload feedbench abuse schema clean
-.PHONY: cluster-test run-standby crash-standby bench-stall bench-restart bench-drain
+.PHONY: cluster-test run-standby crash-standby bench-stall bench-restart bench-drain core test-core-source
 
 # The venv installs exactly the pinned, hash-checked versions in $(DEV_LOCK) (runtime, dev tools and
 # the build backend), then the project itself, editable and without touching those pins. The stamp
@@ -47,11 +47,31 @@ lock: $(STAMP)
 	$(BUILD_REQUIRES) | $(UV_COMPILE) pyproject.toml - -o $(LOCK)
 	$(BUILD_REQUIRES) | $(UV_COMPILE) pyproject.toml - --extra dev -c $(LOCK) -o $(DEV_LOCK)
 
-run: $(STAMP) $(WEB_VENDOR)
+# The matching core (engine/book.py, engine/matching.py) compiled with mypyc, in place beside its
+# source (tools/build_core.py; the .so files are git-ignored). Where it does not build (no C compiler
+# or Python headers) the source runs instead, the same code, about a third slower.
+CORE_STAMP := build/core/stamp
+$(CORE_STAMP): $(STAMP) engine/book.py engine/matching.py shared/commands.py shared/events.py tools/build_core.py
+	@mkdir -p build/core
+	@$(PY) -m tools.build_core >build/core/log 2>&1 \
+		&& echo "core: compiled (engine/*.so)" \
+		|| { rm -f engine/*.so; echo "core: mypyc build failed (build/core/log); the source runs instead"; }
+	@touch $@
+
+core: $(CORE_STAMP)
+
+# The core's tests against its source with the compiled modules built: the twin's run (make test
+# runs them against whichever the build gave).
+CORE_TESTS := tests/engine/test_matching.py tests/engine/test_order_types.py \
+	tests/engine/test_price_band.py tests/engine/test_stateful.py tests/engine/test_core_twin.py
+test-core-source: $(STAMP)
+	ENGINE_CORE=python $(PY) -m pytest -q $(CORE_TESTS)
+
+run: $(STAMP) $(WEB_VENDOR) $(CORE_STAMP)
 	$(PY) -m shared.stack
 
 # The same with a hot standby engine (docs/recovery.md): twice the engine's memory and CPU.
-run-standby: $(STAMP) $(WEB_VENDOR)
+run-standby: $(STAMP) $(WEB_VENDOR) $(CORE_STAMP)
 	$(PY) -m shared.stack --standby
 
 lint: $(STAMP)
@@ -63,8 +83,9 @@ typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
 # --durations=25: every run lists its slowest tests and fixtures, so a slow newcomer shows.
-pytest: $(STAMP) $(WEB_VENDOR) chromium compose-validator
+pytest: $(STAMP) $(WEB_VENDOR) $(CORE_STAMP) chromium compose-validator
 	$(PY) -m pytest -q --ignore=tests/cluster --durations=25
+	ENGINE_CORE=python $(PY) -m pytest -q $(CORE_TESTS)
 
 # `docker compose config` needs no Docker engine; where the v2 plugin is missing, Debian's
 # docker-compose validates the file instead (tests/test_deploy.py uses whichever is there).
@@ -90,17 +111,17 @@ test: lint typecheck audit pytest
 
 # The inner loop: unit tests and the API suite over the in-process gateway. No subprocess,
 # no Redis, no browser.
-test-fast: $(STAMP) $(WEB_VENDOR)
+test-fast: $(STAMP) $(WEB_VENDOR) $(CORE_STAMP)
 	HYPOTHESIS_PROFILE=fast BOOK_FEED_COMMANDS=2000 $(PY) -m pytest -q -m "not stack" -p no:cacheprovider
 
 fuzz: $(STAMP)
 	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -q tests/engine/test_stateful.py
 
-bench: $(STAMP)
+bench: $(STAMP) $(CORE_STAMP)
 	$(PY) -m engine.bench
 
 clean:
-	rm -rf $(VENV) web_vendor data .mypy_cache .ruff_cache .pytest_cache .hypothesis .mutate
+	rm -rf $(VENV) web_vendor data .mypy_cache .ruff_cache .pytest_cache .hypothesis .mutate build engine/*.so
 
 # A real Redis Cluster (3 masters, 3 replicas) on this machine: the stack on it, failovers
 # under load, then the API suite's stack half run through a stack on a cluster (4 instruments,
@@ -109,27 +130,27 @@ cluster-test: $(STAMP)
 	$(PY) -m pytest -q tests/cluster
 	STACK_REDIS=cluster $(PY) -m pytest -q -m stack tests/api
 
-crash: $(STAMP)
+crash: $(STAMP) $(CORE_STAMP)
 	$(PY) -m tests.crash.harness --kills 100 --rate 300
 
 # The same with a hot standby engine: every engine kill hits the leader; prints takeover times.
-crash-standby: $(STAMP)
+crash-standby: $(STAMP) $(CORE_STAMP)
 	$(PY) -m tests.crash.harness --kills 100 --rate 300 --standby
 
 # Engine service benchmarks (docs/recovery.md, docs/operations.md): how long checkpoints stop
 # matching (100k and 1M resting; the leader forking, or a standby writing them), how fast an
 # engine with 1M resting orders is ready after a start, and how many commands/s one engine
 # process drains from Redis. Minutes each.
-bench-stall: $(STAMP)
+bench-stall: $(STAMP) $(CORE_STAMP)
 	$(PY) -m engine.stall_bench --resting 100000 --mode fork
 	$(PY) -m engine.stall_bench --resting 100000 --mode standby
 	$(PY) -m engine.stall_bench --resting 1000000 --mode fork
 	$(PY) -m engine.stall_bench --resting 1000000 --mode standby
 
-bench-restart: $(STAMP)
+bench-restart: $(STAMP) $(CORE_STAMP)
 	$(PY) -m engine.restart_bench --resting 1000000
 
-bench-drain: $(STAMP)
+bench-drain: $(STAMP) $(CORE_STAMP)
 	$(PY) -m engine.drain_bench --commands 1000000
 
 # Hand-written semantic mutations of the matching core and of request validation, each
@@ -137,7 +158,7 @@ bench-drain: $(STAMP)
 mutate: $(STAMP)
 	$(PY) -m tests.mutate
 
-loadtest: $(STAMP)
+loadtest: $(STAMP) $(CORE_STAMP)
 	$(PY) -m tests.load
 
 overload: $(STAMP)

@@ -6,11 +6,20 @@ instance and feeds it one command at a time.
 
 Inputs are trusted: `shared.prices` validated them at the API edge, so the hot path does
 no checks beyond the business rules (unknown, dead or duplicate orders).
+
+Compiled with mypyc when a compiler is present (see `engine.book`), so the hot path is
+written for it too: a command's fields are read at once (`astuple`: a Struct's attributes
+are slow to reach from compiled code), values only passed on to events are left untyped
+(`Any`: not unboxed and boxed again), and the classes it builds or checks are module
+constants (`Final`: not looked up per use).
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import Any, Final
+
+from msgspec.structs import astuple
 
 from shared.commands import BUY, FOK, GTC, MARKET, Cancel, Command, Modify, Place
 from shared.events import (
@@ -30,7 +39,18 @@ from shared.events import (
     Trade,
 )
 
-from .book import NO_ASK, BookSide, Order
+from .book import NO_ASK, BookSide, Order, OrderRow
+
+_astuple: Final = astuple
+_Place: Final = Place
+_Modify: Final = Modify
+_Cancel: Final = Cancel
+_Accepted: Final = Accepted
+_Cancelled: Final = Cancelled
+_Modified: Final = Modified
+_QuantityChanged: Final = QuantityChanged
+_Rejected: Final = Rejected
+_Trade: Final = Trade
 
 
 def _client_key(owner: str, client_order_id: str) -> str:
@@ -42,10 +62,10 @@ def _client_key(owner: str, client_order_id: str) -> str:
 # Idempotency window: the newest client order ids per instrument that a retry is checked
 # against. Bounded so the book's memory is (about 130 MB at most); a retry comes within
 # seconds of its timeout, and a million places take minutes even at peak load.
-CLIENT_ORDER_ID_WINDOW = 1_000_000
+CLIENT_ORDER_ID_WINDOW: Final = 1_000_000
 
-MARKET_BUY_LIMIT = NO_ASK - 1  # a market buy crosses every ask; a market sell uses 1 tick
-BPS = 10_000  # a band's width is in basis points of its reference price
+MARKET_BUY_LIMIT: Final = NO_ASK - 1  # a market buy crosses every ask; a market sell uses 1 tick
+BPS: Final = 10_000  # a band's width is in basis points of its reference price
 
 # An instrument's price band: (half-width in basis points, reference price in ticks before
 # the first trade, 0 for none). Off (None) by default.
@@ -84,16 +104,14 @@ class MatchingEngine:
         self.client_id_window = CLIENT_ORDER_ID_WINDOW
         # The price band (None: off) and its reference once there is a trade (the last
         # trade's price; 0 before the first, or while there is no band). Both are state: a
-        # snapshot carries them. The band's rules live in `BandedEngine`.
+        # snapshot carries them. See `_out_of_band`.
         self.band: Band | None = None
         self.last_price = 0
 
     def set_band(self, band: Band | None) -> None:
-        """Turn the price band on, change it or turn it off. The rules of a band live in
-        the subclass `BandedEngine`, which this switches to (and back from): an engine
-        without a band runs none of their code, so its hot path costs what it did."""
+        """Turn the price band on, change it or turn it off. Without a band, the hot path
+        pays one test per command and one per taker for it."""
         self.band = band
-        self.__class__ = MatchingEngine if band is None else BandedEngine
         if band is None:
             self.last_price = 0  # a band turned on later starts from its configured price
 
@@ -103,27 +121,31 @@ class MatchingEngine:
         """One command in, its events out. A GTC limit place and a cancel, nine commands
         in ten, are handled here rather than in methods of their own: a call costs about
         a tenth of such a command."""
-        if type(command) is Place:
-            price = command.price
-            if command.tif or price == MARKET:
+        if self.band is not None and (refused := self._out_of_band(self.band, command)):
+            return refused
+        if type(command) is _Place:
+            side: int
+            price: int
+            quantity: int
+            tif: int
+            client_order_id: Any
+            ts: Any
+            owner: Any
+            side, price, quantity, client_order_id, _, ts, tif, owner = _astuple(command)
+            if tif or price == MARKET:
                 return self._place_immediate(command)
-            order_id = self.next_order_id
-            client_order_id = command.client_order_id
-            owner = command.owner
-            ts = command.ts
+            order_id: Any = self.next_order_id
             if client_order_id is not None:
                 key = _client_key(owner, client_order_id)
                 known = self.client_order_ids.get(key)
                 if known is not None:
                     self.seq += 1
-                    return [Rejected(self.seq, DUPLICATE_CLIENT_ORDER_ID, known, ts, owner)]
+                    return [_Rejected(self.seq, DUPLICATE_CLIENT_ORDER_ID, known, ts, owner)]
                 self._remember(key, order_id)
             self.next_order_id = order_id + 1
             seq = self.seq = self.seq + 1
-            side = command.side
-            quantity = command.quantity
             events: list[Event] = [
-                Accepted(seq, order_id, side, price, quantity, ts, client_order_id, GTC, owner)
+                _Accepted(seq, order_id, side, price, quantity, ts, client_order_id, GTC, owner)
             ]
             remaining = quantity
             if side == BUY:
@@ -147,20 +169,20 @@ class MatchingEngine:
             else:
                 book.add(order)
             return events
-        if type(command) is not Cancel:
+        if type(command) is not _Cancel:
             return self._modify(command)  # type: ignore[arg-type]
-        order_id = command.order_id
+        order_id, _, ts, owner = _astuple(command)
         target = self.orders.pop(order_id, None)
         if target is None:
-            return self._reject(order_id, command.ts, command.owner)
-        if target.owner != command.owner:
+            return self._reject(order_id, ts, owner)
+        if target.owner != owner:
             self.orders[order_id] = target
             self.seq += 1
-            return [Rejected(self.seq, NOT_OWNER, order_id, command.ts, command.owner)]
+            return [_Rejected(self.seq, NOT_OWNER, order_id, ts, owner)]
         remaining = target.remaining
         (self.bids if target.side == BUY else self.asks).remove(target)
         seq = self.seq = self.seq + 1
-        return [Cancelled(seq, order_id, remaining, command.ts)]
+        return [_Cancelled(seq, order_id, remaining, ts)]
 
     def place(
         self,
@@ -172,7 +194,7 @@ class MatchingEngine:
         tif: int = GTC,
         owner: str = "",
     ) -> list[Event]:
-        return self.apply(Place(side, price, quantity, client_order_id, "", ts, tif, owner))
+        return self.apply(_Place(side, price, quantity, client_order_id, "", ts, tif, owner))
 
     def modify(
         self, order_id: int, price: int, ts: int, quantity: int = 0, owner: str = ""
@@ -182,31 +204,37 @@ class MatchingEngine:
         Lowering the quantity keeps time priority; raising it or changing the price moves
         the order to the tail of its level, and a new price may trade at once.
         """
-        return self.apply(Modify(order_id, price, "", ts, quantity, owner))
+        return self.apply(_Modify(order_id, price, "", ts, quantity, owner))
 
     def cancel(self, order_id: int, ts: int, owner: str = "") -> list[Event]:
-        return self.apply(Cancel(order_id, "", ts, owner))
+        return self.apply(_Cancel(order_id, "", ts, owner))
 
     def _place_immediate(self, command: Place) -> list[Event]:
         """IOC, FOK and market orders: trade now, never rest; the remainder is cancelled."""
-        side, price, quantity, ts = command.side, command.price, command.quantity, command.ts
-        client_order_id, tif, owner = command.client_order_id, command.tif, command.owner
+        side: int
+        price: int
+        quantity: int
+        tif: int
+        client_order_id: Any
+        ts: Any
+        owner: Any
+        side, price, quantity, client_order_id, _, ts, tif, owner = _astuple(command)
         opposite = self.asks if side == BUY else self.bids
         key = None if client_order_id is None else _client_key(owner, client_order_id)
         if key is not None and key in self.client_order_ids:
             self.seq += 1
             known = self.client_order_ids[key]
-            return [Rejected(self.seq, DUPLICATE_CLIENT_ORDER_ID, known, ts, owner)]
+            return [_Rejected(self.seq, DUPLICATE_CLIENT_ORDER_ID, known, ts, owner)]
         if price == MARKET and opposite.best == opposite.empty:
             self.seq += 1
-            return [Rejected(self.seq, NO_LIQUIDITY, 0, ts, owner)]
+            return [_Rejected(self.seq, NO_LIQUIDITY, 0, ts, owner)]
         order_id = self.next_order_id
         self.next_order_id = order_id + 1
         if key is not None:
             self._remember(key, order_id)
         self.seq += 1
         events: list[Event] = [
-            Accepted(self.seq, order_id, side, price, quantity, ts, client_order_id, tif, owner)
+            _Accepted(self.seq, order_id, side, price, quantity, ts, client_order_id, tif, owner)
         ]
         limit = price if price != MARKET else (MARKET_BUY_LIMIT if side == BUY else 1)
         remaining = quantity
@@ -215,7 +243,7 @@ class MatchingEngine:
             remaining = self._match(opposite, side, limit, quantity, order_id, events, ts)
         if remaining:
             self.seq += 1
-            events.append(Cancelled(self.seq, order_id, remaining, ts))
+            events.append(_Cancelled(self.seq, order_id, remaining, ts))
         return events
 
     @staticmethod
@@ -238,35 +266,38 @@ class MatchingEngine:
         A lower quantity keeps the order's place in its queue; a higher one or a new price
         moves it to the tail of its (new) level, as a new object: the old one stays dead
         in its queue. At a new price it may trade at once."""
-        order_id = command.order_id
-        ts = command.ts
+        price: int
+        new_quantity: int
+        order_id: Any
+        ts: Any
+        owner: Any
+        order_id, price, _, ts, new_quantity, owner = _astuple(command)
         order = self.orders.get(order_id)
         if order is None:
-            return self._reject(order_id, ts, command.owner)
-        if order.owner != command.owner:
+            return self._reject(order_id, ts, owner)
+        if order.owner != owner:
             self.seq += 1
-            return [Rejected(self.seq, NOT_OWNER, order_id, ts, command.owner)]
-        price = command.price
+            return [_Rejected(self.seq, NOT_OWNER, order_id, ts, owner)]
         quantity = old_quantity = order.quantity
         remaining = order.remaining
         events: list[Event] = []
-        if command.quantity and command.quantity != old_quantity:
-            quantity = command.quantity
+        if new_quantity and new_quantity != old_quantity:
+            quantity = new_quantity
             if quantity <= old_quantity - remaining:
                 self.seq += 1
-                return [Rejected(self.seq, INVALID_QUANTITY, order_id, ts, command.owner)]
+                return [_Rejected(self.seq, INVALID_QUANTITY, order_id, ts, owner)]
             remaining += quantity - old_quantity
             self.seq += 1
-            events.append(QuantityChanged(self.seq, order_id, quantity, remaining, ts))
+            events.append(_QuantityChanged(self.seq, order_id, quantity, remaining, ts))
         side = order.side
         own = self.bids if side == BUY else self.asks
         if price and price != order.price:
             self.seq += 1
-            events.append(Modified(self.seq, order_id, price, ts))
+            events.append(_Modified(self.seq, order_id, price, ts))
         else:
             if price or not events:  # same price: a success (priority kept unless raised)
                 self.seq += 1
-                events.append(Modified(self.seq, order_id, order.price, ts))
+                events.append(_Modified(self.seq, order_id, order.price, ts))
             if quantity <= old_quantity:  # reduced (or unchanged): in place
                 own.levels[order.price].total -= old_quantity - quantity
                 order.remaining = remaining
@@ -314,7 +345,7 @@ class MatchingEngine:
         # cancelled: no need to remember dead orders to tell the two apart.
         reason = ORDER_NOT_ALIVE if self.base < order_id < self.next_order_id else UNKNOWN_ORDER
         self.seq += 1
-        return [Rejected(self.seq, reason, order_id, ts, owner)]
+        return [_Rejected(self.seq, reason, order_id, ts, owner)]
 
     def _match(
         self,
@@ -349,13 +380,19 @@ class MatchingEngine:
                     seq += 1
                     if is_buy:
                         events.append(
-                            Trade(seq, best, remaining, taker_id, maker.order_id, side, 0, left, ts)
+                            _Trade(
+                                seq, best, remaining, taker_id, maker.order_id, side, 0, left, ts
+                            )
                         )
                     else:
                         events.append(
-                            Trade(seq, best, remaining, maker.order_id, taker_id, side, left, 0, ts)
+                            _Trade(
+                                seq, best, remaining, maker.order_id, taker_id, side, left, 0, ts
+                            )
                         )
                     self.seq = seq
+                    if self.band is not None:
+                        self.last_price = best  # the band's reference
                     return 0
                 if not left:  # cancelled or moved while queued
                     level.dead -= 1
@@ -367,11 +404,11 @@ class MatchingEngine:
                 maker_id = maker.order_id
                 if is_buy:
                     events.append(
-                        Trade(seq, best, left, taker_id, maker_id, side, remaining, 0, ts)
+                        _Trade(seq, best, left, taker_id, maker_id, side, remaining, 0, ts)
                     )
                 else:
                     events.append(
-                        Trade(seq, best, left, maker_id, taker_id, side, 0, remaining, ts)
+                        _Trade(seq, best, left, maker_id, taker_id, side, 0, remaining, ts)
                     )
                 del resting[maker_id]
                 if not total or not remaining:
@@ -381,34 +418,27 @@ class MatchingEngine:
                 book.level_emptied(level)
             if not remaining or ((book.best > limit) if is_buy else (book.best < limit)):
                 self.seq = seq
+                if self.band is not None:
+                    self.last_price = best
                 return remaining
 
+    # -- the price band ---------------------------------------------------------------------
+    # Around a reference (the price of the last trade, or the configured one before the
+    # first), `band[0]` basis points either way, in integer ticks. A limit price outside it
+    # (place or modify) is refused with `price_out_of_band`, and so is a market order that
+    # would trade outside it, whole, before it trades. A refused place uses no order id and
+    # leaves its client order id free. `_match` keeps the reference.
 
-def engine_for(base: int, band: Band | None) -> MatchingEngine:
-    """The core of an instrument (`shared.config.Instrument.base` and `.band`)."""
-    engine = MatchingEngine(base)
-    engine.set_band(band)
-    return engine
-
-
-class BandedEngine(MatchingEngine):
-    """An instrument with a price band: around a reference (the price of the last trade,
-    or the configured one before the first), `band[0]` basis points either way, in integer
-    ticks. A limit price outside it (place or modify) is refused with `price_out_of_band`,
-    and so is a market order that would trade outside it, whole, before it trades. A
-    refused place uses no order id and leaves its client order id free. Made by
-    `MatchingEngine.set_band`."""
-
-    __slots__ = ()
-    band: Band
-
-    def apply(self, command: Command) -> list[Event]:
-        if type(command) is not Place:
-            return super().apply(command)  # a modify goes through `_modify` below
-        p: Place = command
-        edges = self._edges()
-        if edges is not None and not self._known_client_order_id(p):
-            low, high = edges
+    def _out_of_band(self, band: Band, command: Command) -> list[Event] | None:
+        """The refusal of a command that the band does not allow, else None."""
+        edges = self._edges(band)
+        if edges is None:
+            return None
+        low, high = edges
+        if type(command) is _Place:
+            p: Place = command
+            if self._known_client_order_id(p):
+                return None  # a retry of an accepted place gets the original order
             price = p.price
             if price == MARKET:
                 edge = high if p.side == BUY else low
@@ -418,28 +448,26 @@ class BandedEngine(MatchingEngine):
                 outside = not low <= price <= high
             if outside:
                 self.seq += 1
-                return [Rejected(self.seq, PRICE_OUT_OF_BAND, 0, p.ts)]
-        return self._traded(super().apply(command))
+                return [_Rejected(self.seq, PRICE_OUT_OF_BAND, 0, p.ts)]
+        elif type(command) is _Modify:
+            m: Modify = command
+            price = m.price
+            order = self.orders.get(m.order_id)
+            if (
+                price
+                and order is not None
+                and order.owner == m.owner  # else the base rules answer first
+                and price != order.price
+                and not low <= price <= high
+            ):
+                self.seq += 1
+                return [_Rejected(self.seq, PRICE_OUT_OF_BAND, m.order_id, m.ts)]
+        return None
 
-    def _modify(self, command: Modify) -> list[Event]:
-        price = command.price
-        order = self.orders.get(command.order_id)
-        if (
-            price
-            and order is not None
-            and order.owner == command.owner  # else the base rules answer first
-            and price != order.price
-            and (edges := self._edges()) is not None
-            and not edges[0] <= price <= edges[1]
-        ):
-            self.seq += 1
-            return [Rejected(self.seq, PRICE_OUT_OF_BAND, command.order_id, command.ts)]
-        return self._traded(super()._modify(command))
-
-    def _edges(self) -> tuple[int, int] | None:
+    def _edges(self, band: Band) -> tuple[int, int] | None:
         """The lowest and highest price allowed now (None: no reference yet, no band). The
         half-width is rounded down to whole ticks."""
-        width_bps, configured = self.band
+        width_bps, configured = band
         reference = self.last_price or configured
         if not reference:
             return None
@@ -447,18 +475,9 @@ class BandedEngine(MatchingEngine):
         return reference - width, reference + width
 
     def _known_client_order_id(self, p: Place) -> bool:
-        """A retry of an accepted place gets the original order, wherever the band is now."""
         if p.client_order_id is None:
             return False
         return _client_key(p.owner, p.client_order_id) in self.client_order_ids
-
-    def _traded(self, events: list[Event]) -> list[Event]:
-        """Keep the last trade's price as the band's reference."""
-        for event in reversed(events):
-            if type(event) is Trade:
-                self.last_price = event.price
-                break
-        return events
 
     @staticmethod
     def _reaches_past(book: BookSide, side: int, quantity: int, edge: int) -> bool:
@@ -472,3 +491,22 @@ class BandedEngine(MatchingEngine):
             if total >= quantity:
                 return False
         return False
+
+    # -- restore ----------------------------------------------------------------------------
+
+    def rest(self, rows: list[OrderRow]) -> None:
+        """Rest orders as a snapshot lists them (`OrderRow`s, in priority order)."""
+        orders = self.orders
+        bids, asks = self.bids, self.asks
+        for row in rows:
+            order_id, side, price, quantity, remaining, ts, client_order_id, owner = row
+            order = Order(order_id, side, price, quantity, remaining, ts, client_order_id, owner)
+            orders[order_id] = order
+            (bids if side > 0 else asks).add(order)
+
+
+def engine_for(base: int, band: Band | None) -> MatchingEngine:
+    """The core of an instrument (`shared.config.Instrument.base` and `.band`)."""
+    engine = MatchingEngine(base)
+    engine.set_band(band)
+    return engine

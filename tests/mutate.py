@@ -74,7 +74,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "IOC and FOK limit orders rest like GTC",
         "engine/matching.py",
-        "if command.tif or price == MARKET:",
+        "if tif or price == MARKET:",
         "if price == MARKET:",
         ENGINE_TESTS,
     ),
