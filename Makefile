@@ -60,8 +60,9 @@ $(CORE_STAMP): $(STAMP) engine/book.py engine/matching.py shared/commands.py sha
 
 core: $(CORE_STAMP)
 
-# The core's tests against its source with the compiled modules built: the twin's run (make test
-# runs them against whichever the build gave).
+# The core's tests against its source while the compiled modules are built: the twin's run. `make
+# pytest` runs every test against whichever the build gave, then these against the source (with
+# the property test's inner-loop profile).
 CORE_TESTS := tests/engine/test_matching.py tests/engine/test_order_types.py \
 	tests/engine/test_price_band.py tests/engine/test_stateful.py tests/engine/test_core_twin.py
 test-core-source: $(STAMP)
@@ -85,7 +86,7 @@ typecheck: $(STAMP)
 # --durations=25: every run lists its slowest tests and fixtures, so a slow newcomer shows.
 pytest: $(STAMP) $(WEB_VENDOR) $(CORE_STAMP) chromium compose-validator
 	$(PY) -m pytest -q --ignore=tests/cluster --durations=25
-	ENGINE_CORE=python $(PY) -m pytest -q $(CORE_TESTS)
+	HYPOTHESIS_PROFILE=fast ENGINE_CORE=python $(PY) -m pytest -q $(CORE_TESTS)
 
 # `docker compose config` needs no Docker engine; where the v2 plugin is missing, Debian's
 # docker-compose validates the file instead (tests/test_deploy.py uses whichever is there).

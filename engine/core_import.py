@@ -5,11 +5,13 @@
 (`engine/__init__.py`) imports the source instead, both modules together, when:
 - `ENGINE_CORE=python` is set: the twin run, the core's tests against the source
   (`make test-core-source`);
-- a compiled module is older than its source: built before an edit, it would run old code.
+- the sources differ from those the build compiled (`BUILT_FROM` records their digest): a
+  build from before an edit would run the old code.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
 import sys
@@ -18,6 +20,16 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 CORE = ("book", "matching")  # `matching` imports `book`
+# What the compiled code depends on: the core, and the constants it inlines.
+SOURCES = (HERE / "book.py", HERE / "matching.py", HERE.parent / "shared" / "commands.py")
+BUILT_FROM = HERE / "core-sources.txt"  # written by tools.build_core, git-ignored
+
+
+def sources_digest() -> str:
+    digest = hashlib.blake2b(digest_size=16)
+    for path in SOURCES:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
 
 
 def compiled(name: str) -> Path | None:
@@ -39,8 +51,12 @@ def source_reason() -> str | None:
     for name, path in built.items():
         if path is None:
             return f"engine/{name}.py is not compiled"
-        if path.stat().st_mtime < (HERE / f"{name}.py").stat().st_mtime:
-            return f"engine/{name}.py is newer than its compiled module (run make core)"
+    try:
+        built_from = BUILT_FROM.read_text().strip()
+    except FileNotFoundError:
+        built_from = ""
+    if built_from != sources_digest():
+        return "the core's sources changed since it was compiled (make core)"
     return None
 
 

@@ -498,6 +498,7 @@ class MatchingEngine:
         """Rest orders as a snapshot lists them (`OrderRow`s, in priority order)."""
         orders = self.orders
         bids, asks = self.bids, self.asks
+        order_id: Any  # the decoded int object is the key (compiled: not unboxed, boxed again)
         for row in rows:
             order_id, side, price, quantity, remaining, ts, client_order_id, owner = row
             order = Order(order_id, side, price, quantity, remaining, ts, client_order_id, owner)
