@@ -49,14 +49,16 @@ lock: $(STAMP)
 
 # The matching core (engine/book.py, engine/matching.py) compiled with mypyc, in place beside its
 # source (tools/build_core.py; the .so files are git-ignored). Where it does not build (no C compiler
-# or Python headers) the source runs instead, the same code, about a third slower.
+# or Python headers) the source runs instead, the same code, slower (docs/operations.md), and the
+# next make tries again.
 CORE_STAMP := build/core/stamp
 $(CORE_STAMP): $(STAMP) engine/book.py engine/matching.py shared/commands.py shared/events.py tools/build_core.py
 	@mkdir -p build/core
-	@$(PY) -m tools.build_core >build/core/log 2>&1 \
-		&& echo "core: compiled (engine/*.so)" \
-		|| { rm -f engine/*.so; echo "core: mypyc build failed (build/core/log); the source runs instead"; }
-	@touch $@
+	@if $(PY) -m tools.build_core >build/core/log 2>&1; then \
+		echo "core: compiled (engine/*.so)"; touch $@; \
+	else \
+		rm -f engine/*.so; echo "core: mypyc build failed (build/core/log); the source runs instead"; \
+	fi
 
 core: $(CORE_STAMP)
 
