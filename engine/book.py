@@ -51,7 +51,8 @@ class Order:
     read at a fixed offset (a Struct's go through a generic attribute lookup, slower than
     the interpreter's). `acyclic`: compiled orders stay out of the cyclic collector's scans
     (an order refers only to ints and strings, so it is never in a cycle), which a large
-    book would otherwise pay for at every full collection."""
+    book would otherwise pay for at every full collection. Interpreted, the module uses
+    its twin `engine.order_struct.Order` instead (see `COMPILED` below)."""
 
     __slots__ = (
         "client_order_id",
@@ -95,6 +96,13 @@ class Order:
             self.client_order_id,
             self.owner,
         )
+
+
+# Which `Order` this module runs with: the native class above when compiled, else the same
+# order as a msgspec Struct, which the interpreter builds faster (`engine.order_struct`).
+COMPILED: Final = not __file__.endswith(".py")
+if not COMPILED:
+    from .order_struct import Order  # type: ignore[assignment]
 
 
 @mypyc_attr(acyclic=True)
