@@ -72,7 +72,15 @@ def import_source() -> None:
 
 
 def implementation() -> str:
-    """ "compiled" or "python": what `engine.matching` runs as."""
+    """What `engine.matching` runs as: "compiled" or "python"."""
     module = sys.modules.get("engine.matching")
     file = module.__file__ if module is not None else None
     return "compiled" if file is not None and not file.endswith(".py") else "python"
+
+
+def status() -> dict[str, str]:
+    """Which core runs and, for the source, why: the engine logs it when it starts."""
+    running = implementation()
+    if running == "compiled":
+        return {"implementation": running}
+    return {"implementation": running, "reason": source_reason() or "not compiled (make core)"}

@@ -29,6 +29,7 @@ from shared.redis_client import TRANSIENT_ERRORS, Client, connect
 
 from .book_service import READ_BATCH, BookService
 from .checkpoint_job import CheckpointFailed
+from .core_import import status
 from .lease import POLL_S, RENEW_S, LeaseLost, new_owner_id
 from .reader import StreamReader
 from .standby import Diverged
@@ -174,6 +175,7 @@ def main() -> None:
     if not settings.redis_url:
         raise SystemExit("REDIS_URL is not set (make run and the tests set it)")
     service = EngineService(settings, raw_client(settings.redis_url))
+    service.log.info("matching_core", **status())
 
     def stop(signum: int, frame: object) -> None:
         service.stopping = True

@@ -27,7 +27,7 @@ needs_build = pytest.mark.skipif(not BUILT, reason="the core is not compiled (ma
 RUN = """
 import hashlib, json
 from engine.bench import steady_flow
-from engine.core_import import implementation
+from engine.core_import import status
 from engine.matching import engine_for
 from engine.snapshot import restore, snapshot, state_hash
 from shared.events import encode_events
@@ -41,7 +41,7 @@ banded = engine_for(0, (300, 100_000))
 for command in flow.warmup[:5_000]:
     digest.update(encode_events(banded.apply(command)))
 print(json.dumps({
-    "implementation": implementation(),
+    **status(),
     "events": digest.hexdigest(),
     "state": state_hash(engine),
     "restored": state_hash(restore(snapshot(engine))),
@@ -66,6 +66,8 @@ def test_compiled_and_source_agree() -> None:
     source = run(ROOT, ENGINE_CORE="python")
     assert fast.pop("implementation") == "compiled"
     assert source.pop("implementation") == "python"
+    assert "reason" not in fast
+    assert source.pop("reason") == "ENGINE_CORE=python"
     assert fast == source
     assert fast["state"] == fast["restored"]
 
@@ -81,6 +83,8 @@ def test_a_core_edited_after_its_build_runs_from_source(tmp_path: Path) -> None:
         path = tmp_path / edited
         original = path.read_text()
         path.write_text(original + "# edited\n")
-        assert run(tmp_path)["implementation"] == "python"
+        stale = run(tmp_path)
+        assert stale["implementation"] == "python"
+        assert "changed since it was compiled" in stale["reason"]
         path.write_text(original)
         assert run(tmp_path)["implementation"] == "compiled"
