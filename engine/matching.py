@@ -16,7 +16,7 @@ constants (`Final`: not looked up per use).
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import deque
 from typing import Any, Final
 
 from msgspec.structs import astuple
@@ -82,6 +82,7 @@ class MatchingEngine:
         "bids",
         "client_id_window",
         "client_order_ids",
+        "client_order_keys",
         "last_price",
         "next_order_id",
         "orders",
@@ -97,10 +98,13 @@ class MatchingEngine:
         self.orders: dict[int, Order] = {}  # resting (alive) orders only
         self.next_order_id = base + 1
         self.seq = base  # last sequence number handed out
-        # Client key -> order id, oldest first (ids are handed out in increasing order). An
-        # OrderedDict: forgetting the oldest is O(1) (a dict's front deletion is not: its
-        # iteration skips the holes left by earlier deletions until the next resize).
-        self.client_order_ids: OrderedDict[str, int] = OrderedDict()
+        # Client key -> order id, oldest first (ids are handed out in increasing order, and
+        # a key is never re-inserted), and the same keys in a FIFO, which forgets the oldest
+        # in O(1) (finding a dict's first key is not: its iteration skips the holes left by
+        # earlier deletions until the next resize). Not an OrderedDict: a restore builds
+        # these two for a million keys in half the time (0.21-0.24 s against 0.43-0.52).
+        self.client_order_ids: dict[str, int] = {}
+        self.client_order_keys: deque[str] = deque()
         self.client_id_window = CLIENT_ORDER_ID_WINDOW
         # The price band (None: off) and its reference once there is a trade (the last
         # trade's price; 0 before the first, or while there is no band). Both are state: a
@@ -337,8 +341,10 @@ class MatchingEngine:
         """Record a client order id, forgetting the oldest beyond the window."""
         ids = self.client_order_ids
         ids[key] = order_id
+        keys = self.client_order_keys
+        keys.append(key)
         while len(ids) > self.client_id_window:
-            ids.popitem(last=False)
+            del ids[keys.popleft()]
 
     def _reject(self, order_id: int, ts: int, owner: str) -> list[Event]:
         # Ids are handed out in sequence, so a lower id that is not resting was filled or

@@ -11,14 +11,14 @@ msgspec Struct of those fields with `array_like` encodes, which is what orders w
 `restore` is on the restart path (an engine with a million resting orders must match again
 within two seconds of starting): it decodes the rows, rests them in canonical order (so FIFO
 priority is the encoded order) in one call (`MatchingEngine.rest`, compiled with the core),
-and builds the id map in one call.
+and builds the idempotency window (a dict and its keys' FIFO) in one call each.
 """
 
 from __future__ import annotations
 
 import gc
 import hashlib
-from collections import OrderedDict
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from operator import itemgetter
@@ -45,6 +45,7 @@ class CoreSnapshot(msgspec.Struct, array_like=True, frozen=True):
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(CoreSnapshot)
+_first = itemgetter(0)
 _second = itemgetter(1)
 
 
@@ -97,7 +98,8 @@ def _restore(state: CoreSnapshot) -> MatchingEngine:
     by_id = list(map(_second, ids))
     if by_id != sorted(by_id):  # checkpoints of an earlier format listed them by key
         ids = sorted(ids, key=_second)
-    engine.client_order_ids = OrderedDict(ids)
+    engine.client_order_ids = dict(ids)
+    engine.client_order_keys = deque(map(_first, ids))
     engine.rest(state.orders)
     return engine
 
