@@ -40,18 +40,6 @@ T = TypeVar("T")
 EXPIRY_TICK_S = 0.05
 REPLY_STREAM_TTL_S = 60
 MAX_BATCH = 512
-# How long the writer holds new commands while two batches await the engine's answer.
-# Under a steady trickle (an open-loop load: requests one by one, each its own batch) every
-# batch pays fixed costs in the API, Redis and the engine: a wake-up, a read, a publish
-# script, a reply read. Holding what arrives meanwhile (an engine round trip is about half a
-# millisecond) sends it as one batch, which keeps the stack out of overload when the host
-# is busy. Two batches in flight rather than one: the engine then finds the next batch
-# waiting when it publishes one, instead of idling while its answer travels to the API
-# and the next batch back. Alternating runs of `tests.load` on a loaded host (load 1.1-1.7):
-# 64 clients 6,430 and 8,812/s with two in flight, 5,738 and 5,605 with one, 5,127 and 6,030
-# without holding; `--rate 5000` p99 11.1 and 19.4 ms, 11.2 and 66.1, 28.7 and 58.8. A
-# lone request goes at once, and the bound keeps a slow engine from holding anything longer.
-HOLD_S = 0.001
 
 
 class Journal:
@@ -209,12 +197,10 @@ class Journal:
         """Append queued commands to their command streams, many per round trip.
 
         One writer task and one pipeline per batch, instead of a connection per request:
-        under load this is what keeps the API's Redis cost per mutation small. At most two
-        batches are in flight (`HOLD_S`).
+        under load this is what keeps the API's Redis cost per mutation small.
         """
         outbox = self._outbox
         link = self._link()
-        previous: asyncio.Future[list[Event]] | None = None  # the last batch's last answer
         while True:
             await self._queued.wait()
             self._queued.clear()
@@ -225,11 +211,6 @@ class Journal:
                 batch = [item for item in batch if not item[2].done()]
                 if batch:
                     await self._append(batch, link)
-                    # Self-clocking, two batches in flight: what arrives now goes out once
-                    # the batch before this one is answered (or HOLD_S has passed).
-                    before, previous = previous, batch[-1][2]
-                    if before is not None and not before.done():
-                        await asyncio.wait((before,), timeout=HOLD_S)
 
     async def _append(
         self, batch: list[tuple[str, bytes, asyncio.Future[list[Event]]]], link: Link | None
