@@ -7,6 +7,8 @@ idempotency window forgets them in), so equal states always encode to equal byte
 
 An order is encoded as the array of its fields (`engine.book.OrderRow`: the bytes a
 msgspec Struct of those fields with `array_like` encodes, which is what orders were).
+Checkpoints from before orders had owners list seven fields per order: that Struct decoded
+them with the owner "", and `restore` still does (`_owners_added`).
 
 `restore` is on the restart path (an engine with a million resting orders must match again
 within two seconds of starting): it decodes the rows, rests them in canonical order (so FIFO
@@ -83,7 +85,25 @@ def _state(engine: MatchingEngine) -> CoreSnapshot:
 
 def restore(data: bytes) -> MatchingEngine:
     with _collector_paused():
-        return _restore(_decoder.decode(data))
+        try:
+            state = _decoder.decode(data)
+        except msgspec.ValidationError:
+            state = _decoder.decode(_owners_added(data))
+        return _restore(state)
+
+
+def _owners_added(data: bytes) -> bytes:
+    """A checkpoint from before orders had owners, as one with owners "" (a tuple of eight
+    fields does not take seven, as the Struct with a default did); anything else as it is,
+    for the decoder to refuse again."""
+    fields = msgspec.msgpack.decode(data)
+    if not (isinstance(fields, list) and len(fields) > 3 and isinstance(fields[3], list)):
+        return data
+    fields[3] = [
+        [*order, ""] if isinstance(order, list) and len(order) == 7 else order
+        for order in fields[3]
+    ]
+    return _encoder.encode(fields)
 
 
 def _restore(state: CoreSnapshot) -> MatchingEngine:

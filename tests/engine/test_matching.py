@@ -605,6 +605,30 @@ def test_restore_refuses_an_unknown_version() -> None:
         restore(data)
 
 
+def test_a_checkpoint_from_before_owners_restores_with_no_owner() -> None:
+    """Checkpoints written before orders had owners list seven fields per order (and no
+    base, band or reference): they restore as the same book with every owner ""."""
+    import msgspec
+
+    engine = MatchingEngine()
+    place(engine, BUY, 100, 5, "c1", ts=7)
+    place(engine, SELL, 101, 4, ts=8)
+    old = msgspec.msgpack.encode(
+        [1, 2, 3, [[1, BUY, 100, 5, 5, 7, "c1"], [2, SELL, 101, 4, 4, 8, None]], [["c1", 1]]]
+    )
+    copy = restore(old)
+    assert state_hash(copy) == state_hash(engine)
+    assert copy.apply(Cancel(2, "", 9)) == [Cancelled(3, 2, 4, 9)]
+
+
+def test_a_malformed_checkpoint_is_still_refused() -> None:
+    import msgspec
+
+    for bad in ([1, 2, 3, [[1, BUY, 100, 5, 5, 7]], []], [1, 2, 3, "orders", []], "no"):
+        with pytest.raises(msgspec.ValidationError):
+            restore(msgspec.msgpack.encode(bad))
+
+
 # -- the idempotency window --------------------------------------------------------------------
 
 
