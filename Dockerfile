@@ -25,6 +25,7 @@ RUN pip install --no-cache-dir --no-index --no-deps /wheels/*.whl && rm -rf /whe
 # The project runs from its source tree (the playground page is read beside the packages).
 WORKDIR /app
 COPY --chown=app shared shared
+# The matching core from its source: .dockerignore leaves out what `make core` compiled.
 COPY --chown=app engine engine
 COPY --chown=app archiver archiver
 COPY --chown=app store store

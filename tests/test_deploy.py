@@ -5,11 +5,14 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from fnmatch import fnmatchcase
+from importlib.machinery import EXTENSION_SUFFIXES
 from pathlib import Path
 
 import pytest
 import yaml
 
+from engine.core_import import CORE
 from graphql_api.schema import schema
 from shared.config import ENV_VARS
 
@@ -38,6 +41,35 @@ def test_compose_commands_exist_in_code(name: str) -> None:
     module = command[2]
     assert (ROOT / module / "__main__.py").is_file(), f"{name}: no module {module}"
     assert (ROOT / "Dockerfile").read_text().count(f"COPY --chown=app {module} {module}") == 1
+
+
+def _docker_ignores(path: str) -> bool:
+    """Whether `.dockerignore` keeps `path` out of the build context: a line matches the path
+    or a folder above it, name by name; the last line that matches decides (`!` keeps)."""
+    lines = (ROOT / ".dockerignore").read_text().splitlines()
+    names = path.split("/")
+    ignored = False
+    for line in (line.strip() for line in lines):
+        if not line or line.startswith("#"):
+            continue
+        pattern = line.removeprefix("!").strip("/").split("/")
+        depth = len(pattern)
+        if depth <= len(names) and all(map(fnmatchcase, names[:depth], pattern)):
+            ignored = not line.startswith("!")
+    return ignored
+
+
+def test_the_image_gets_no_compiled_core_from_the_build_context() -> None:
+    """The image runs the matching core from its source (it has no mypyc). `COPY engine
+    engine` would otherwise take the core that `make core` compiled in the tree (the image's
+    CPython has the same extension suffix), and the image would import that instead: built
+    on another machine, from whatever the tree held then."""
+    suffix = EXTENSION_SUFFIXES[0]
+    for name in (*CORE, "core__mypyc"):
+        assert _docker_ignores(f"engine/{name}{suffix}"), name
+    assert _docker_ignores("engine/core-sources.txt")
+    assert not _docker_ignores("engine/matching.py")
+    assert _docker_ignores("engine/__pycache__/matching.cpython-311.pyc")
 
 
 def test_compose_env_names_are_read_by_config() -> None:
