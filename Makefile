@@ -50,9 +50,11 @@ lock: $(STAMP)
 # The matching core (engine/book.py, engine/matching.py) compiled with mypyc, in place beside its
 # source (tools/build_core.py; the .so files are git-ignored). Where it does not build (no C compiler
 # or Python headers) the source runs instead, the same code, slower (docs/operations.md), and the
-# next make tries again.
+# next make tries again. engine/core_import.py lists the files whose digest the build records
+# (an import checks it): a change to that list must rebuild too.
 CORE_STAMP := build/core/stamp
-$(CORE_STAMP): $(STAMP) engine/book.py engine/matching.py shared/commands.py shared/events.py tools/build_core.py
+$(CORE_STAMP): $(STAMP) engine/book.py engine/matching.py shared/commands.py shared/events.py \
+		engine/core_import.py tools/build_core.py
 	@mkdir -p build/core
 	@if $(PY) -m tools.build_core >build/core/log 2>&1; then \
 		echo "core: compiled (engine/*.so)"; touch $@; \
