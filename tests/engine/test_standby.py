@@ -18,6 +18,7 @@ import redis
 
 from engine import checkpoint
 from engine.checkpoint_job import CHECKPOINT_VERSION
+from engine.core_import import status
 from engine.lease import owner_pid
 from engine.matching import MatchingEngine
 from engine.snapshot import snapshot, state_hash
@@ -127,6 +128,13 @@ def test_the_standby_takes_over_and_every_command_is_answered_once(tmp_path: Pat
 
         wait_for(checked, what="the standby checks a checkpoint")
         wait_for(lambda: len(answered(client)) == len(sent), what="every answer")
+        # Both run the core this process imports (compiled, or the source and why), and say so.
+        for name in ("engine", "engine-standby"):
+            (core,) = log_events(stack, name, "matching_core")
+            assert {key: core.get(key) for key in ("implementation", "reason")} == {
+                "reason": None,
+                **status(),
+            }, name
         # (Normally "engine"; on a starved machine the standby may have taken over already.)
         old = leader(stack, client)
         token = int(client.get(TOKEN) or 0)
