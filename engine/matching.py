@@ -137,7 +137,7 @@ class MatchingEngine:
             owner: Any
             side, price, quantity, client_order_id, _, ts, tif, owner = _astuple(command)
             if tif or price == MARKET:
-                return self._place_immediate(command)
+                return self._place_immediate(side, price, quantity, client_order_id, ts, tif, owner)
             order_id: Any = self.next_order_id
             if client_order_id is not None:
                 key = _client_key(owner, client_order_id)
@@ -213,16 +213,18 @@ class MatchingEngine:
     def cancel(self, order_id: int, ts: int, owner: str = "") -> list[Event]:
         return self.apply(_Cancel(order_id, "", ts, owner))
 
-    def _place_immediate(self, command: Place) -> list[Event]:
-        """IOC, FOK and market orders: trade now, never rest; the remainder is cancelled."""
-        side: int
-        price: int
-        quantity: int
-        tif: int
-        client_order_id: Any
-        ts: Any
-        owner: Any
-        side, price, quantity, client_order_id, _, ts, tif, owner = _astuple(command)
+    def _place_immediate(
+        self,
+        side: int,
+        price: int,
+        quantity: int,
+        client_order_id: Any,
+        ts: Any,
+        tif: int,
+        owner: Any,
+    ) -> list[Event]:
+        """IOC, FOK and market orders: trade now, never rest; the remainder is cancelled.
+        Takes the fields `apply` has already read off the command."""
         opposite = self.asks if side == BUY else self.bids
         key = None if client_order_id is None else _client_key(owner, client_order_id)
         if key is not None and key in self.client_order_ids:

@@ -24,13 +24,5 @@ class Order(msgspec.Struct, array_like=True, gc=False):
     owner: str = ""
 
     def row(self) -> tuple[int, int, int, int, int, int, str | None, str]:
-        return (
-            self.order_id,
-            self.side,
-            self.price,
-            self.quantity,
-            self.remaining,
-            self.ts,
-            self.client_order_id,
-            self.owner,
-        )
+        """The fields in order, as the native class's `row` lists them."""
+        return msgspec.structs.astuple(self)
