@@ -7,10 +7,11 @@ stream of the replica that asked (named by the prefix of the request id). So a r
 only its own answers, never the others'. Each reply stream is read on its own: one XREAD
 of several instruments' streams would be cross-slot on a Redis Cluster.
 
-Costs per request are kept flat: one writer task appends many commands per round trip, one
-reader answers many requests per read, and one sweeper fails overdue requests (instead of a
-timer per request). On a single server the writer and the readers each hold a `Link` (a
-connection of their own, commands packed by hand); on a cluster, redis-py routes them.
+Costs per request are kept flat: the commands queued in one turn of the event loop go out
+in one write, one reader answers many requests per read, and one sweeper fails overdue
+requests (instead of a timer per request). On a single server the appends and the reads
+each have a connection of their own driven by callbacks (`redis_link`: no task step per
+batch); on a cluster, redis-py routes them, from a writer task and a task per reader.
 """
 
 from __future__ import annotations
@@ -20,11 +21,12 @@ import contextlib
 import uuid
 from collections import deque
 from collections.abc import Awaitable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import msgspec
 import redis.asyncio as aioredis
 import structlog
+from redis.exceptions import ConnectionError as RedisConnectionError
 from structlog.typing import FilteringBoundLogger
 
 from shared.commands import Command, encode_command
@@ -33,7 +35,7 @@ from shared.events import Event
 from shared.redis_client import TRANSIENT_ERRORS, AsyncClient
 from shared.replies import read_answers
 
-from .redis_link import Entry, Link
+from .redis_link import AppendPipe, Entry, ReadPipe, take_over, timeout_of
 
 T = TypeVar("T")
 
@@ -50,8 +52,13 @@ class Journal:
         self.pending: dict[str, asyncio.Future[list[Event]]] = {}
         # Commands to append, and the flag that wakes the writer when there are some.
         self._outbox: list[tuple[str, bytes, asyncio.Future[list[Event]]]] = []
-        self._queued = asyncio.Event()
-        self._links: list[Link] = []
+        self._queued = asyncio.Event()  # the cluster's writer task waits on it
+        # A single server: the appends' connection, the one being opened, the readers'.
+        self._single = isinstance(client, aioredis.Redis)
+        self._appender: AppendPipe | None = None
+        self._connecting: asyncio.Task[None] | None = None
+        self._flush_due = False
+        self._readers: dict[str, ReadPipe] = {}
         self._deadlines: deque[tuple[float, asyncio.Future[list[Event]]]] = deque()
         # Request ids: unique per process start (the replica id) and per request (the
         # count). The engine answers each on the stream named after the replica id.
@@ -70,10 +77,14 @@ class Journal:
         self._reply_positions = {
             stream: await self._open_reply_stream(stream) for stream in self._reply_streams
         }
+        if self._single:
+            readers = [self._keep_reading(s) for s in self._reply_streams]
+        else:
+            readers = [self._read_replies(s) for s in self._reply_streams]
+            readers.append(self._write())
         return [
-            *(asyncio.create_task(self._read_replies(s)) for s in self._reply_streams),
+            *(asyncio.create_task(reader) for reader in readers),
             asyncio.create_task(self._keep_reply_streams()),
-            asyncio.create_task(self._write()),
             asyncio.create_task(self._expire()),
         ]
 
@@ -89,25 +100,114 @@ class Journal:
         self._deadlines.append((loop.time() + self.settings.request_timeout_s, future))
         body = encode_command(msgspec.structs.replace(command, request_id=request_id))
         self._outbox.append((stream, body, future))
-        self._queued.set()
+        if not self._single:
+            self._queued.set()
+        elif not self._flush_due:
+            self._flush_due = True
+            loop.call_soon(self._flush)
         try:
             return await future
         finally:
             self.pending.pop(request_id, None)
 
-    def _link(self) -> Link | None:
-        """A connection of the caller's own on a single server; None on a cluster."""
-        if not isinstance(self.redis, aioredis.Redis):
-            return None
-        link = Link(self.redis)
-        self._links.append(link)
-        return link
-
     async def close(self) -> None:
-        """Close the links, once the journal's tasks are over."""
-        for link in self._links:
-            await link.close()
-        self._links.clear()
+        """Close the connections of a single server, once the journal's tasks are over."""
+        if self._connecting is not None:
+            self._connecting.cancel()
+        closing = RedisConnectionError("the journal is closed")
+        for pipe in (self._appender, *self._readers.values()):
+            if pipe is not None:
+                pipe.abort(closing)
+        self._appender = None
+        self._readers.clear()
+
+    # -- a single server: appends and reads from callbacks (`redis_link`) -------------------
+
+    def _flush(self) -> None:
+        """Append what the requests of this loop turn queued, in one write."""
+        self._flush_due = False
+        pipe = self._appender
+        if pipe is None or not pipe.open:
+            if self._connecting is None:
+                self._connecting = asyncio.create_task(self._connect_appender())
+            return
+        outbox = self._outbox
+        # A request that already failed (timed out) must not become an order later.
+        batch = [item for item in outbox if not item[2].done()]
+        outbox.clear()
+        for start in range(0, len(batch), MAX_BATCH):
+            pipe.append(batch[start : start + MAX_BATCH])
+
+    async def _connect_appender(self) -> None:
+        """Open the appends' connection, then send what waited for it; if it cannot be
+        opened, every waiting request fails with the reason (503)."""
+        pipe = AppendPipe(timeout_of(cast(aioredis.Redis, self.redis)))
+        try:
+            await take_over(cast(aioredis.Redis, self.redis), pipe)
+        except Exception as exc:  # handed to every waiting request, which reports it
+            waiting = [future for _, _, future in self._outbox]
+            self._outbox.clear()
+            for future in waiting:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        finally:
+            self._connecting = None
+        self._appender = pipe
+        self._flush()
+
+    async def _keep_reading(self, stream: str) -> None:
+        """Keep a reader of one reply stream connected; it answers from its callback. After
+        a failure, pause and reconnect (the reply streams may have been lost with it)."""
+        positions = self._reply_positions
+
+        def after() -> bytes:
+            return positions[stream]  # type: ignore[no-any-return]
+
+        def on_entries(entries: list[Entry]) -> None:
+            self._answer(stream, entries)
+
+        client = cast(aioredis.Redis, self.redis)
+        while True:
+            pipe = ReadPipe(timeout_of(client), stream, after, on_entries)
+            self._readers[stream] = pipe
+            try:
+                await take_over(client, pipe)
+                error = await pipe.closed
+            except Exception as exc:  # logged below; the reader reconnects
+                error = exc
+            if isinstance(error, TRANSIENT_ERRORS):
+                self.log.warning("reply_reader_redis_error", error=str(error))
+            else:
+                self.log.error("reply_reader_error", error=repr(error))
+            self.recheck.set()
+            await asyncio.sleep(0.2)
+
+    def _answer(self, stream: str, entries: list[Entry]) -> None:
+        """Answer the requests of one read of a reply stream."""
+        pending = self.pending
+        for entry_id, fields in entries:
+            try:
+                answers = read_answers(fields)
+            except (msgspec.DecodeError, UnicodeDecodeError):
+                # Another version's events or a bad write: its requests time out, and
+                # this reader (the only one of the stream) goes on answering the rest.
+                self.log.exception("reply_undecodable", stream=stream, entry=entry_id)
+                continue
+            for request_id, events in answers:
+                future = pending.pop(request_id, None)
+                if future is not None and not future.done():
+                    future.set_result(events)
+        self._reply_positions[stream] = entries[-1][0]
+
+    def _check_pipes(self) -> None:
+        """Drop a connection on which Redis is overdue (a reply or a read)."""
+        if self._appender is not None:
+            self._appender.check()
+        for reader in self._readers.values():
+            reader.check()
+
+    # -- a cluster: redis-py routes the appends and the reads --------------------------------
 
     async def _open_reply_stream(self, stream: str) -> bytes:
         """Create this replica's reply stream (the engine never does) with a lifetime that
@@ -142,32 +242,10 @@ class Journal:
 
     async def _read_replies(self, stream: str) -> None:
         """Answer waiting requests from one of this replica's reply streams."""
-        positions = self._reply_positions
-        pending = self.pending
-        link = self._link()
         while True:
-            entries: list[Entry] | None
-            if link is not None:
-                entries = await self.guarded(
-                    "reply_reader", link.read(stream, positions[stream], 1000, 1000)
-                )
-            else:
-                entries = await self.guarded("reply_reader", self._xread(stream))
-            if not entries:
-                continue
-            for entry_id, fields in entries:
-                try:
-                    answers = read_answers(fields)
-                except (msgspec.DecodeError, UnicodeDecodeError):
-                    # Another version's events or a bad write: its requests time out, and
-                    # this reader (the only one of the stream) goes on answering the rest.
-                    self.log.exception("reply_undecodable", stream=stream, entry=entry_id)
-                    continue
-                for request_id, events in answers:
-                    future = pending.pop(request_id, None)
-                    if future is not None and not future.done():
-                        future.set_result(events)
-            positions[stream] = entries[-1][0]
+            entries = await self.guarded("reply_reader", self._xread(stream))
+            if entries:
+                self._answer(stream, entries)
 
     async def _xread(self, stream: str) -> list[Entry]:
         """The next entries of a reply stream, through the cluster client."""
@@ -200,7 +278,6 @@ class Journal:
         under load this is what keeps the API's Redis cost per mutation small.
         """
         outbox = self._outbox
-        link = self._link()
         while True:
             await self._queued.wait()
             self._queued.clear()
@@ -210,21 +287,16 @@ class Journal:
                 # A request that already failed (timed out) must not become an order later.
                 batch = [item for item in batch if not item[2].done()]
                 if batch:
-                    await self._append(batch, link)
+                    await self._append(batch)
 
-    async def _append(
-        self, batch: list[tuple[str, bytes, asyncio.Future[list[Event]]]], link: Link | None
-    ) -> None:
+    async def _append(self, batch: list[tuple[str, bytes, asyncio.Future[list[Event]]]]) -> None:
         """Append one batch; a failed append fails its request's wait."""
         results: list[Any]  # Any: an entry id or an exception
         try:
-            if link is not None:
-                results = await link.append([(stream, body) for stream, body, _ in batch])
-            else:
-                async with self.redis.pipeline(transaction=False) as pipe:
-                    for stream, body, _ in batch:
-                        pipe.xadd(stream, {"c": body})
-                    results = await pipe.execute(raise_on_error=False)
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for stream, body, _ in batch:
+                    pipe.xadd(stream, {"c": body})
+                results = await pipe.execute(raise_on_error=False)
         except Exception as exc:  # handed to every waiting request, which reports it
             results = [exc] * len(batch)
         for (_, _, answer), result in zip(batch, results, strict=True):
@@ -241,6 +313,7 @@ class Journal:
         deadlines = self._deadlines
         while True:
             await asyncio.sleep(EXPIRY_TICK_S)
+            self._check_pipes()
             now = loop.time()
             while deadlines and deadlines[0][0] <= now:
                 _, future = deadlines.popleft()

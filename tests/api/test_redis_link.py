@@ -1,0 +1,162 @@
+"""The journal's callback-driven connections (`graphql_api/gateway/redis_link.py`) against
+a real Redis: replies go to the right request, a connection that Redis closes or that stops
+answering fails what waits on it, and the API carries on over new connections."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeout
+
+from graphql_api.gateway.redis_link import AppendPipe, Entry, ReadPipe, take_over
+from shared.config import Settings
+from shared.events import Rejected, encode_events
+from shared.redis_client import AsyncClient, connect, connect_async
+from shared.redis_server import start_redis
+from shared.replies import BATCH_FIELD, answer_head, pack_answers
+from tests.api.conftest import ThreadServer
+from tests.api.test_reply_reader import PLACE, request_id_appended
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    process: subprocess.Popen[bytes]
+    process, url = start_redis(Path(tmp_path_factory.mktemp("link")) / "redis")
+    try:
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.fixture
+async def client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    made: AsyncClient = connect_async(redis_url)
+    assert isinstance(made, aioredis.Redis)
+    await made.flushall()
+    try:
+        yield made
+    finally:
+        await made.client_unpause()
+        await made.aclose()
+
+
+async def until(condition: object, what: str, seconds: float = 5.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():  # type: ignore[operator]
+        assert time.monotonic() < deadline, what
+        await asyncio.sleep(0.01)
+
+
+def futures(n: int) -> list[asyncio.Future[object]]:
+    loop = asyncio.get_running_loop()
+    return [loop.create_future() for _ in range(n)]
+
+
+async def test_an_append_that_fails_fails_only_its_own_request(client: aioredis.Redis) -> None:
+    await client.set("not-a-stream", "x")
+    pipe = AppendPipe(None)
+    await take_over(client, pipe)
+    first, wrong, last = futures(3)
+    pipe.append([("s", b"a", first), ("not-a-stream", b"b", wrong), ("s", b"c", last)])
+    await until(lambda: not pipe.waiting, "Redis answered the three appends")
+    assert isinstance(wrong.exception(), ResponseError)
+    assert "WRONGTYPE" in str(wrong.exception())
+    # A success resolves nothing: the engine's answer does, later.
+    assert not first.done() and not last.done()
+    stored = await client.xrange("s")
+    assert [fields[b"c"] for _, fields in stored or () if fields] == [b"a", b"c"]
+    pipe.abort(RedisConnectionError("done"))
+
+
+async def test_a_connection_redis_closes_fails_what_waits_on_it(client: aioredis.Redis) -> None:
+    pipe = AppendPipe(None)
+    await take_over(client, pipe)
+    await client.client_pause(5000, all=False)  # writes wait; this client's reads do not
+    waiting = futures(2)
+    pipe.append([("s", b"a", waiting[0]), ("s", b"b", waiting[1])])
+    await asyncio.sleep(0.1)
+    assert not any(f.done() for f in waiting)
+    await client.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")  # type: ignore[no-untyped-call]
+    await until(lambda: all(f.done() for f in waiting), "the waiting appends failed")
+    assert all(isinstance(f.exception(), RedisConnectionError) for f in waiting)
+    assert not pipe.open
+    assert isinstance(pipe.closed.result(), RedisConnectionError)
+
+
+async def test_an_overdue_answer_drops_the_connection(client: aioredis.Redis) -> None:
+    pipe = AppendPipe(0.2)
+    await take_over(client, pipe)
+    await client.client_pause(5000, all=False)
+    (waiting,) = futures(1)
+    pipe.append([("s", b"a", waiting)])
+    pipe.check()
+    assert pipe.open, "not overdue yet"
+    await asyncio.sleep(0.3)
+    pipe.check()
+    assert not pipe.open
+    assert isinstance(waiting.exception(), RedisTimeout)
+
+
+async def test_the_reader_hands_over_each_read_and_reads_on(client: aioredis.Redis) -> None:
+    got: list[Entry] = []
+
+    def on_entries(entries: list[Entry]) -> None:
+        got.extend(entries)
+
+    first = await client.xadd("replies", {"b": "1"})
+    await client.xadd("replies", {"b": "2"})
+    pipe = ReadPipe(None, "replies", lambda: got[-1][0] if got else b"0-0", on_entries, 1000, 200)
+    await take_over(client, pipe)
+    await until(lambda: len(got) == 2, "the two entries were read")
+    assert got[0][0] == first and got[0][1] == [b"b", b"1"]
+    await asyncio.sleep(0.3)  # a read that timed out empty asks again
+    third = await client.xadd("replies", {"b": "3"})
+    await until(lambda: len(got) == 3, "the entry added later was read")
+    assert got[2][0] == third
+    assert pipe.open
+    pipe.abort(RedisConnectionError("done"))
+
+
+async def test_a_reader_error_closes_its_connection(client: aioredis.Redis) -> None:
+    await client.set("not-a-stream", "x")
+    pipe = ReadPipe(None, "not-a-stream", lambda: b"0-0", lambda entries: None)
+    await take_over(client, pipe)
+    error = await asyncio.wait_for(pipe.closed, 5)
+    assert isinstance(error, ResponseError)
+    assert not pipe.open
+
+
+async def test_the_api_carries_on_after_redis_drops_its_connections(
+    engineless: ThreadServer,
+) -> None:
+    """Every connection of the API is killed; the next mutation is appended and answered
+    over new ones (the answer is written here, in the engine's place)."""
+    settings: Settings = engineless.app.state.service.settings
+    admin = connect(settings.redis_url)
+    try:
+        admin.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")  # type: ignore[no-untyped-call]
+        await asyncio.sleep(0.5)  # the readers reconnect after their pause
+        async with httpx.AsyncClient(base_url=engineless.url, timeout=10) as http:
+            placing = asyncio.create_task(http.post("/orders", json=PLACE))
+            request_id = await asyncio.to_thread(request_id_appended, settings)
+            replica = request_id.partition("-")[0]
+            stream = settings.reply_stream_of(settings.default_instrument.symbol, replica)
+            rejected = encode_events([Rejected(seq=1, reason="no_liquidity", order_id=1, ts=1)])
+            rid = request_id.encode()
+            admin.xadd(stream, {BATCH_FIELD: pack_answers([answer_head(rid), rid, rejected])})
+            response = await placing
+    finally:
+        admin.xtrim(settings.command_stream, maxlen=0)
+        admin.close()
+    assert response.status_code == 409, response.text
+    assert response.json()["reason"] == "no_liquidity"
