@@ -59,6 +59,7 @@ class Journal:
         self._connecting: asyncio.Task[None] | None = None
         self._flush_due = False
         self._readers: dict[str, ReadPipe] = {}
+        self._closed = False
         self._deadlines: deque[tuple[float, asyncio.Future[list[Event]]]] = deque()
         # Request ids: unique per process start (the replica id) and per request (the
         # count). The engine answers each on the stream named after the replica id.
@@ -92,6 +93,8 @@ class Journal:
         """Append `command` to `stream` and wait for its events. The writer fails the wait
         if the append fails, the reply reader ends it, and the sweeper fails it with
         TimeoutError when overdue."""
+        if self._closed:
+            raise RedisConnectionError("the journal is closed")
         self._request_count += 1
         request_id = f"{self._request_prefix}{self._request_count:x}"
         loop = asyncio.get_running_loop()
@@ -111,7 +114,9 @@ class Journal:
             self.pending.pop(request_id, None)
 
     async def close(self) -> None:
-        """Close the connections of a single server, once the journal's tasks are over."""
+        """Close the connections of a single server, once the journal's tasks are over; a
+        request still waiting to be appended fails (none is appended after this)."""
+        self._closed = True
         if self._connecting is not None:
             self._connecting.cancel()
         closing = RedisConnectionError("the journal is closed")
@@ -120,39 +125,49 @@ class Journal:
                 pipe.abort(closing)
         self._appender = None
         self._readers.clear()
+        self._fail_outbox(closing)
+
+    def _fail_outbox(self, error: BaseException) -> None:
+        waiting = [future for _, _, future in self._outbox]
+        self._outbox.clear()
+        for future in waiting:
+            if not future.done():
+                future.set_exception(error)
 
     # -- a single server: appends and reads from callbacks (`redis_link`) -------------------
 
     def _flush(self) -> None:
         """Append what the requests of this loop turn queued, in one write."""
         self._flush_due = False
+        outbox = self._outbox
+        # A request that already failed (timed out) must not become an order later.
+        outbox[:] = [item for item in outbox if not item[2].done()]
+        if self._closed or not outbox:
+            return
         pipe = self._appender
         if pipe is None or not pipe.open:
             if self._connecting is None:
                 self._connecting = asyncio.create_task(self._connect_appender())
             return
-        outbox = self._outbox
-        # A request that already failed (timed out) must not become an order later.
-        batch = [item for item in outbox if not item[2].done()]
-        outbox.clear()
-        for start in range(0, len(batch), MAX_BATCH):
-            pipe.append(batch[start : start + MAX_BATCH])
+        room = pipe.room  # the rest waits for replies (`on_room`)
+        if room > 0:
+            pipe.append(outbox[:room])
+            del outbox[:room]
 
     async def _connect_appender(self) -> None:
         """Open the appends' connection, then send what waited for it; if it cannot be
         opened, every waiting request fails with the reason (503)."""
-        pipe = AppendPipe(timeout_of(cast(aioredis.Redis, self.redis)))
+        pipe = AppendPipe(timeout_of(cast(aioredis.Redis, self.redis)), self._flush)
         try:
             await take_over(cast(aioredis.Redis, self.redis), pipe)
         except Exception as exc:  # handed to every waiting request, which reports it
-            waiting = [future for _, _, future in self._outbox]
-            self._outbox.clear()
-            for future in waiting:
-                if not future.done():
-                    future.set_exception(exc)
+            self._fail_outbox(exc)
             return
         finally:
             self._connecting = None
+        if self._closed:
+            pipe.abort(RedisConnectionError("the journal is closed"))
+            return
         self._appender = pipe
         self._flush()
 

@@ -26,12 +26,18 @@ from typing import Any
 
 import hiredis
 import redis.asyncio as aioredis
+from redis._parsers.base import BaseParser
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeout
 
 # A reply stream entry as Redis sends it: (entry id, [field, value, ...]).
 Entry = tuple[bytes, list[bytes]]
+
+# Appends sent and not yet answered, at most: as many as the old writer's one batch. Behind a
+# stalled Redis the rest wait in the journal's outbox, where a request that times out is
+# dropped before it is sent (it must not become an order later).
+MAX_IN_FLIGHT = 512
 
 
 def _bulk(value: bytes) -> bytes:
@@ -79,10 +85,15 @@ async def take_over(client: aioredis.Redis, protocol: _Pipe) -> None:
     close the transport."""
     options = client.connection_pool.connection_kwargs
     connection: Any = client.connection_pool.connection_class(**options)
-    await connection.connect()
-    reader, writer = connection._reader, connection._writer  # redis-py's, pinned by the lock
+    try:
+        await connection.connect()
+    except BaseException:  # cancelled or failed mid-way: close what was opened
+        connection._close()
+        raise
+    # redis-py's, pinned by the lock (tests/api/test_redis_link.py runs this).
+    writer, leftover = connection._writer, connection._parser._reader
     connection._reader = connection._writer = None
-    if reader is not None and reader._buffer:  # nothing is due after the handshake
+    if leftover is not None and leftover.has_data():  # nothing is due after the handshake
         writer.close()
         raise RedisConnectionError("unexpected data after the Redis handshake")
     protocol.writer = writer
@@ -96,7 +107,8 @@ class _Pipe(asyncio.Protocol):
 
     def __init__(self, timeout_s: float | None) -> None:
         self.timeout_s = timeout_s
-        self.parser = hiredis.Reader(replyError=ResponseError)
+        # Error replies as redis-py raises them (LOADING is a BusyLoadingError, transient).
+        self.parser = hiredis.Reader(replyError=BaseParser.parse_error)
         self.transport: asyncio.Transport | None = None
         self.writer: asyncio.StreamWriter | None = None  # see `take_over`
         self.closed: asyncio.Future[Exception] = asyncio.get_running_loop().create_future()
@@ -110,7 +122,22 @@ class _Pipe(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
-        self.lost(exc or RedisConnectionError("Redis closed the connection"))
+        self.lost(redis_error(exc) if exc else RedisConnectionError("Redis closed the connection"))
+
+    def replies(self, data: bytes) -> list[Any]:
+        """The replies `data` completes (push messages left out); on bytes that are not
+        RESP, the connection is dropped and none."""
+        parser = self.parser
+        found = []
+        try:
+            parser.feed(data)
+            while (reply := parser.gets()) is not False:
+                if type(reply) is not hiredis.PushNotification:
+                    found.append(reply)
+        except hiredis.ProtocolError as exc:
+            self.abort(redis_error(exc))
+            return []
+        return found
 
     def lost(self, error: Exception) -> None:
         if not self.closed.done():
@@ -126,18 +153,37 @@ class _Pipe(asyncio.Protocol):
         return self.timeout_s is not None and time.monotonic() - since > self.timeout_s + blocks_s
 
 
+def redis_error(exc: BaseException) -> RedisError:
+    """`exc` as the redis-py error the journal's callers map to 503: a connection reset or
+    a protocol error is a lost connection."""
+    if isinstance(exc, RedisError):
+        return exc
+    error = RedisConnectionError(f"connection to Redis lost: {exc!r}")
+    error.__cause__ = exc
+    return error
+
+
 class AppendPipe(_Pipe):
     """Appends commands; each reply goes to the future of the request it belongs to, which
-    fails only when the append does (an entry id is all a success returns)."""
+    fails only when the append does (an entry id is all a success returns). `on_room` is
+    called when replies make room under MAX_IN_FLIGHT."""
 
-    def __init__(self, timeout_s: float | None) -> None:
+    def __init__(
+        self, timeout_s: float | None, on_room: Callable[[], object] = lambda: None
+    ) -> None:
         super().__init__(timeout_s)
+        self.on_room = on_room
         self.heads: dict[str, bytes] = {}
         self.waiting: deque[asyncio.Future[Any]] = deque()
         self.progress_at = 0.0  # when the oldest waiting reply was sent or the last came
 
+    @property
+    def room(self) -> int:
+        """How many more appends may be sent now."""
+        return MAX_IN_FLIGHT - len(self.waiting)
+
     def append(self, commands: list[tuple[str, bytes, asyncio.Future[Any]]]) -> None:
-        """XADD each (stream, body) as field `c`, in one write."""
+        """XADD each (stream, body) as field `c`, in one write (at most `room` of them)."""
         assert self.transport is not None
         heads = self.heads
         parts: list[bytes] = []
@@ -152,16 +198,18 @@ class AppendPipe(_Pipe):
         self.waiting.extend(future for _, _, future in commands)
 
     def data_received(self, data: bytes) -> None:
-        parser, waiting = self.parser, self.waiting
-        parser.feed(data)
-        while (reply := parser.gets()) is not False:
+        waiting = self.waiting
+        full = not self.room
+        for reply in self.replies(data):
             if not waiting:
                 self.abort(RedisConnectionError("a reply nothing waited for"))
                 return
             future = waiting.popleft()
-            if isinstance(reply, ResponseError) and not future.done():
+            if isinstance(reply, RedisError) and not future.done():
                 future.set_exception(reply)
         self.progress_at = time.monotonic()
+        if full and self.room:
+            self.on_room()
 
     def lost(self, error: Exception) -> None:
         super().lost(error)
@@ -206,10 +254,8 @@ class ReadPipe(_Pipe):
         self.transport.write(pack_read(self.stream, after, self.count, self.block_ms))
 
     def data_received(self, data: bytes) -> None:
-        parser = self.parser
-        parser.feed(data)
-        while (reply := parser.gets()) is not False:
-            if isinstance(reply, ResponseError):
+        for reply in self.replies(data):
+            if isinstance(reply, RedisError):
                 self.abort(reply)
                 return
             entries = entries_of(reply)

@@ -8,6 +8,7 @@ import asyncio
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
@@ -17,7 +18,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeout
 
-from graphql_api.gateway.redis_link import AppendPipe, Entry, ReadPipe, take_over
+from graphql_api.gateway.redis_journal import Journal
+from graphql_api.gateway.redis_link import MAX_IN_FLIGHT, AppendPipe, Entry, ReadPipe, take_over
+from shared.commands import Place
 from shared.config import Settings
 from shared.events import Rejected, encode_events
 from shared.redis_client import AsyncClient, connect, connect_async
@@ -160,3 +163,101 @@ async def test_the_api_carries_on_after_redis_drops_its_connections(
         admin.close()
     assert response.status_code == 409, response.text
     assert response.json()["reason"] == "no_liquidity"
+
+
+async def test_a_reset_connection_fails_requests_as_a_redis_connection_error(
+    client: aioredis.Redis,
+) -> None:
+    """A reset (Redis killed with unread input) reaches the protocol as an OSError; the
+    requests must get the redis-py error the API answers 503 for, not a 500."""
+    pipe = AppendPipe(None)
+    await take_over(client, pipe)
+    await client.client_pause(5000, all=False)
+    (waiting,) = futures(1)
+    pipe.append([("s", b"a", waiting)])
+    pipe.connection_lost(ConnectionResetError(104, "Connection reset by peer"))
+    assert isinstance(waiting.exception(), RedisConnectionError)
+    assert isinstance(waiting.exception().__cause__, ConnectionResetError)  # type: ignore[union-attr]
+    pipe.abort(RedisConnectionError("done"))
+
+
+async def test_an_overdue_read_drops_the_connection(client: aioredis.Redis) -> None:
+    pipe = ReadPipe(0.2, "replies", lambda: b"0-0", lambda entries: None, 1000, 100)
+    await take_over(client, pipe)
+    await client.client_pause(5000)  # every command waits, the blocking read too
+    await asyncio.sleep(0.1)
+    pipe.check()
+    assert pipe.open, "not overdue yet"
+    await asyncio.sleep(0.4)
+    pipe.check()
+    assert not pipe.open
+    assert isinstance(pipe.closed.result(), RedisTimeout)
+
+
+@asynccontextmanager
+async def own_journal(redis_url: str, socket_timeout: float | None) -> AsyncIterator[Journal]:
+    """A journal of its own over the real Redis, with no engine (requests time out after
+    0.5 s)."""
+    settings = Settings(redis_url=redis_url, request_timeout_s=0.5)
+    own = connect_async(redis_url, socket_timeout=socket_timeout)
+    made = Journal(settings, own)
+    tasks = await made.open()
+    try:
+        yield made
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await made.close()
+        await own.aclose()
+
+
+def place_command() -> Place:
+    return Place(side=1, price=7, quantity=1)
+
+
+async def test_behind_a_stalled_redis_at_most_max_in_flight_appends_are_sent(
+    redis_url: str, client: aioredis.Redis
+) -> None:
+    """Requests that time out while Redis stalls (no socket timeout: the connection stays)
+    never become commands, except those already sent: at most MAX_IN_FLIGHT."""
+    async with own_journal(redis_url, None) as journal:
+        stream = journal.settings.command_stream
+        await client.client_pause(1500, all=False)
+        sent = [journal.request(stream, place_command()) for _ in range(MAX_IN_FLIGHT + 200)]
+        results = await asyncio.gather(*sent, return_exceptions=True)
+        assert all(isinstance(r, TimeoutError) for r in results), {type(r) for r in results}
+        await asyncio.sleep(1.2)  # the pause is over: Redis runs what it was sent
+        appended = await client.xlen(stream)
+    assert appended == MAX_IN_FLIGHT
+
+
+async def test_the_sweeper_drops_a_connection_redis_stalls_on(
+    redis_url: str, client: aioredis.Redis
+) -> None:
+    async with own_journal(redis_url, 0.2) as journal:
+        stream = journal.settings.command_stream
+        await client.client_pause(2000, all=False)
+        with pytest.raises(RedisTimeout):  # before the request timeout's TimeoutError
+            await journal.request(stream, place_command())
+        assert journal._appender is not None and not journal._appender.open
+
+
+async def test_a_closed_journal_appends_nothing_more(
+    redis_url: str, client: aioredis.Redis
+) -> None:
+    async with own_journal(redis_url, None) as journal:
+        stream = journal.settings.command_stream
+        await client.client_pause(1000, all=False)  # the first append waits in Redis
+        first = asyncio.ensure_future(journal.request(stream, place_command()))
+        await asyncio.sleep(0.05)
+        queued = asyncio.ensure_future(journal.request(stream, place_command()))
+        await journal.close()
+        for request in (first, queued):
+            with pytest.raises(RedisConnectionError):
+                await request
+        with pytest.raises(RedisConnectionError):
+            await journal.request(stream, place_command())
+        await client.client_unpause()
+        await asyncio.sleep(0.1)
+        assert await client.xlen(stream) <= 1  # the one sent before the close, if Redis took it
