@@ -7,8 +7,8 @@ stream of the replica that asked (named by the prefix of the request id). So a r
 only its own answers, never the others'. Each reply stream is read on its own: one XREAD
 of several instruments' streams would be cross-slot on a Redis Cluster.
 
-Costs per request are kept flat: the commands queued in one turn of the event loop go out
-in one write, one reader answers many requests per read, and one sweeper fails overdue
+Costs per request are kept flat: commands go out in batches, one batch in flight (the next
+gathers while it is answered), one reader answers many requests per read, and one sweeper fails overdue
 requests (instead of a timer per request). On a single server the appends and the reads
 each have a connection of their own driven by callbacks (`redis_link`: no task step per
 batch); on a cluster, redis-py routes them, from a writer task and a task per reader.
@@ -35,7 +35,7 @@ from shared.events import Event
 from shared.redis_client import TRANSIENT_ERRORS, AsyncClient
 from shared.replies import read_answers
 
-from .redis_link import AppendPipe, Entry, ReadPipe, take_over, timeout_of
+from .redis_link import MAX_IN_FLIGHT, AppendPipe, Entry, ReadPipe, take_over, timeout_of
 
 T = TypeVar("T")
 
@@ -149,10 +149,14 @@ class Journal:
             if self._connecting is None:
                 self._connecting = asyncio.create_task(self._connect_appender())
             return
-        room = pipe.room  # the rest waits for replies (`on_room`)
-        if room > 0:
-            pipe.append(outbox[:room])
-            del outbox[:room]
+        if pipe.waiting:
+            # One batch in flight, as redis-py's writer task had: under load the next one
+            # grows while this one is answered (64 clients: 104-115 µs of stack CPU per
+            # mutation against 125-154 with a write per loop turn), and behind a stalled
+            # Redis the requests that time out are never sent.
+            return
+        pipe.append(outbox[:MAX_IN_FLIGHT])
+        del outbox[:MAX_IN_FLIGHT]
 
     async def _connect_appender(self) -> None:
         """Open the appends' connection, then send what waited for it; if it cannot be
