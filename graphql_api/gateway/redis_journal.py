@@ -8,10 +8,11 @@ only its own answers, never the others'. Each reply stream is read on its own: o
 of several instruments' streams would be cross-slot on a Redis Cluster.
 
 Costs per request are kept flat: commands go out in batches, one batch in flight (the next
-gathers while it is answered), one reader answers many requests per read, and one sweeper fails overdue
-requests (instead of a timer per request). On a single server the appends and the reads
-each have a connection of their own driven by callbacks (`redis_link`: no task step per
-batch); on a cluster, redis-py routes them, from a writer task and a task per reader.
+gathers while it is answered), one reader answers many requests per read, and one sweeper
+fails overdue requests (instead of a timer per request). On a single server the appends and
+the reads each have a connection of their own driven by callbacks (`redis_link`: no task
+step per batch); on a cluster, redis-py routes them, from a writer task and a task per
+reader.
 """
 
 from __future__ import annotations
