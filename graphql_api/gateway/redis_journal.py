@@ -36,12 +36,15 @@ from shared.events import Event
 from shared.redis_client import TRANSIENT_ERRORS, AsyncClient
 from shared.replies import read_answers
 
-from .redis_link import MAX_IN_FLIGHT, AppendPipe, Entry, ReadPipe, take_over, timeout_of
+from .redis_link import AppendPipe, Entry, ReadPipe, take_over, timeout_of
 
 T = TypeVar("T")
 
 EXPIRY_TICK_S = 0.05
 REPLY_STREAM_TTL_S = 60
+# The most commands appended in one batch. One batch is in flight at a time, the next sent
+# once the last is answered: behind a stalled Redis the rest wait in the outbox, where a
+# request that times out is dropped before it is sent (it must not become an order later).
 MAX_BATCH = 512
 
 
@@ -138,7 +141,8 @@ class Journal:
     # -- a single server: appends and reads from callbacks (`redis_link`) -------------------
 
     def _flush(self) -> None:
-        """Append what the requests of this loop turn queued, in one write."""
+        """Append what is queued, in one write, unless a batch is still unanswered (then
+        its answer calls this again)."""
         self._flush_due = False
         outbox = self._outbox
         # A request that already failed (timed out) must not become an order later.
@@ -156,8 +160,8 @@ class Journal:
             # mutation against 125-154 with a write per loop turn), and behind a stalled
             # Redis the requests that time out are never sent.
             return
-        pipe.append(outbox[:MAX_IN_FLIGHT])
-        del outbox[:MAX_IN_FLIGHT]
+        pipe.append(outbox[:MAX_BATCH])
+        del outbox[:MAX_BATCH]
 
     async def _connect_appender(self) -> None:
         """Open the appends' connection, then send what waited for it; if it cannot be

@@ -34,11 +34,6 @@ from redis.exceptions import TimeoutError as RedisTimeout
 # A reply stream entry as Redis sends it: (entry id, [field, value, ...]).
 Entry = tuple[bytes, list[bytes]]
 
-# The most appends sent in one write. The journal sends one batch at a time, the next once
-# the last is answered: behind a stalled Redis the rest wait in its outbox, where a request
-# that times out is dropped before it is sent (it must not become an order later).
-MAX_IN_FLIGHT = 512
-
 
 def _bulk(value: bytes) -> bytes:
     return b"$%d\r\n%s\r\n" % (len(value), value)
@@ -103,7 +98,8 @@ async def take_over(client: aioredis.Redis, protocol: _Pipe) -> None:
 
 
 class _Pipe(asyncio.Protocol):
-    """A taken-over connection: replies parsed by hiredis, errors as ResponseError values."""
+    """A taken-over connection: replies parsed by hiredis, error replies as the redis-py
+    exceptions (values, not raised)."""
 
     def __init__(self, timeout_s: float | None) -> None:
         self.timeout_s = timeout_s
@@ -241,12 +237,13 @@ class ReadPipe(_Pipe):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
-        self.ask(self.after())
+        self.ask()
 
-    def ask(self, after: bytes) -> None:
+    def ask(self) -> None:
+        """The next read, from the owner's position."""
         assert self.transport is not None
         self.asked_at = time.monotonic()
-        self.transport.write(pack_read(self.stream, after, self.count, self.block_ms))
+        self.transport.write(pack_read(self.stream, self.after(), self.count, self.block_ms))
 
     def data_received(self, data: bytes) -> None:
         for reply in self.replies(data):
@@ -256,7 +253,7 @@ class ReadPipe(_Pipe):
             entries = entries_of(reply)
             if entries:
                 self.on_entries(entries)  # which moves the position `after` gives
-            self.ask(self.after())
+            self.ask()
 
     def check(self) -> None:
         """Drop the connection if the read is overdue by the socket timeout."""

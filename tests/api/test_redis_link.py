@@ -18,16 +18,15 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeout
 
-from graphql_api.gateway.redis_journal import Journal
-from graphql_api.gateway.redis_link import MAX_IN_FLIGHT, AppendPipe, Entry, ReadPipe, take_over
+from graphql_api.gateway.redis_journal import MAX_BATCH, Journal
+from graphql_api.gateway.redis_link import AppendPipe, Entry, ReadPipe, take_over
 from shared.commands import Place
 from shared.config import Settings
-from shared.events import Rejected, encode_events
 from shared.redis_client import AsyncClient, connect, connect_async
 from shared.redis_server import start_redis
-from shared.replies import BATCH_FIELD, answer_head, pack_answers
+from shared.replies import BATCH_FIELD
 from tests.api.conftest import ThreadServer
-from tests.api.test_reply_reader import PLACE, request_id_appended
+from tests.api.test_reply_reader import PLACE, rejection_reply, request_id_appended
 
 
 @pytest.fixture(scope="module")
@@ -152,11 +151,8 @@ async def test_the_api_carries_on_after_redis_drops_its_connections(
         async with httpx.AsyncClient(base_url=engineless.url, timeout=10) as http:
             placing = asyncio.create_task(http.post("/orders", json=PLACE))
             request_id = await asyncio.to_thread(request_id_appended, settings)
-            replica = request_id.partition("-")[0]
-            stream = settings.reply_stream_of(settings.default_instrument.symbol, replica)
-            rejected = encode_events([Rejected(seq=1, reason="no_liquidity", order_id=1, ts=1)])
-            rid = request_id.encode()
-            admin.xadd(stream, {BATCH_FIELD: pack_answers([answer_head(rid), rid, rejected])})
+            stream, answer = rejection_reply(settings, request_id)
+            admin.xadd(stream, {BATCH_FIELD: answer})
             response = await placing
     finally:
         admin.xtrim(settings.command_stream, maxlen=0)
@@ -220,16 +216,16 @@ async def test_behind_a_stalled_redis_at_most_max_in_flight_appends_are_sent(
     redis_url: str, client: aioredis.Redis
 ) -> None:
     """Requests that time out while Redis stalls (no socket timeout: the connection stays)
-    never become commands, except those already sent: at most MAX_IN_FLIGHT."""
+    never become commands, except those already sent: at most MAX_BATCH."""
     async with own_journal(redis_url, None) as journal:
         stream = journal.settings.command_stream
         await client.client_pause(1500, all=False)
-        sent = [journal.request(stream, place_command()) for _ in range(MAX_IN_FLIGHT + 200)]
+        sent = [journal.request(stream, place_command()) for _ in range(MAX_BATCH + 200)]
         results = await asyncio.gather(*sent, return_exceptions=True)
         assert all(isinstance(r, TimeoutError) for r in results), {type(r) for r in results}
         await asyncio.sleep(1.2)  # the pause is over: Redis runs what it was sent
         appended = await client.xlen(stream)
-    assert appended == MAX_IN_FLIGHT
+    assert appended == MAX_BATCH
 
 
 async def test_the_sweeper_drops_a_connection_redis_stalls_on(

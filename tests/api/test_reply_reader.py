@@ -37,6 +37,16 @@ def request_id_appended(settings: Settings) -> str:
         client.close()
 
 
+def rejection_reply(settings: Settings, request_id: str) -> tuple[str, bytes]:
+    """The reply stream of the replica that asked `request_id`, and an entry value that
+    answers it with a no_liquidity rejection (as the engine would)."""
+    replica = request_id.partition("-")[0]
+    stream = settings.reply_stream_of(settings.default_instrument.symbol, replica)
+    rejected = encode_events([Rejected(seq=1, reason="no_liquidity", order_id=1, ts=1)])
+    rid = request_id.encode()
+    return stream, pack_answers([answer_head(rid), rid, rejected])
+
+
 async def test_an_entry_that_does_not_decode_leaves_the_reader_answering(
     engineless: ThreadServer,
 ) -> None:
@@ -47,11 +57,7 @@ async def test_an_entry_that_does_not_decode_leaves_the_reader_answering(
     async with httpx.AsyncClient(base_url=engineless.url, timeout=10) as http:
         placing = asyncio.create_task(http.post("/orders", json=PLACE))
         request_id = await asyncio.to_thread(request_id_appended, settings)
-        replica = request_id.partition("-")[0]
-        stream = settings.reply_stream_of(settings.default_instrument.symbol, replica)
-        rejected = encode_events([Rejected(seq=1, reason="no_liquidity", order_id=1, ts=1)])
-        rid = request_id.encode()
-        answer = pack_answers([answer_head(rid), rid, rejected])
+        stream, answer = rejection_reply(settings, request_id)
         client = connect(settings.redis_url)
         try:
             client.xadd(stream, {BATCH_FIELD: b"\x91\xc1"})  # not msgpack: 0xc1 is unused
