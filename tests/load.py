@@ -23,6 +23,7 @@ import os
 import random
 import tempfile
 import time
+import urllib.request
 from collections import deque
 from collections.abc import Callable
 from multiprocessing.queues import Queue
@@ -516,26 +517,30 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def wakeups(pid: int) -> int:
-    """Context switches of every thread of a process so far (Linux /proc; 0 elsewhere).
+def context_switches(pid: int) -> tuple[int, int]:
+    """Context switches of every thread of a process so far (Linux /proc; 0 elsewhere):
+    voluntary (waits ended by a wake-up) and not (preempted while it could run).
 
-    Nearly every one is a wake-up: in the open loop each request costs every process a few,
-    and their count per mutation shows what batching saves better than CPU time does.
+    In the open loop each request costs every process a few wake-ups, and their count per
+    mutation shows what batching saves better than CPU time does. Preemptions are where
+    processes queue for the two cores: each one delays whatever that process was doing.
     """
-    total = 0
+    voluntary = preempted = 0
     try:
         tasks = list(Path(f"/proc/{pid}/task").iterdir())
     except OSError:
-        return 0
+        return 0, 0
     for task in tasks:
         try:
             status = (task / "status").read_text()
         except OSError:
             continue
         for line in status.splitlines():
-            if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
-                total += int(line.split()[1])
-    return total
+            if line.startswith("voluntary_ctxt_switches"):
+                voluntary += int(line.split()[1])
+            elif line.startswith("nonvoluntary_ctxt_switches"):
+                preempted += int(line.split()[1])
+    return voluntary, preempted
 
 
 def redis_calls(client: Client) -> dict[str, tuple[int, int]]:
@@ -549,6 +554,39 @@ def redis_calls(client: Client) -> dict[str, tuple[int, int]]:
         name.removeprefix("cmdstat_"): (entry["calls"], entry["usec"])
         for name, entry in stats.items()
     }
+
+
+ROUND_TRIP_METRIC = "exchange_api_engine_round_trip_seconds_bucket"
+
+
+def round_trips(urls: list[str]) -> dict[float, int]:
+    """The API replicas' engine round-trip histogram (from /metrics): upper bound in seconds
+    -> requests at most that long, summed over replicas and commands."""
+    counts: dict[float, int] = {}
+    for url in urls:
+        with urllib.request.urlopen(url.rstrip("/") + "/metrics", timeout=10) as response:
+            text = response.read().decode()
+        for line in text.splitlines():
+            if line.startswith(ROUND_TRIP_METRIC):
+                bound = line.split('le="', 1)[1].split('"', 1)[0]
+                le = float("inf") if bound == "+Inf" else float(bound)
+                counts[le] = counts.get(le, 0) + int(float(line.rsplit(" ", 1)[1]))
+    return counts
+
+
+def round_trip_summary(before: dict[float, int], after: dict[float, int]) -> str:
+    """How much of the latency is the journal's: the share of the run's requests whose
+    engine round trip (as the API measured it, queueing included) fits each bound."""
+    delta = {le: n - before.get(le, 0) for le, n in after.items()}
+    total = delta.get(float("inf"), 0)
+    if not total:
+        return "engine round trip (API's view): none measured"
+    shares = ", ".join(
+        f"<={le * 1000:g} ms {100 * n / total:.2f}%"
+        for le, n in sorted(delta.items())
+        if 0.0005 <= le <= 0.02
+    )
+    return f"engine round trip (API's view): {shares}"
 
 
 def lag(client: Client, settings: Settings) -> tuple[int, int]:
@@ -683,8 +721,9 @@ def main() -> None:
             if not ready.wait(60):
                 raise SystemExit("the book subscriber got no snapshot")
         cpu_before = {name: cpu_seconds(proc.pid) for name, proc in services.items()}
-        wakes_before = {name: wakeups(proc.pid) for name, proc in services.items()}
+        wakes_before = {name: context_switches(proc.pid) for name, proc in services.items()}
         calls_before = redis_calls(rclient) if rclient is not None else {}
+        trips_before = round_trips(urls)
         started = time.monotonic()
         for p in procs:
             p.start()
@@ -696,8 +735,14 @@ def main() -> None:
                 max_lag = (max(max_lag[0], now[0]), max(max_lag[1], now[1]))
         results = [queue.get(timeout=30) for _ in procs]
         cpu = {name: cpu_seconds(proc.pid) - cpu_before[name] for name, proc in services.items()}
-        wakes = {name: wakeups(proc.pid) - wakes_before[name] for name, proc in services.items()}
+        wakes = {
+            name: tuple(
+                a - b for a, b in zip(context_switches(proc.pid), wakes_before[name], strict=True)
+            )
+            for name, proc in services.items()
+        }
         calls_after = redis_calls(rclient) if rclient is not None else {}
+        trips_after = round_trips(urls)
         stack_cpu = sum(cpu.values())
         cpu["client"] = sum(r["cpu"] for r in results)
         book = None
@@ -729,6 +774,7 @@ def main() -> None:
         )
         print(f"errors: {sum(errors.values())} {errors}")
         print(tail_summary(results))
+        print(round_trip_summary(trips_before, trips_after))
         per = ", ".join(
             f"{name} {seconds / max(answered, 1) * 1e6:.0f}" for name, seconds in cpu.items()
         )
@@ -738,7 +784,13 @@ def main() -> None:
         )
         print(
             "wake-ups per mutation: "
-            + ", ".join(f"{name} {n / max(answered, 1):.2f}" for name, n in wakes.items())
+            + ", ".join(f"{name} {n / max(answered, 1):.2f}" for name, (n, _) in wakes.items())
+        )
+        print(
+            "preemptions per 1,000 mutations: "
+            + ", ".join(
+                f"{name} {1000 * n / max(answered, 1):.1f}" for name, (_, n) in wakes.items()
+            )
         )
         if calls_after:
             calls = {
