@@ -20,6 +20,7 @@ import asyncio
 import json
 import multiprocessing
 import os
+import queue as queue_module
 import random
 import tempfile
 import time
@@ -556,6 +557,26 @@ def redis_calls(client: Client) -> dict[str, tuple[int, int]]:
     }
 
 
+def cpu_times() -> list[int]:
+    """The machine's CPU time so far by kind (/proc/stat's first line, in ticks; Linux)."""
+    try:
+        with open("/proc/stat") as stat:
+            return [int(x) for x in stat.readline().split()[1:]]
+    except OSError:
+        return []
+
+
+def steal_summary(before: list[int], after: list[int]) -> str:
+    """Time the hypervisor gave this machine's CPUs to other guests (steal) and their idle
+    time during the run: a run with much steal measured a slower machine, not the code."""
+    if len(before) < 8 or len(after) < 8:
+        return "machine: no /proc/stat"
+    delta = [a - b for a, b in zip(after, before, strict=False)]
+    total = sum(delta[:8]) or 1
+    steal, idle = 100 * delta[7] / total, 100 * delta[3] / total
+    return f"machine during the run: steal {steal:.1f}%, idle {idle:.1f}%"
+
+
 ROUND_TRIP_METRIC = "exchange_api_engine_round_trip_seconds_bucket"
 
 
@@ -724,16 +745,23 @@ def main() -> None:
         wakes_before = {name: context_switches(proc.pid) for name, proc in services.items()}
         calls_before = redis_calls(rclient) if rclient is not None else {}
         trips_before = round_trips(urls)
+        machine_before = cpu_times()
         started = time.monotonic()
         for p in procs:
             p.start()
         max_lag = (0, 0)
-        while any(p.is_alive() for p in procs) and time.monotonic() - started < args.seconds + 30:
-            time.sleep(0.5)
+        # Until every client process has reported (not until they exit: one that put its
+        # report on the queue exits only once it is read, so waiting for that took 30 s more).
+        results: list[ClientReport] = []
+        while len(results) < len(procs):
+            try:
+                results.append(queue.get(timeout=0.5))
+            except queue_module.Empty:
+                if time.monotonic() - started > args.seconds + 30:
+                    raise SystemExit("a client process did not report within 30 s") from None
             if rclient is not None:
                 now = lag(rclient, settings)
                 max_lag = (max(max_lag[0], now[0]), max(max_lag[1], now[1]))
-        results = [queue.get(timeout=30) for _ in procs]
         cpu = {name: cpu_seconds(proc.pid) - cpu_before[name] for name, proc in services.items()}
         wakes = {
             name: tuple(
@@ -743,6 +771,7 @@ def main() -> None:
         }
         calls_after = redis_calls(rclient) if rclient is not None else {}
         trips_after = round_trips(urls)
+        machine_after = cpu_times()
         stack_cpu = sum(cpu.values())
         cpu["client"] = sum(r["cpu"] for r in results)
         book = None
@@ -775,6 +804,7 @@ def main() -> None:
         print(f"errors: {sum(errors.values())} {errors}")
         print(tail_summary(results))
         print(round_trip_summary(trips_before, trips_after))
+        print(steal_summary(machine_before, machine_after))
         per = ", ".join(
             f"{name} {seconds / max(answered, 1) * 1e6:.0f}" for name, seconds in cpu.items()
         )
