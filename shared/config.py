@@ -68,6 +68,7 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "HEADER_TIMEOUT_S": ("10", "a request's headers must arrive within this; else 408 and close"),
     "BODY_TIMEOUT_S": ("30", "a request's body must arrive within this of its headers"),
     "KEEPALIVE_TIMEOUT_S": ("5", "an idle keep-alive connection is closed after this"),
+    "SEND_TIMEOUT_S": ("30", "a client that reads none of its answers for this long is dropped"),
     "MAX_CONNECTIONS": ("4000", "open connections per API process (capped by its file limit)"),
     "MAX_CONNECTIONS_PER_CLIENT": (
         "256",
@@ -203,6 +204,7 @@ class Settings:
     header_timeout_s: float = 10.0
     body_timeout_s: float = 30.0
     keepalive_timeout_s: float = 5.0
+    send_timeout_s: float = 30.0
     max_connections: int = 4000
     max_connections_per_client: int = 256
     ws_max_message_bytes: int = 65536
@@ -252,6 +254,7 @@ class Settings:
             header_timeout_s=float(_env("HEADER_TIMEOUT_S")),
             body_timeout_s=float(_env("BODY_TIMEOUT_S")),
             keepalive_timeout_s=float(_env("KEEPALIVE_TIMEOUT_S")),
+            send_timeout_s=float(_env("SEND_TIMEOUT_S")),
             max_connections=int(_env("MAX_CONNECTIONS")),
             max_connections_per_client=int(_env("MAX_CONNECTIONS_PER_CLIENT")),
             ws_max_message_bytes=int(_env("WS_MAX_MESSAGE_BYTES")),

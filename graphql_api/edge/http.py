@@ -135,6 +135,7 @@ class EdgeHttpProtocol(HttpToolsProtocol):
         self.on_due: Callable[[], None] = self._header_timeout
         self.timer: asyncio.TimerHandle | None = None
         self.timer_at = 0.0
+        self.send_timer: asyncio.TimerHandle | None = None  # while writing is paused
         self.held: HeldWrites | None = None
         self.refusal: tuple[int, str, str] | None = None
         # The request whose headers and body are being read, once it is a cycle or a direct
@@ -171,6 +172,9 @@ class EdgeHttpProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_timer()
+        if self.send_timer is not None:
+            self.send_timer.cancel()
+            self.send_timer = None
         if self.held is not None:
             self.held.held = None  # nobody to send it to
         self.gate.release(self.transport)
@@ -303,6 +307,29 @@ class EdgeHttpProtocol(HttpToolsProtocol):
                 self._run(queued)
             return
         super()._start_asgi_task(cycle, app)
+
+    def pause_writing(self) -> None:
+        """The client reads slower than it is answered: from now on it has `send_timeout_s`
+        to read (the answers wait for it meanwhile, and so do its next requests), or the
+        connection is dropped. Without this a client that sends requests and never reads
+        their answers held a connection, a task and a buffer for as long as it liked."""
+        super().pause_writing()
+        if self.send_timer is None:
+            self.send_timer = self.loop.call_later(self.limits.send_timeout_s, self._send_timeout)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self.send_timer is not None:
+            self.send_timer.cancel()
+            self.send_timer = None
+
+    def _send_timeout(self) -> None:
+        """Drop the connection: an answer cannot be sent, so no refusal either (abort, not
+        close: a close would wait for the unread answers to drain)."""
+        self.send_timer = None
+        message = f"read none of its answers within {self.limits.send_timeout_s:g} s"
+        refused("send_timeout", message, self.client)
+        self.transport.abort()
 
     # -- the direct path (direct.py) --------------------------------------------------
 

@@ -47,6 +47,7 @@ class EdgeLimits:
     header_timeout_s: float
     body_timeout_s: float
     keepalive_timeout_s: float
+    send_timeout_s: float
     max_connections: int
     max_connections_per_client: int  # 0: no cap
     ws_max_message_bytes: int
@@ -66,6 +67,7 @@ class EdgeLimits:
             header_timeout_s=settings.header_timeout_s,
             body_timeout_s=settings.body_timeout_s,
             keepalive_timeout_s=settings.keepalive_timeout_s,
+            send_timeout_s=settings.send_timeout_s,
             max_connections=cap,
             max_connections_per_client=settings.max_connections_per_client,
             ws_max_message_bytes=settings.ws_max_message_bytes,

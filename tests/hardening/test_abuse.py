@@ -9,8 +9,10 @@ defaults and prints how long each took and what a well-behaved client saw meanwh
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
+import socket
 import time
 from collections.abc import Callable, Iterator
 
@@ -33,6 +35,7 @@ from tests.attacks import (
     SLOW_HEADER_DRIP,
     SLOW_HEADER_HEAD,
     api_fds,
+    host_port,
     send_head_and_wait,
     status_of,
     trickle,
@@ -54,6 +57,7 @@ def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         HEADER_TIMEOUT_S="1",
         BODY_TIMEOUT_S="2",
         KEEPALIVE_TIMEOUT_S="1",
+        SEND_TIMEOUT_S="1",
         # One attack of 300 connections comes from one address: the timeouts must end it,
         # not the per-client cap (tested on its own below).
         MAX_CONNECTIONS_PER_CLIENT="400",
@@ -231,6 +235,33 @@ async def test_a_silent_connection_and_an_idle_keep_alive_are_closed(edge: Stack
     idle = await trickle(edge.api_url(), SILENT_ADDRESS, request, b"", 1, GIVE_UP_S)
     assert idle.closed_after is not None, idle
     assert status_of(idle.answer) == 200 and idle.answer.count(b"HTTP/1.1") == 1, idle
+
+
+def test_a_client_that_never_reads_its_answers_is_dropped(edge: Stack) -> None:
+    """200 pipelined requests for the OpenAPI document (tens of KB each) from a socket
+    with a 4 KB receive buffer that is not read: the API's writes pause, and after
+    SEND_TIMEOUT_S (1 s here) it drops the connection, with most answers never sent.
+    Without the send timeout the answers waited for the reader, and all 200 came."""
+    pid = api_pid(edge)
+    baseline = api_fds(pid)
+    host, port = host_port(edge.api_url())
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect((host, port))
+    with sock:
+        requests = 200
+        sock.sendall(b"GET /openapi.json HTTP/1.1\r\nHost: x\r\n\r\n" * requests)
+        time.sleep(3)  # the send timeout and then some, not reading
+        sock.settimeout(GIVE_UP_S)
+        received = b""
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := sock.recv(1 << 16):
+                received += chunk
+    answers = received.count(b"HTTP/1.1 200 OK")
+    assert 1 <= answers < requests // 2, f"{answers} of {requests} answers came"
+    wait_for(lambda: api_fds(pid) <= baseline, f"descriptors back to {baseline}")
+    with httpx.Client(base_url=edge.api_url(), timeout=10) as client:
+        assert client.get("/health/live").status_code == 200
 
 
 @pytest.fixture(scope="module")
