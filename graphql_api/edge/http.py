@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
+import struct
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
@@ -94,6 +96,11 @@ class HeldWrites:
         self.held: bytes | None = None
 
     def write(self, data: bytes) -> None:
+        if self.transport.is_closing():
+            # Dropped (the send timeout, a refusal): uvicorn marks only the last request
+            # read as disconnected, and an earlier one woken from its drain still answers.
+            self.held = None
+            return
         held = self.held
         if held is None:
             self.held = data
@@ -136,6 +143,7 @@ class EdgeHttpProtocol(HttpToolsProtocol):
         self.timer: asyncio.TimerHandle | None = None
         self.timer_at = 0.0
         self.send_timer: asyncio.TimerHandle | None = None  # while writing is paused
+        self.send_buffered = 0  # bytes waiting when the send timer was armed
         self.held: HeldWrites | None = None
         self.refusal: tuple[int, str, str] | None = None
         # The request whose headers and body are being read, once it is a cycle or a direct
@@ -172,9 +180,7 @@ class EdgeHttpProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_timer()
-        if self.send_timer is not None:
-            self.send_timer.cancel()
-            self.send_timer = None
+        self._stop_send_timer()
         if self.held is not None:
             self.held.held = None  # nobody to send it to
         self.gate.release(self.transport)
@@ -309,26 +315,48 @@ class EdgeHttpProtocol(HttpToolsProtocol):
         super()._start_asgi_task(cycle, app)
 
     def pause_writing(self) -> None:
-        """The client reads slower than it is answered: from now on it has `send_timeout_s`
-        to read (the answers wait for it meanwhile, and so do its next requests), or the
-        connection is dropped. Without this a client that sends requests and never reads
-        their answers held a connection, a task and a buffer for as long as it liked."""
+        """The client reads slower than it is answered: from now on, while the answers wait
+        for it (and so do its next requests), it must take some of them every
+        `send_timeout_s`, or the connection is dropped, as nginx's `send_timeout` does.
+        Without this a client that sends requests and never reads their answers held a
+        connection, a task and a buffer for as long as it liked."""
         super().pause_writing()
         if self.send_timer is None:
-            self.send_timer = self.loop.call_later(self.limits.send_timeout_s, self._send_timeout)
+            self._arm_send_timer()
 
     def resume_writing(self) -> None:
         super().resume_writing()
+        self._stop_send_timer()
+
+    def handle_websocket_upgrade(self) -> None:
+        # The WebSocket protocol takes the transport, and with it the pause's resume and
+        # the connection's loss: this timer would outlive it and cut the WebSocket.
+        self._stop_send_timer()
+        super().handle_websocket_upgrade()
+
+    def _arm_send_timer(self) -> None:
+        self.send_buffered = self.transport.get_write_buffer_size()
+        self.send_timer = self.loop.call_later(self.limits.send_timeout_s, self._send_timeout)
+
+    def _stop_send_timer(self) -> None:
         if self.send_timer is not None:
             self.send_timer.cancel()
             self.send_timer = None
 
     def _send_timeout(self) -> None:
-        """Drop the connection: an answer cannot be sent, so no refusal either (abort, not
-        close: a close would wait for the unread answers to drain)."""
+        """A client that took some of its answers meanwhile gets another period; one that
+        took none is dropped with a reset (SO_LINGER 0, as nginx's reset_timedout_connection):
+        an abort alone drops only what waits in the process, and the kernel would still
+        hold the socket's unread answers, and send them, for no process."""
         self.send_timer = None
+        if self.transport.get_write_buffer_size() < self.send_buffered:
+            self._arm_send_timer()
+            return
         message = f"read none of its answers within {self.limits.send_timeout_s:g} s"
         refused("send_timeout", message, self.client)
+        sock = self.transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         self.transport.abort()
 
     # -- the direct path (direct.py) --------------------------------------------------
