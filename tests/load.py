@@ -43,6 +43,7 @@ from shared.redis_client import connect as redis_connect
 from shared.redis_cluster import LocalCluster
 from shared.redis_server import free_port
 from shared.stack import Stack
+from tests.metrics import samples
 from tests.redis_replies import entries, value
 
 # Instruments of --instruments, in this order: on a fresh 3-master cluster their hash tags
@@ -577,9 +578,6 @@ def steal_summary(before: list[int], after: list[int]) -> str:
     return f"machine during the run: steal {steal:.1f}%, idle {idle:.1f}%"
 
 
-ROUND_TRIP_METRIC = "exchange_api_engine_round_trip_seconds_bucket"
-
-
 def round_trips(urls: list[str]) -> dict[float, int]:
     """The API replicas' engine round-trip histogram (from /metrics): upper bound in seconds
     -> requests at most that long, summed over replicas and commands."""
@@ -587,11 +585,9 @@ def round_trips(urls: list[str]) -> dict[float, int]:
     for url in urls:
         with urllib.request.urlopen(url.rstrip("/") + "/metrics", timeout=10) as response:
             text = response.read().decode()
-        for line in text.splitlines():
-            if line.startswith(ROUND_TRIP_METRIC):
-                bound = line.split('le="', 1)[1].split('"', 1)[0]
-                le = float("inf") if bound == "+Inf" else float(bound)
-                counts[le] = counts.get(le, 0) + int(float(line.rsplit(" ", 1)[1]))
+        for labels, count in samples(text, "exchange_api_engine_round_trip_seconds_bucket"):
+            le = float(labels["le"])  # "+Inf" included
+            counts[le] = counts.get(le, 0) + int(count)
     return counts
 
 
@@ -742,7 +738,7 @@ def main() -> None:
             if not ready.wait(60):
                 raise SystemExit("the book subscriber got no snapshot")
         cpu_before = {name: cpu_seconds(proc.pid) for name, proc in services.items()}
-        wakes_before = {name: context_switches(proc.pid) for name, proc in services.items()}
+        switches_before = {name: context_switches(proc.pid) for name, proc in services.items()}
         calls_before = redis_calls(rclient) if rclient is not None else {}
         trips_before = round_trips(urls)
         machine_before = cpu_times()
@@ -763,12 +759,10 @@ def main() -> None:
                 now = lag(rclient, settings)
                 max_lag = (max(max_lag[0], now[0]), max(max_lag[1], now[1]))
         cpu = {name: cpu_seconds(proc.pid) - cpu_before[name] for name, proc in services.items()}
-        wakes = {
-            name: tuple(
-                a - b for a, b in zip(context_switches(proc.pid), wakes_before[name], strict=True)
-            )
-            for name, proc in services.items()
-        }
+        switches = {}
+        for name, proc in services.items():
+            (voluntary, preempted), before = context_switches(proc.pid), switches_before[name]
+            switches[name] = (voluntary - before[0], preempted - before[1])
         calls_after = redis_calls(rclient) if rclient is not None else {}
         trips_after = round_trips(urls)
         machine_after = cpu_times()
@@ -814,12 +808,12 @@ def main() -> None:
         )
         print(
             "wake-ups per mutation: "
-            + ", ".join(f"{name} {n / max(answered, 1):.2f}" for name, (n, _) in wakes.items())
+            + ", ".join(f"{name} {n / max(answered, 1):.2f}" for name, (n, _) in switches.items())
         )
         print(
             "preemptions per 1,000 mutations: "
             + ", ".join(
-                f"{name} {1000 * n / max(answered, 1):.1f}" for name, (_, n) in wakes.items()
+                f"{name} {1000 * n / max(answered, 1):.1f}" for name, (_, n) in switches.items()
             )
         )
         if calls_after:

@@ -7,6 +7,7 @@ import pytest
 
 from tests.command_log import CommandLog
 from tests.conftest import place, recent_trades
+from tests.metrics import sample
 
 pytestmark = pytest.mark.usefixtures("empty_book")
 
@@ -164,10 +165,9 @@ def test_openapi_is_served(http: httpx.Client) -> None:
 
 def test_metrics_count_mutations(http: httpx.Client) -> None:
     def accepted_places() -> float:
-        for line in http.get("/metrics").text.splitlines():
-            if line.startswith('exchange_api_mutations_total{command="place",outcome="accepted"}'):
-                return float(line.rsplit(" ", 1)[1])
-        return 0.0
+        text = http.get("/metrics").text
+        found = sample(text, "exchange_api_mutations_total", command="place", outcome="accepted")
+        return found or 0.0
 
     before = accepted_places()
     place(http, 1, 3, 1)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import re
 import signal
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -15,6 +14,7 @@ import redis
 from shared.stack import Stack
 from tests.command_log import CommandLog
 from tests.conftest import running_stack
+from tests.metrics import sample
 
 
 @pytest.fixture(scope="module")
@@ -28,9 +28,9 @@ def slow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 async def backlog(http: httpx.AsyncClient) -> float:
     """The replica's own figure of the default engine's backlog, from /metrics."""
     text = (await http.get("/metrics")).text
-    found = re.search(r'^exchange_engine_backlog_commands\{symbol="DEFAULT"\} (\S+)$', text, re.M)
-    assert found, "the backlog gauge is missing from /metrics"
-    return float(found.group(1))
+    found = sample(text, "exchange_engine_backlog_commands", symbol="DEFAULT")
+    assert found is not None, "the backlog gauge is missing from /metrics"
+    return found
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], what: str, within: float = 20) -> None:
