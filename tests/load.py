@@ -567,6 +567,30 @@ def cpu_times() -> list[int]:
         return []
 
 
+class _Gauged:
+    __slots__ = ("price", "quantity")
+
+    def __init__(self, price: int, quantity: int) -> None:
+        self.price, self.quantity = price, quantity
+
+
+def speed_gauge(rounds: int = 5) -> float:
+    """Milliseconds a fixed pure-Python loop takes (the least of `rounds`): the speed of the
+    cores at the time, set beside a run's figures. This VM's slow hours show no steal: its
+    cores run the same code slower (the stack's CPU per mutation rose by half), and without
+    this a slower hour reads like slower code."""
+    best = float("inf")
+    for _ in range(rounds):
+        started = time.perf_counter()
+        book: dict[int, _Gauged] = {}
+        for i in range(20_000):  # an order's worth of the services' kind of work
+            order = book[i] = _Gauged(1000 + i % 17, i & 63)
+            body = b'{"price":%d,"quantity":%d}' % (order.price, order.quantity)
+            book.pop(i - len(body) % 8, None)
+        best = min(best, time.perf_counter() - started)
+    return best * 1000
+
+
 def steal_summary(before: list[int], after: list[int]) -> str:
     """Time the hypervisor gave this machine's CPUs to other guests (steal) and their idle
     time during the run: a run with much steal measured a slower machine, not the code."""
@@ -741,6 +765,7 @@ def main() -> None:
         switches_before = {name: context_switches(proc.pid) for name, proc in services.items()}
         calls_before = redis_calls(rclient) if rclient is not None else {}
         trips_before = round_trips(urls)
+        gauge_before = speed_gauge()
         machine_before = cpu_times()
         started = time.monotonic()
         for p in procs:
@@ -766,6 +791,7 @@ def main() -> None:
         calls_after = redis_calls(rclient) if rclient is not None else {}
         trips_after = round_trips(urls)
         machine_after = cpu_times()
+        gauge_after = speed_gauge()
         stack_cpu = sum(cpu.values())
         cpu["client"] = sum(r["cpu"] for r in results)
         book = None
@@ -799,6 +825,10 @@ def main() -> None:
         print(tail_summary(results))
         print(round_trip_summary(trips_before, trips_after))
         print(steal_summary(machine_before, machine_after))
+        print(
+            f"machine speed: gauge {gauge_before:.1f} ms before the run, {gauge_after:.1f} after"
+            " (tests.load.speed_gauge, idle stack; lower is faster)"
+        )
         per = ", ".join(
             f"{name} {seconds / max(answered, 1) * 1e6:.0f}" for name, seconds in cpu.items()
         )
