@@ -53,7 +53,10 @@ class FieldErrors:
         try:
             return parse()
         except InputError as exc:
-            self.found.append(exc)
+            # Kept without its traceback: that holds this frame, which holds `self`, which
+            # holds the error, a cycle per refused field that only the cyclic collector
+            # frees (about 20 objects a refused request, a collection every few hundred).
+            self.found.append(exc.with_traceback(None))
             return default
 
     def add(self, field: str, message: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 
 from graphql import (
@@ -20,11 +21,14 @@ from graphql import (
     print_ast,
 )
 from graphql.utilities import get_operation_ast, type_from_ast
+from graphql.validation import ASTValidationRule
 from strawberry.extensions import (
+    AddValidationRules,
     DisableIntrospection,
     MaskErrors,
     MaxAliasesLimiter,
     MaxTokensLimiter,
+    ParserCache,
     QueryDepthLimiter,
     SchemaExtension,
 )
@@ -70,6 +74,44 @@ def _located(errors: list[GraphQLError]) -> list[GraphQLError]:
     return [e for e in errors if e.locations or e.message not in located]
 
 
+# Documents told apart by their text: parsed and validated once each while they stay among
+# the most recent ones. Clients send the same few documents with new variables, and
+# graphql-core's validation was most of a GraphQL request's CPU. A longer document is
+# validated every time rather than kept.
+CACHED_DOCUMENTS = 256
+MAX_CACHED_DOCUMENT = 8_192  # characters
+
+
+class Validations:
+    """The validation errors of recent documents (an LRU of `CACHED_DOCUMENTS`), by their
+    text and the rules in force. A validation also left about a thousand objects in
+    reference cycles for the cyclic collector (graphql-core's visitors): a collection every
+    few requests."""
+
+    def __init__(self) -> None:
+        self.found: OrderedDict[tuple[str, tuple[type[ASTValidationRule], ...]], list[GraphQLError]]
+        self.found = OrderedDict()
+
+    def errors(
+        self,
+        schema: GraphQLSchema,
+        text: str,
+        document: DocumentNode,
+        rules: tuple[type[ASTValidationRule], ...],
+    ) -> list[GraphQLError]:
+        key = (text, rules)
+        errors = self.found.get(key)
+        if errors is not None:
+            self.found.move_to_end(key)
+            return list(errors)
+        errors = _located(validate_document(schema, document, rules))
+        if len(text) <= MAX_CACHED_DOCUMENT:
+            self.found[key] = errors
+            if len(self.found) > CACHED_DOCUMENTS:
+                self.found.popitem(last=False)
+        return list(errors)
+
+
 class StrictIntVariables(SchemaExtension):
     """Refuse a JSON float (`1.0`, `1e3`) sent for an `Int` variable, or for an `Int` field
     of an input object variable, as REST refuses it with a 422.
@@ -80,13 +122,20 @@ class StrictIntVariables(SchemaExtension):
     the raw variables: a float where an `Int` goes is a request error naming the variable
     and the path inside it, and nothing executes."""
 
+    def __init__(self, validations: Validations) -> None:
+        super().__init__()
+        self.validations = validations
+
     def on_validate(self) -> Iterator[None]:
         context = self.execution_context
         document = context.graphql_document
         if document is not None and context.pre_execution_errors is None:
             schema = context.schema._schema
             rules = (*context.validation_rules, IntLiterals)
-            errors = _located(validate_document(schema, document, rules))
+            if context.query:
+                errors = self.validations.errors(schema, context.query, document, rules)
+            else:
+                errors = _located(validate_document(schema, document, rules))
             if not errors:
                 errors = _float_ints(schema, document, context.operation_name, context.variables)
             context.pre_execution_errors = errors
@@ -137,13 +186,23 @@ def _floats_for_ints(
 
 def extensions(production: bool) -> list[Callable[[], SchemaExtension] | type[SchemaExtension]]:
     """Factories, not instances: an extension holds its request's execution context, so
-    concurrent requests must never share one."""
+    concurrent requests must never share one.
+
+    The depth and alias limits are validation rules that Strawberry's limiter extensions
+    build as a new class per extension: taken from one instance of each here, every request
+    adds the same two classes (and the validations they are part of can be kept), instead of
+    building two classes a request, which the cyclic collector then had to free."""
+    limits = (
+        *QueryDepthLimiter(max_depth=8).validation_rules,
+        *MaxAliasesLimiter(max_alias_count=15).validation_rules,
+    )
+    validations = Validations()
     found: list[Callable[[], SchemaExtension] | type[SchemaExtension]] = [
-        lambda: QueryDepthLimiter(max_depth=8),
-        lambda: MaxAliasesLimiter(max_alias_count=15),
+        lambda: AddValidationRules(list(limits)),
         lambda: MaxTokensLimiter(max_token_count=2000),
+        lambda: ParserCache(maxsize=CACHED_DOCUMENTS),
         lambda: MaskErrors(should_mask_error=_mask),
-        StrictIntVariables,
+        lambda: StrictIntVariables(validations),
     ]
     if production:
         found.append(DisableIntrospection)
