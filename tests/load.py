@@ -46,6 +46,20 @@ from shared.stack import Stack
 from tests.metrics import samples
 from tests.redis_replies import entries, value
 
+# --graphql: the same flow as GraphQL mutations, each document fixed and its values in
+# variables, as a client library sends them.
+GRAPHQL_PLACE = (
+    b'{"query":"mutation P($i: PlaceOrderInput!) { placeOrder(input: $i) '
+    b'{ __typename ... on OrderPlaced { orderId } } }","variables":{"i":%s}}'
+)
+GRAPHQL_CANCEL = (
+    b'{"query":"mutation C($id: ID!) { cancelOrder(id: $id) { success } }","variables":{"id":"%s"}}'
+)
+GRAPHQL_MODIFY = (
+    b'{"query":"mutation M($id: ID!, $p: Price!) { modifyOrder(id: $id, price: $p) { success } }",'
+    b'"variables":{"id":"%s","p":%d}}'
+)
+
 # Instruments of --instruments, in this order: on a fresh 3-master cluster their hash tags
 # fall on shards 1, 0, 2, 1, 0, 1, 2, 0.
 SYMBOLS = ("DEFAULT", "AAA", "BBB", "CCC", "DDD", "EEE", "GGG", "BTC")
@@ -250,6 +264,7 @@ class Run:
         self.paced = False  # every request of the open loop has been handed out
         self.finished = 0  # workers done: nothing in flight, and nothing more will be due
         self.all_idle: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.graphql = False  # the mutations as GraphQL documents (--graphql)
 
     def error(self, key: str) -> None:
         self.errors[key] = self.errors.get(key, 0) + 1
@@ -275,6 +290,21 @@ class Run:
                 return due
             self.workers[self.handed % self.clients].due(due)
             self.handed += 1
+
+
+def graphql_outcome(payload: bytes, placed: bool) -> tuple[int, bytes]:
+    """A GraphQL answer as the REST one it stands for: 200 (201 and `{"order_id": ..}` for a
+    place) when it carries data, else 422 for an order refused and 500 for an error."""
+    body = msgspec.json.decode(payload)
+    data = body.get("data") or {}
+    if body.get("errors") or not data:
+        return 500, payload
+    if not placed:
+        return 200, payload
+    answer = data["placeOrder"]
+    if answer["__typename"] != "OrderPlaced":
+        return 422, payload
+    return 201, b'{"order_id":"%s"}' % answer["orderId"].encode()
 
 
 class Worker:
@@ -343,14 +373,24 @@ class Worker:
                     body += (
                         b',"symbol":"%s"' % self.symbols[rng.randrange(len(self.symbols))].encode()
                     )
-                conn.send(b"POST", "/orders", body + b"}", self.answered)
+                if self.run.graphql:
+                    conn.send(b"POST", "/graphql", GRAPHQL_PLACE % (body + b"}"), self.answered)
+                else:
+                    conn.send(b"POST", "/orders", body + b"}", self.answered)
             elif r < 0.85:
                 oid = self.oid = mine.pop(rng.randrange(len(mine)))
-                conn.send(b"DELETE", f"/orders/{oid}", b"", self.answered)
+                if self.run.graphql:
+                    conn.send(b"POST", "/graphql", GRAPHQL_CANCEL % oid.encode(), self.answered)
+                else:
+                    conn.send(b"DELETE", f"/orders/{oid}", b"", self.answered)
             else:
                 oid = self.oid = mine[rng.randrange(len(mine))]
-                body = b'{"price":%d}' % (mid + rng.randint(-8, 8))
-                conn.send(b"PUT", f"/orders/{oid}", body, self.answered)
+                price = mid + rng.randint(-8, 8)
+                if self.run.graphql:
+                    body = GRAPHQL_MODIFY % (oid.encode(), price)
+                    conn.send(b"POST", "/graphql", body, self.answered)
+                else:
+                    conn.send(b"PUT", f"/orders/{oid}", b'{"price":%d}' % price, self.answered)
         except FAILURES as exc:
             conn.close()
             self.answered(exc)
@@ -363,6 +403,8 @@ class Worker:
             run.error(type(outcome).__name__)
         else:
             status, payload = outcome
+            if status < 300 and run.graphql:
+                status, payload = graphql_outcome(payload, placed=not self.oid)
             if status < 300:
                 run.answered += 1
                 oid = self.oid
@@ -413,6 +455,7 @@ async def client_loop(
     clients: int,
     rate: float = 0.0,
     symbols: tuple[str, ...] = (),
+    graphql: bool = False,
 ) -> ClientReport:
     """Latencies of every request sent, its outcome counts, and this process's CPU time.
 
@@ -425,6 +468,7 @@ async def client_loop(
     """
     cpu_before = time.process_time()
     run = Run(seconds, clients, rate)
+    run.graphql = graphql
     workers = run.workers = [
         Worker(k, urls[k % len(urls)], seed, run, symbols, closed=rate <= 0) for k in range(clients)
     ]
@@ -506,8 +550,9 @@ def proc_main(
     rate: float,
     symbols: tuple[str, ...],
     out: Queue[ClientReport],
+    graphql: bool = False,
 ) -> None:
-    out.put(uvloop.run(client_loop(urls, seconds, seed, clients, rate, symbols)))
+    out.put(uvloop.run(client_loop(urls, seconds, seed, clients, rate, symbols, graphql)))
 
 
 def cpu_seconds(pid: int) -> float:
@@ -697,6 +742,9 @@ def main() -> None:
     parser.add_argument("--engines", type=int, default=1, help="engine processes (own stack)")
     parser.add_argument("--cluster", action="store_true", help="on a local 3+3 Redis Cluster")
     parser.add_argument(
+        "--graphql", action="store_true", help="the mutations as GraphQL documents on /graphql"
+    )
+    parser.add_argument(
         "--book-subscriber",
         type=int,
         default=0,
@@ -742,6 +790,7 @@ def main() -> None:
                     args.rate / args.procs,
                     symbols if args.instruments > 1 else (),
                     queue,
+                    args.graphql,
                 ),
             )
             for i in range(args.procs)
@@ -813,6 +862,8 @@ def main() -> None:
             return latencies[min(n - 1, int(n * q))] * 1000
 
         mode = f"open loop at {args.rate:,.0f}/s" if args.rate else "closed loop"
+        if args.graphql:
+            mode += ", GraphQL"
         print(
             f"clients {args.clients * args.procs} over {len(urls)} API replica(s), "
             f"{args.seconds:.0f} s, {mode}"
