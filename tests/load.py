@@ -647,17 +647,34 @@ def steal_summary(before: list[int], after: list[int]) -> str:
     return f"machine during the run: steal {steal:.1f}%, idle {idle:.1f}%"
 
 
-def round_trips(urls: list[str]) -> dict[float, int]:
-    """The API replicas' engine round-trip histogram (from /metrics): upper bound in seconds
-    -> requests at most that long, summed over replicas and commands."""
-    counts: dict[float, int] = {}
+def scrape(urls: list[str]) -> list[str]:
+    """Each API replica's /metrics."""
+    texts = []
     for url in urls:
         with urllib.request.urlopen(url.rstrip("/") + "/metrics", timeout=10) as response:
-            text = response.read().decode()
+            texts.append(response.read().decode())
+    return texts
+
+
+def round_trips(texts: list[str]) -> dict[float, int]:
+    """The API replicas' engine round-trip histogram: upper bound in seconds -> requests at
+    most that long, summed over replicas and commands."""
+    counts: dict[float, int] = {}
+    for text in texts:
         for labels, count in samples(text, "exchange_api_engine_round_trip_seconds_bucket"):
             le = float(labels["le"])  # "+Inf" included
             counts[le] = counts.get(le, 0) + int(count)
     return counts
+
+
+def garbage(texts: list[str]) -> tuple[float, float]:
+    """The API replicas' cyclic garbage collections so far, and the objects they freed
+    (`shared/gc_policy.py`: a request that leaves no reference cycle brings none nearer)."""
+    runs = sum(value for text in texts for _, value in samples(text, "python_gc_collections_total"))
+    freed = sum(
+        value for text in texts for _, value in samples(text, "python_gc_objects_collected_total")
+    )
+    return runs, freed
 
 
 def round_trip_summary(before: dict[float, int], after: dict[float, int]) -> str:
@@ -813,7 +830,7 @@ def main() -> None:
         cpu_before = {name: cpu_seconds(proc.pid) for name, proc in services.items()}
         switches_before = {name: context_switches(proc.pid) for name, proc in services.items()}
         calls_before = redis_calls(rclient) if rclient is not None else {}
-        trips_before = round_trips(urls)
+        metrics_before = scrape(urls)
         gauge_before = speed_gauge()
         machine_before = cpu_times()
         started = time.monotonic()
@@ -838,7 +855,7 @@ def main() -> None:
             (voluntary, preempted), before = context_switches(proc.pid), switches_before[name]
             switches[name] = (voluntary - before[0], preempted - before[1])
         calls_after = redis_calls(rclient) if rclient is not None else {}
-        trips_after = round_trips(urls)
+        metrics_after = scrape(urls)
         machine_after = cpu_times()
         gauge_after = speed_gauge()
         stack_cpu = sum(cpu.values())
@@ -874,7 +891,12 @@ def main() -> None:
         )
         print(f"errors: {sum(errors.values())} {errors}")
         print(tail_summary(results))
-        print(round_trip_summary(trips_before, trips_after))
+        print(round_trip_summary(round_trips(metrics_before), round_trips(metrics_after)))
+        (runs, freed), (runs_before, freed_before) = garbage(metrics_after), garbage(metrics_before)
+        print(
+            f"API garbage collections: {runs - runs_before:.0f} "
+            f"({(freed - freed_before) / max(answered, 1):.1f} objects freed per mutation)"
+        )
         print(steal_summary(machine_before, machine_after))
         print(
             f"machine speed: gauge {gauge_before:.1f} ms before the run, {gauge_after:.1f} after"
