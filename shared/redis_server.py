@@ -34,9 +34,14 @@ def free_port() -> int:
 
 
 def start_redis(
-    data_dir: Path, port: int | None = None, appendfsync: str = "everysec"
+    data_dir: Path,
+    port: int | None = None,
+    appendfsync: str = "everysec",
+    timeout_s: float = 30.0,
 ) -> tuple[subprocess.Popen[bytes], str]:
-    """Start redis-server with AOF on; returns the process and its URL once it answers."""
+    """Start redis-server with AOF on; returns the process and its URL once it answers.
+    If it does not answer within `timeout_s` (or the wait is interrupted), the server is
+    stopped before the error goes up: nobody else holds the process to stop it."""
     data_dir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     args = [
@@ -52,14 +57,21 @@ def start_redis(
     ]  # fmt: skip
     process = subprocess.Popen(args, start_new_session=True)  # stopped by its owner, last
     url = f"redis://127.0.0.1:{port}/0"
-    wait_for_redis(url, process)
+    try:
+        wait_for_redis(url, process, timeout_s)
+    except BaseException:
+        process.kill()
+        process.wait()
+        raise
     return process, url
 
 
-def wait_for_redis(url: str, process: subprocess.Popen[bytes] | None = None) -> None:
+def wait_for_redis(
+    url: str, process: subprocess.Popen[bytes] | None = None, timeout_s: float = 30.0
+) -> None:
     """Until the server (for a cluster URL: the cluster) answers."""
     client: Client | None = None
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + timeout_s
     while True:
         try:
             client = client or connect(url)
@@ -72,5 +84,5 @@ def wait_for_redis(url: str, process: subprocess.Popen[bytes] | None = None) -> 
         if process is not None and process.poll() is not None:
             raise RuntimeError(f"redis-server exited with code {process.returncode}")
         if time.monotonic() > deadline:
-            raise TimeoutError(f"redis at {url} did not answer within 30 s")
+            raise TimeoutError(f"redis at {url} did not answer within {timeout_s:g} s")
         time.sleep(0.05)
