@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 
 from graphql import (
     DocumentNode,
@@ -18,6 +18,7 @@ from graphql import (
     ValidationRule,
     ValueNode,
     get_nullable_type,
+    parse,
     print_ast,
 )
 from graphql.utilities import get_operation_ast, type_from_ast
@@ -28,7 +29,6 @@ from strawberry.extensions import (
     MaskErrors,
     MaxAliasesLimiter,
     MaxTokensLimiter,
-    ParserCache,
     QueryDepthLimiter,
     SchemaExtension,
 )
@@ -76,40 +76,82 @@ def _located(errors: list[GraphQLError]) -> list[GraphQLError]:
 
 # Documents told apart by their text: parsed and validated once each while they stay among
 # the most recent ones. Clients send the same few documents with new variables, and
-# graphql-core's validation was most of a GraphQL request's CPU. A longer document is
-# validated every time rather than kept.
-CACHED_DOCUMENTS = 256
-MAX_CACHED_DOCUMENT = 8_192  # characters
+# graphql-core's parse and validation were most of a GraphQL request's CPU. A parsed
+# document keeps its whole token chain (about 600 bytes a token), so only short documents
+# are kept: at most 64 of 2,048 characters, a few tens of MB if every one were a worst case
+# (about 1,000 tokens); a longer one is parsed and validated every time.
+CACHED_DOCUMENTS = 64
+MAX_CACHED_DOCUMENT = 2_048  # characters
+
+Rules = tuple[type[ASTValidationRule], ...]
 
 
-class Validations:
-    """The validation errors of recent documents (an LRU of `CACHED_DOCUMENTS`), by their
-    text and the rules in force. A validation also left about a thousand objects in
-    reference cycles for the cyclic collector (graphql-core's visitors): a collection every
-    few requests."""
+class _Known:
+    __slots__ = ("document", "valid")
+
+    def __init__(self, document: DocumentNode) -> None:
+        self.document = document
+        self.valid: set[Rules] = set()  # the rules it passed
+
+
+class Documents:
+    """Recent short documents by their text (and the parse options): each parsed once, and
+    found valid once for the rules in force. A validation also left about a thousand objects
+    in reference cycles for the cyclic collector (graphql-core's visitors, the lexer's
+    tokens linked both ways): a collection every few requests."""
 
     def __init__(self) -> None:
-        self.found: OrderedDict[tuple[str, tuple[type[ASTValidationRule], ...]], list[GraphQLError]]
-        self.found = OrderedDict()
+        self.known: OrderedDict[tuple[str, tuple[tuple[str, object], ...]], _Known]
+        self.known = OrderedDict()
+        self.by_document: dict[int, _Known] = {}  # id of a known document (alive while known)
+
+    def parsed(self, text: str, options: Mapping[str, object]) -> DocumentNode | None:
+        """The document of `text`, parsed now or before; None when it does not parse (or
+        passes the token limit): Strawberry then parses it again and answers the error as
+        it answers any (over a WebSocket, a 4400 close or an error message)."""
+        key = (text, tuple(sorted(options.items())))
+        known = self.known.get(key)
+        if known is not None:
+            self.known.move_to_end(key)
+            return known.document
+        try:
+            document = parse(text, **options)  # type: ignore[arg-type]
+        except GraphQLError:
+            return None
+        if len(text) <= MAX_CACHED_DOCUMENT:
+            self.known[key] = self.by_document[id(document)] = _Known(document)
+            if len(self.known) > CACHED_DOCUMENTS:
+                _, dropped = self.known.popitem(last=False)
+                del self.by_document[id(dropped.document)]
+        return document
 
     def errors(
-        self,
-        schema: GraphQLSchema,
-        text: str,
-        document: DocumentNode,
-        rules: tuple[type[ASTValidationRule], ...],
+        self, schema: GraphQLSchema, document: DocumentNode, rules: Rules
     ) -> list[GraphQLError]:
-        key = (text, rules)
-        errors = self.found.get(key)
-        if errors is not None:
-            self.found.move_to_end(key)
-            return list(errors)
+        """`document`'s validation errors under `rules`. That a known document passed is
+        kept; a refused one is validated again each time (its errors, one per bad field,
+        would be kept too, and a client fixes its document)."""
+        known = self.by_document.get(id(document))
+        if known is not None and known.document is document and rules in known.valid:
+            return []
         errors = _located(validate_document(schema, document, rules))
-        if len(text) <= MAX_CACHED_DOCUMENT:
-            self.found[key] = errors
-            if len(self.found) > CACHED_DOCUMENTS:
-                self.found.popitem(last=False)
-        return list(errors)
+        if not errors and known is not None and known.document is document:
+            known.valid.add(rules)
+        return errors
+
+
+class KnownDocuments(SchemaExtension):
+    """Strawberry's parse, of a document seen recently (`Documents`) taken from there."""
+
+    def __init__(self, documents: Documents) -> None:
+        super().__init__()
+        self.documents = documents
+
+    def on_parse(self) -> Iterator[None]:
+        context = self.execution_context
+        if context.query and context.graphql_document is None:
+            context.graphql_document = self.documents.parsed(context.query, context.parse_options)
+        yield
 
 
 class StrictIntVariables(SchemaExtension):
@@ -122,9 +164,9 @@ class StrictIntVariables(SchemaExtension):
     the raw variables: a float where an `Int` goes is a request error naming the variable
     and the path inside it, and nothing executes."""
 
-    def __init__(self, validations: Validations) -> None:
+    def __init__(self, documents: Documents) -> None:
         super().__init__()
-        self.validations = validations
+        self.documents = documents
 
     def on_validate(self) -> Iterator[None]:
         context = self.execution_context
@@ -132,10 +174,7 @@ class StrictIntVariables(SchemaExtension):
         if document is not None and context.pre_execution_errors is None:
             schema = context.schema._schema
             rules = (*context.validation_rules, IntLiterals)
-            if context.query:
-                errors = self.validations.errors(schema, context.query, document, rules)
-            else:
-                errors = _located(validate_document(schema, document, rules))
+            errors = self.documents.errors(schema, document, rules)
             if not errors:
                 errors = _float_ints(schema, document, context.operation_name, context.variables)
             context.pre_execution_errors = errors
@@ -196,13 +235,13 @@ def extensions(production: bool) -> list[Callable[[], SchemaExtension] | type[Sc
         *QueryDepthLimiter(max_depth=8).validation_rules,
         *MaxAliasesLimiter(max_alias_count=15).validation_rules,
     )
-    validations = Validations()
+    documents = Documents()
     found: list[Callable[[], SchemaExtension] | type[SchemaExtension]] = [
         lambda: AddValidationRules(list(limits)),
         lambda: MaxTokensLimiter(max_token_count=2000),
-        lambda: ParserCache(maxsize=CACHED_DOCUMENTS),
+        lambda: KnownDocuments(documents),
         lambda: MaskErrors(should_mask_error=_mask),
-        lambda: StrictIntVariables(validations),
+        lambda: StrictIntVariables(documents),
     ]
     if production:
         found.append(DisableIntrospection)

@@ -193,6 +193,36 @@ async def test_invalid_utf8_in_a_websocket_message_is_1007_without_a_traceback(e
     assert not [line for line in written if b"Traceback" in line or b'"exception"' in line]
 
 
+@pytest.mark.parametrize("protocol", ["graphql-transport-ws", "graphql-ws"])
+async def test_a_subscription_that_does_not_parse_is_refused_without_a_traceback(
+    edge: Stack, protocol: str
+) -> None:
+    """As a GraphQL request over HTTP is answered: a 4400 close naming the syntax error
+    (graphql-transport-ws), an error message (the legacy graphql-ws). A parse outside
+    Strawberry's own error handling once raised it instead: an ERROR line with a traceback
+    per message, and no answer on the legacy protocol."""
+    url = edge.api_url().replace("http", "ws") + "/graphql"
+    log = edge.data_dir / "logs" / f"api-{edge.api_ports[0]}.log"
+    before = log.read_bytes().count(b"\n")
+    bad = {"query": "subscription { orderBook("}
+    async with websockets.connect(url, subprotocols=[Subprotocol(protocol)]) as ws:
+        await ws.send(json.dumps({"type": "connection_init"}))
+        assert json.loads(await asyncio.wait_for(ws.recv(), 10))["type"] == "connection_ack"
+        start = "subscribe" if protocol == "graphql-transport-ws" else "start"
+        await ws.send(json.dumps({"id": "1", "type": start, "payload": bad}))
+        if protocol == "graphql-transport-ws":
+            with pytest.raises(ConnectionClosed) as closed:
+                await asyncio.wait_for(ws.recv(), 10)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 4400
+            assert closed.value.rcvd.reason.startswith("Syntax Error"), closed.value.rcvd
+        else:
+            answer = json.loads(await asyncio.wait_for(ws.recv(), 10))
+            assert answer["type"] == "error", answer
+            assert answer["payload"]["message"].startswith("Syntax Error"), answer
+    written = log.read_bytes().splitlines()[before:]
+    assert not [line for line in written if b"Traceback" in line or b'"exception"' in line]
+
+
 # -- slow, silent and too many connections ----------------------------------------------------
 
 
