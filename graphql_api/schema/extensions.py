@@ -78,8 +78,8 @@ def _located(errors: list[GraphQLError]) -> list[GraphQLError]:
 # the most recent ones. Clients send the same few documents with new variables, and
 # graphql-core's parse and validation were most of a GraphQL request's CPU. A parsed
 # document keeps its whole token chain (about 600 bytes a token), so only short documents
-# are kept: at most 64 of 2,048 characters, a few tens of MB if every one were a worst case
-# (about 1,000 tokens); a longer one is parsed and validated every time.
+# are kept: at most 64 of 2,048 characters, about 35 MB (tracemalloc) if every one were as
+# dense as the 2,000-token limit allows; a longer one is parsed and validated every time.
 CACHED_DOCUMENTS = 64
 MAX_CACHED_DOCUMENT = 2_048  # characters
 
