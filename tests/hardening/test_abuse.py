@@ -179,18 +179,29 @@ async def test_a_websocket_flood_closes_1008(edge: Stack) -> None:
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008, closed.value
 
 
+class ApiLog:
+    """The first replica's log from a mark on: what a test's attack made it write."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.path = stack.data_dir / "logs" / f"api-{stack.api_ports[0]}.log"
+        self.mark = self.path.read_bytes().count(b"\n")
+
+    def tracebacks(self) -> list[bytes]:
+        """The lines since the mark that carry an exception or its traceback."""
+        written = self.path.read_bytes().splitlines()[self.mark :]
+        return [line for line in written if b"Traceback" in line or b'"exception"' in line]
+
+
 async def test_invalid_utf8_in_a_websocket_message_is_1007_without_a_traceback(edge: Stack) -> None:
     url = edge.api_url().replace("http", "ws") + "/ws/orderbook"
-    log = edge.data_dir / "logs" / f"api-{edge.api_ports[0]}.log"
-    before = log.read_bytes().count(b"\n")
+    log = ApiLog(edge)
     async with websockets.connect(url) as ws:
         await ws.send(b'{"a": "\xff\xfe"}', text=True)
         with pytest.raises(ConnectionClosed) as closed:
             await asyncio.wait_for(ws.recv(), 10)
             await asyncio.wait_for(ws.recv(), 10)
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1007, closed.value
-    written = log.read_bytes().splitlines()[before:]
-    assert not [line for line in written if b"Traceback" in line or b'"exception"' in line]
+    assert not log.tracebacks()
 
 
 @pytest.mark.parametrize("protocol", ["graphql-transport-ws", "graphql-ws"])
@@ -202,8 +213,7 @@ async def test_a_subscription_that_does_not_parse_is_refused_without_a_traceback
     Strawberry's own error handling once raised it instead: an ERROR line with a traceback
     per message, and no answer on the legacy protocol."""
     url = edge.api_url().replace("http", "ws") + "/graphql"
-    log = edge.data_dir / "logs" / f"api-{edge.api_ports[0]}.log"
-    before = log.read_bytes().count(b"\n")
+    log = ApiLog(edge)
     bad = {"query": "subscription { orderBook("}
     async with websockets.connect(url, subprotocols=[Subprotocol(protocol)]) as ws:
         await ws.send(json.dumps({"type": "connection_init"}))
@@ -219,8 +229,7 @@ async def test_a_subscription_that_does_not_parse_is_refused_without_a_traceback
             answer = json.loads(await asyncio.wait_for(ws.recv(), 10))
             assert answer["type"] == "error", answer
             assert answer["payload"]["message"].startswith("Syntax Error"), answer
-    written = log.read_bytes().splitlines()[before:]
-    assert not [line for line in written if b"Traceback" in line or b'"exception"' in line]
+    assert not log.tracebacks()
 
 
 # -- slow, silent and too many connections ----------------------------------------------------
@@ -284,8 +293,7 @@ def test_a_client_that_never_reads_its_answers_is_dropped(edge: Stack) -> None:
         return sample(text, "exchange_api_edge_refusals_total", reason="send_timeout") or 0.0
 
     before = refusals()
-    log = edge.data_dir / "logs" / f"api-{edge.api_ports[0]}.log"
-    lines_before = log.read_bytes().count(b"\n")
+    log = ApiLog(edge)
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.connect((host, port))
@@ -305,8 +313,7 @@ def test_a_client_that_never_reads_its_answers_is_dropped(edge: Stack) -> None:
     assert refusals() == before + 1
     wait_for(lambda: api_fds(pid) <= baseline, f"descriptors back to {baseline}")
     # The request woken from its drain by the drop writes nothing (no traceback logged).
-    written = log.read_bytes().splitlines()[lines_before:]
-    assert not [line for line in written if b"Traceback" in line or b'"exception"' in line]
+    assert not log.tracebacks()
     assert httpx.get(f"{edge.api_url()}/health/live", timeout=10).status_code == 200
 
 
