@@ -249,7 +249,7 @@ class BookReport(TypedDict):
 class Run:
     """What one load process measures, shared by its workers."""
 
-    def __init__(self, seconds: float, clients: int, rate: float) -> None:
+    def __init__(self, seconds: float, clients: int, rate: float, graphql: bool = False) -> None:
         self.clients = clients
         self.workers: list[Worker] = []
         self.latencies: list[float] = []
@@ -264,7 +264,7 @@ class Run:
         self.paced = False  # every request of the open loop has been handed out
         self.finished = 0  # workers done: nothing in flight, and nothing more will be due
         self.all_idle: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.graphql = False  # the mutations as GraphQL documents (--graphql)
+        self.graphql = graphql  # the mutations as GraphQL documents (--graphql)
 
     def error(self, key: str) -> None:
         self.errors[key] = self.errors.get(key, 0) + 1
@@ -467,8 +467,7 @@ async def client_loop(
     `rate`, each client sends as soon as it is answered.
     """
     cpu_before = time.process_time()
-    run = Run(seconds, clients, rate)
-    run.graphql = graphql
+    run = Run(seconds, clients, rate, graphql)
     workers = run.workers = [
         Worker(k, urls[k % len(urls)], seed, run, symbols, closed=rate <= 0) for k in range(clients)
     ]

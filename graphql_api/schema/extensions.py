@@ -132,10 +132,12 @@ class Documents:
         kept; a refused one is validated again each time (its errors, one per bad field,
         would be kept too, and a client fixes its document)."""
         known = self.by_document.get(id(document))
-        if known is not None and known.document is document and rules in known.valid:
+        if known is not None and known.document is not document:
+            known = None  # (cannot be: a known document is alive, its id not reused)
+        if known is not None and rules in known.valid:
             return []
         errors = _located(validate_document(schema, document, rules))
-        if not errors and known is not None and known.document is document:
+        if not errors and known is not None:
             known.valid.add(rules)
         return errors
 
