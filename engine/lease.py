@@ -144,6 +144,9 @@ class Lease:
         self._verified = 0
         self._publishing: tuple[redis.Redis, Any] | None = None  # (node, its connection)
         self._publishes = 0
+        # Each reply entry is also published as a message on a single server, where a
+        # replica subscribes to it (`lease_scripts.ANSWER`); on a cluster replicas read.
+        self._notices = "1" if isinstance(client, redis.Redis) else "0"
 
     @property
     def leading(self) -> bool:
@@ -236,6 +239,7 @@ class Lease:
         args.append("1" if checking else "0")
         self._publishes += 1
         args.append("1" if self._publishes % scripts.TRIM_EVERY == 0 else "0")
+        args.append(self._notices)
         args += [answers for _, answers in replies]
         if not replicas and not wait:
             packed = hiredis.pack_command(

@@ -53,6 +53,19 @@ for k = 6, #KEYS do redis.call('XTRIM', KEYS[k], 'MAXLEN', '~', '"""
 """
 )
 
+# An entry on a reply stream (KEYS[k]: NOMKSTREAM, a replica that is gone gets none) and, on a
+# single server (ARGV[11] '1'), the same entry as a message on the channel named after the
+# stream: its id and fields joined by spaces (`shared.replies.notice_entry`). A replica
+# subscribed to it is answered without a read to send again after every batch; the stream
+# stays the record it catches up from after a reconnect. (On a cluster, PUBLISH reaches
+# every node: there replicas read the streams.)
+ANSWER = """
+local function answer(key, ...)
+  local id = redis.call('XADD', key, 'NOMKSTREAM', '*', ...)
+  if id and ARGV[11] == '1' then redis.call('PUBLISH', key, table.concat({id, ...}, ' ')) end
+end
+"""
+
 # A batch goes to the publish script as one argument, a run of frames, one per command
 # (`frame`): far cheaper for Redis to take in than five arguments per command, and read in
 # Lua with one `struct.unpack` per command.
@@ -64,8 +77,9 @@ FRAME = ">Bc0Hc0Bc0I4c0H"  # event entry id, request id, command entry id, event
 # entries already published (a leader's publishes under its token until one skips none:
 # after that only it appends, past everything before it), '1' to trim the reply streams (every
 # TRIM_EVERY publishes: trimming is per-batch Redis work, and the streams are bounded
-# loosely anyway), then for each reply stream (KEYS[k], from k = 6) its answers to this
-# batch as one entry's value (ARGV[k + 5], `shared.replies`).
+# loosely anyway), '1' to publish each reply entry on the channel named after its stream too
+# (`REPLY_NOTICE`), then for each reply stream (KEYS[k], from k = 6) its answers to this batch
+# as one entry's value (ARGV[k + 6], `shared.replies`).
 # The frames: event entry id `<last seq>-0`, request id, command entry id,
 # encoded events, and the KEYS index of the asking replica's reply stream (0: none). Each
 # event entry also records the publishing leader's token (field `t`). Entries at or below
@@ -75,6 +89,7 @@ FRAME = ">Bc0Hc0Bc0I4c0H"  # event entry id, request id, command entry id, event
 # entries, which answer every command. Returns how many were skipped.
 PUBLISH = (
     FENCE
+    + ANSWER
     + """
 local top = 0
 if ARGV[9] == '1' then
@@ -94,14 +109,12 @@ while pos <= n do
   else
     skipping = false
     redis.call('XADD', KEYS[3], id, 'r', r, 'c', c, 'e', e, 't', ARGV[1])
-    if replies and reply > 0 and skipped > 0 then
-      redis.call('XADD', KEYS[reply], 'NOMKSTREAM', '*', 'r', r, 'e', e)
-    end
+    if replies and reply > 0 and skipped > 0 then answer(KEYS[reply], 'r', r, 'e', e) end
   end
   newest = id
 end
 if replies and skipped == 0 then
-  for k = 6, #KEYS do redis.call('XADD', KEYS[k], 'NOMKSTREAM', '*', 'b', ARGV[k + 5]) end
+  for k = 6, #KEYS do answer(KEYS[k], 'b', ARGV[k + 6]) end
 end
 if replies and ARGV[10] == '1' then"""
     + TRIM_REPLIES
@@ -120,11 +133,12 @@ return skipped
 # PUBLISH; ARGV[6] is the number of frames to skip, those published before).
 REPLIES = (
     FENCE
+    + ANSWER
     + """
 local frames, unpack = ARGV[7], struct.unpack
 local pos, n, skip = 1, #ARGV[7], tonumber(ARGV[6])
 if skip == 0 then
-  for k = 6, #KEYS do redis.call('XADD', KEYS[k], 'NOMKSTREAM', '*', 'b', ARGV[k + 5]) end
+  for k = 6, #KEYS do answer(KEYS[k], 'b', ARGV[k + 6]) end
   pos = n + 1
 end
 while pos <= n do
@@ -134,9 +148,7 @@ while pos <= n do
     + """', frames, pos)
   if skip > 0 then
     skip = skip - 1
-  elseif reply > 0 then
-    redis.call('XADD', KEYS[reply], 'NOMKSTREAM', '*', 'r', r, 'e', e)
-  end
+  elseif reply > 0 then answer(KEYS[reply], 'r', r, 'e', e) end
 end"""
     + TRIM_REPLIES
     + """return 1

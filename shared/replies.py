@@ -8,6 +8,10 @@ command was half of the publish script's Redis time; one per batch and replica c
 as much as one of them, and a replica decodes a batch's answers in one call. A publish
 that skips entries already published (a new leader's first batches) answers each remaining
 command in an entry of its own, fields `r` (request id) and `e` (events): rare, and simple.
+
+On a single server each entry is also published on the channel named after its stream, as
+its id and fields joined by spaces (`notice_entry` reads it back): a replica subscribed there
+needs no read after every batch, and reads the stream only to catch up after a reconnect.
 """
 
 from __future__ import annotations
@@ -60,3 +64,13 @@ def read_answers(fields: list[bytes]) -> list[tuple[str, list[Event]]]:
     if request_id is None or events is None:
         return []
     return [(request_id.decode(), decode_events(events))]
+
+
+def notice_entry(message: bytes) -> tuple[bytes, list[bytes]]:
+    """A reply entry (id, fields) from its message on the stream's channel. Only the last
+    value may hold a space: entry ids, field names and request ids never do."""
+    entry_id, name, rest = message.split(b" ", 2)
+    if name == BATCH_FIELD:
+        return entry_id, [name, rest]
+    request_id, events_name, events = rest.split(b" ", 2)
+    return entry_id, [name, request_id, events_name, events]

@@ -30,3 +30,10 @@ def field(fields: list[bytes] | dict[bytes, bytes], name: bytes) -> bytes:
         if fields[i] == name:
             return fields[i + 1]
     raise KeyError(name)
+
+
+def stream_id(entry_id: bytes | str) -> tuple[int, int]:
+    """A stream entry id as the pair of numbers Redis orders it by ("1-10" after "1-9")."""
+    text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+    milliseconds, _, sequence = text.partition("-")
+    return int(milliseconds), int(sequence or 0)

@@ -10,9 +10,12 @@ of several instruments' streams would be cross-slot on a Redis Cluster.
 Costs per request are kept flat: commands go out in batches, one batch in flight (the next
 gathers while it is answered), one reader answers many requests per read, and one sweeper
 fails overdue requests (instead of a timer per request). On a single server the appends and
-the reads each have a connection of their own driven by callbacks (`redis_link`: no task
-step per batch); on a cluster, redis-py routes them, from a writer task and a task per
-reader.
+the answers each have a connection of their own driven by callbacks (`redis_link`: no task
+step per batch), and the answers come by SUBSCRIBE to the reply stream's channel, where the
+engine publishes each reply entry too: no read to send again after every batch (at 5,000
+mutations/s open loop, p99 3.9-4.9 ms against 5.3-5.7 reading the stream). On a cluster
+(a PUBLISH there reaches every node), redis-py routes the appends and reads the streams,
+from a writer task and a task per reader.
 """
 
 from __future__ import annotations
@@ -34,9 +37,10 @@ from shared.commands import Command, encode_command
 from shared.config import Settings
 from shared.events import Event
 from shared.redis_client import TRANSIENT_ERRORS, AsyncClient
-from shared.replies import read_answers
+from shared.replies import notice_entry, read_answers
+from shared.stream_entries import stream_id
 
-from .redis_link import AppendPipe, Entry, ReadPipe, take_over, timeout_of
+from .redis_link import AppendPipe, Entry, SubscribePipe, redis_error, take_over, timeout_of
 
 T = TypeVar("T")
 
@@ -46,6 +50,7 @@ REPLY_STREAM_TTL_S = 60
 # once the last is answered: behind a stalled Redis the rest wait in the outbox, where a
 # request that times out is dropped before it is sent (it must not become an order later).
 MAX_BATCH = 512
+READ_COUNT = 1000  # entries per read of a reply stream
 
 
 class Journal:
@@ -62,7 +67,7 @@ class Journal:
         self._appender: AppendPipe | None = None
         self._connecting: asyncio.Task[None] | None = None
         self._flush_due = False
-        self._readers: dict[str, ReadPipe] = {}
+        self._readers: dict[str, SubscribePipe] = {}
         self._closed = False
         self._deadlines: deque[tuple[float, asyncio.Future[list[Event]]]] = deque()
         # Request ids: unique per process start (the replica id) and per request (the
@@ -181,24 +186,34 @@ class Journal:
         self._flush()
 
     async def _keep_reading(self, stream: str) -> None:
-        """Keep a reader of one reply stream connected; it answers from its callback. After
-        a failure, pause and reconnect (the reply streams may have been lost with it)."""
+        """Keep a subscriber to one reply stream's channel connected; it answers from its
+        callback. Once subscribed, it reads what the stream got since the last entry
+        answered (the start, or the time it was disconnected): an answer that comes both
+        ways is taken once. After a failure, pause and reconnect (the reply streams may
+        have been lost with it)."""
         positions = self._reply_positions
 
-        def after() -> bytes:
-            return positions[stream]  # type: ignore[no-any-return]
-
-        def on_entries(entries: list[Entry]) -> None:
-            self._answer(stream, entries)
+        def on_message(message: bytes) -> None:
+            try:
+                entry = notice_entry(message)
+            except ValueError:
+                self.log.error("reply_notice_unreadable", stream=stream, notice=message[:64])
+                return
+            self._answer(stream, [entry])
+            positions[stream] = entry[0]
 
         client = cast(aioredis.Redis, self.redis)
         while True:
-            pipe = ReadPipe(timeout_of(client), stream, after, on_entries)
+            pipe = SubscribePipe(timeout_of(client), stream, on_message)
             self._readers[stream] = pipe
             try:
                 await take_over(client, pipe)
+                await asyncio.wait((pipe.subscribed, pipe.closed), return_when="FIRST_COMPLETED")
+                if pipe.subscribed.done():
+                    await self._catch_up(stream)
                 error = await pipe.closed
             except Exception as exc:  # logged below; the reader reconnects
+                pipe.abort(redis_error(exc))
                 error = exc
             if isinstance(error, TRANSIENT_ERRORS):
                 self.log.warning("reply_reader_redis_error", error=str(error))
@@ -206,6 +221,20 @@ class Journal:
                 self.log.error("reply_reader_error", error=repr(error))
             self.recheck.set()
             await asyncio.sleep(0.2)
+
+    async def _catch_up(self, stream: str) -> None:
+        """Answer from the entries of a reply stream after the last one answered, up to its
+        end; the position moves on only if the channel has not moved it further meanwhile."""
+        after = self._reply_positions[stream]
+        while True:
+            entries = await self._xread(stream, after, block=None)
+            if entries:
+                self._answer(stream, entries)
+                after = entries[-1][0]
+            if len(entries) < READ_COUNT:
+                break
+        if stream_id(after) > stream_id(self._reply_positions[stream]):
+            self._reply_positions[stream] = after
 
     def _answer(self, stream: str, entries: list[Entry]) -> None:
         """Answer the requests of one read of a reply stream."""
@@ -222,7 +251,6 @@ class Journal:
                 future = pending.pop(request_id, None)
                 if future is not None and not future.done():
                     future.set_result(events)
-        self._reply_positions[stream] = entries[-1][0]
 
     def _check_pipes(self) -> None:
         """Drop a connection on which Redis is overdue (a reply or a read)."""
@@ -266,15 +294,18 @@ class Journal:
 
     async def _read_replies(self, stream: str) -> None:
         """Answer waiting requests from one of this replica's reply streams."""
+        positions = self._reply_positions
         while True:
-            entries = await self.guarded("reply_reader", self._xread(stream))
+            entries = await self.guarded("reply_reader", self._xread(stream, positions[stream]))
             if entries:
                 self._answer(stream, entries)
+                positions[stream] = entries[-1][0]
 
-    async def _xread(self, stream: str) -> list[Entry]:
-        """The next entries of a reply stream, through the cluster client."""
+    async def _xread(self, stream: str, after: Any, block: int | None = 1000) -> list[Entry]:
+        """The entries of a reply stream after `after`, through the client (waiting up to
+        `block` ms for the first; None: not at all)."""
         response: Any = await self.redis.xread(  # Any: redis-py's untyped reply
-            {stream: self._reply_positions[stream]}, count=1000, block=1000
+            {stream: after}, count=READ_COUNT, block=block
         )
         return [
             (entry_id, [item for pair in fields.items() for item in pair])

@@ -1,5 +1,6 @@
 """Connections of their own to a single Redis server for the journal's two hot paths, the
-appends of commands and the reads of a reply stream, driven by callbacks instead of tasks.
+appends of commands and the answers on a reply stream's channel, driven by callbacks
+instead of tasks.
 
 Why: under an open-loop load (requests arriving one at a time) each append batch and each
 reply read is a handful of requests, so what a round trip costs in the API counts per
@@ -42,30 +43,6 @@ def _bulk(value: bytes) -> bytes:
 def pack_append_head(stream: str) -> bytes:
     """`XADD <stream> * c`, without its last argument (the command body)."""
     return b"*5\r\n$4\r\nXADD\r\n" + _bulk(stream.encode()) + b"$1\r\n*\r\n$1\r\nc\r\n"
-
-
-def pack_read(stream: str, after: bytes, count: int, block_ms: int) -> bytes:
-    """XREAD COUNT `count` BLOCK `block_ms` STREAMS `stream` `after`."""
-    return b"".join(
-        (
-            b"*8\r\n$5\r\nXREAD\r\n$5\r\nCOUNT\r\n",
-            _bulk(b"%d" % count),
-            b"$5\r\nBLOCK\r\n",
-            _bulk(b"%d" % block_ms),
-            b"$7\r\nSTREAMS\r\n",
-            _bulk(stream.encode()),
-            _bulk(after),
-        )
-    )
-
-
-def entries_of(reply: Any) -> list[Entry]:
-    """The entries of an XREAD reply of one stream (RESP2 or RESP3); [] when it timed out."""
-    if not reply:
-        return []
-    if isinstance(reply, dict):  # RESP3: {stream: entries}
-        return next(iter(reply.values()))
-    return reply[0][1]  # type: ignore[no-any-return]  # RESP2: [[stream, entries]]
 
 
 def timeout_of(client: aioredis.Redis) -> float | None:
@@ -215,47 +192,60 @@ class AppendPipe(_Pipe):
             self.abort(RedisTimeout(f"no answer from Redis within {self.timeout_s} s"))
 
 
-class ReadPipe(_Pipe):
-    """Reads one stream with a blocking XREAD always outstanding, and hands each batch of
-    entries to `on_entries` from the callback, then reads on from `after()`: the reader's
-    owner keeps the position, and may move it (back to the start of a stream that was
-    re-created)."""
+class SubscribePipe(_Pipe):
+    """Answers from the channel of one reply stream (`shared.replies`): one SUBSCRIBE, then
+    each message, a reply entry, goes to `on_message` from the callback. No read has to be
+    sent again after each batch, as it had with a blocking XREAD: a write less per batch in
+    the API, a command less in Redis. `subscribed` is set once Redis confirms; entries
+    appended before that the owner reads from the stream (it catches up). A second with no
+    message sends a PING, and a PING (or the SUBSCRIBE) unanswered for the socket timeout
+    drops the connection, as an overdue read did."""
 
     def __init__(
         self,
         timeout_s: float | None,
         stream: str,
-        after: Callable[[], bytes],
-        on_entries: Callable[[list[Entry]], None],
-        count: int = 1000,
-        block_ms: int = 1000,
+        on_message: Callable[[bytes], None],
+        ping_s: float = 1.0,
     ) -> None:
         super().__init__(timeout_s)
-        self.stream, self.after, self.on_entries = stream, after, on_entries
-        self.count, self.block_ms = count, block_ms
-        self.asked_at = 0.0
+        self.stream, self.on_message, self.ping_s = stream, on_message, ping_s
+        self.subscribed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.heard_at = 0.0
+        self.asked_at: float | None = None  # when the unanswered SUBSCRIBE or PING was sent
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
-        self.ask()
-
-    def ask(self) -> None:
-        """The next read, from the owner's position."""
-        assert self.transport is not None
-        self.asked_at = time.monotonic()
-        self.transport.write(pack_read(self.stream, self.after(), self.count, self.block_ms))
+        self.heard_at = self.asked_at = time.monotonic()
+        self.transport.write(b"*2\r\n$9\r\nSUBSCRIBE\r\n" + _bulk(self.stream.encode()))  # type: ignore[union-attr]
 
     def data_received(self, data: bytes) -> None:
-        for reply in self.replies(data):
-            if isinstance(reply, RedisError):
-                self.abort(reply)
-                return
-            entries = entries_of(reply)
-            if entries:
-                self.on_entries(entries)  # which moves the position `after` gives
-            self.ask()
+        self.heard_at, self.asked_at = time.monotonic(), None
+        parser = self.parser
+        try:
+            parser.feed(data)
+            while (reply := parser.gets()) is not False:
+                # RESP2 sends a message as an array, RESP3 as a push; a PONG is either
+                if isinstance(reply, RedisError):
+                    self.abort(reply)
+                    return
+                if type(reply) is bytes:  # RESP3's PONG
+                    continue
+                kind = reply[0]
+                if kind == b"message":
+                    self.on_message(reply[2])
+                elif kind == b"subscribe" and not self.subscribed.done():
+                    self.subscribed.set_result(None)
+        except hiredis.ProtocolError as exc:
+            self.abort(redis_error(exc))
 
     def check(self) -> None:
-        """Drop the connection if the read is overdue by the socket timeout."""
-        if self.open and self.overdue(self.asked_at, self.block_ms / 1000):
-            self.abort(RedisTimeout(f"no answer from Redis within {self.timeout_s} s"))
+        """PING after a quiet second; drop the connection if Redis is overdue with a reply."""
+        if not self.open:
+            return
+        if self.asked_at is not None:
+            if self.overdue(self.asked_at):
+                self.abort(RedisTimeout(f"no answer from Redis within {self.timeout_s} s"))
+        elif time.monotonic() - self.heard_at > self.ping_s:
+            self.asked_at = time.monotonic()
+            self.transport.write(b"*1\r\n$4\r\nPING\r\n")  # type: ignore[union-attr]

@@ -19,14 +19,18 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeout
 
 from graphql_api.gateway.redis_journal import MAX_BATCH, Journal
-from graphql_api.gateway.redis_link import AppendPipe, Entry, ReadPipe, take_over
+from graphql_api.gateway.redis_link import AppendPipe, SubscribePipe, take_over
 from shared.commands import Place
 from shared.config import Settings
 from shared.redis_client import AsyncClient, connect, connect_async
 from shared.redis_server import start_redis
-from shared.replies import BATCH_FIELD
 from tests.api.conftest import ThreadServer
-from tests.api.test_reply_reader import PLACE, rejection_reply, request_id_appended
+from tests.api.test_reply_reader import (
+    PLACE,
+    append_answer,
+    rejection_reply,
+    request_id_appended,
+)
 
 
 @pytest.fixture(scope="module")
@@ -109,33 +113,18 @@ async def test_an_overdue_answer_drops_the_connection(client: aioredis.Redis) ->
     assert isinstance(waiting.exception(), RedisTimeout)
 
 
-async def test_the_reader_hands_over_each_read_and_reads_on(client: aioredis.Redis) -> None:
-    got: list[Entry] = []
-
-    def on_entries(entries: list[Entry]) -> None:
-        got.extend(entries)
-
-    first = await client.xadd("replies", {"b": "1"})
-    await client.xadd("replies", {"b": "2"})
-    pipe = ReadPipe(None, "replies", lambda: got[-1][0] if got else b"0-0", on_entries, 1000, 200)
+async def test_the_subscriber_hands_over_each_message(client: aioredis.Redis) -> None:
+    got: list[bytes] = []
+    pipe = SubscribePipe(None, "replies", got.append)
     await take_over(client, pipe)
-    await until(lambda: len(got) == 2, "the two entries were read")
-    assert got[0][0] == first and got[0][1] == [b"b", b"1"]
-    await asyncio.sleep(0.3)  # a read that timed out empty asks again
-    third = await client.xadd("replies", {"b": "3"})
-    await until(lambda: len(got) == 3, "the entry added later was read")
-    assert got[2][0] == third
+    await asyncio.wait_for(pipe.subscribed, 5)
+    assert await client.publish("replies", b"1-1 b one") == 1
+    await client.publish("other", b"2-1 b not ours")
+    await client.publish("replies", b"3-1 b two")
+    await until(lambda: len(got) == 2, "the two messages were handed over")
+    assert got == [b"1-1 b one", b"3-1 b two"]
     assert pipe.open
     pipe.abort(RedisConnectionError("done"))
-
-
-async def test_a_reader_error_closes_its_connection(client: aioredis.Redis) -> None:
-    await client.set("not-a-stream", "x")
-    pipe = ReadPipe(None, "not-a-stream", lambda: b"0-0", lambda entries: None)
-    await take_over(client, pipe)
-    error = await asyncio.wait_for(pipe.closed, 5)
-    assert isinstance(error, ResponseError)
-    assert not pipe.open
 
 
 async def test_the_api_carries_on_after_redis_drops_its_connections(
@@ -152,7 +141,7 @@ async def test_the_api_carries_on_after_redis_drops_its_connections(
             placing = asyncio.create_task(http.post("/orders", json=PLACE))
             request_id = await asyncio.to_thread(request_id_appended, settings)
             stream, answer = rejection_reply(settings, request_id)
-            admin.xadd(stream, {BATCH_FIELD: answer})
+            append_answer(admin, stream, answer)
             response = await placing
     finally:
         admin.xtrim(settings.command_stream, maxlen=0)
@@ -177,14 +166,24 @@ async def test_a_reset_connection_fails_requests_as_a_redis_connection_error(
     pipe.abort(RedisConnectionError("done"))
 
 
-async def test_an_overdue_read_drops_the_connection(client: aioredis.Redis) -> None:
-    pipe = ReadPipe(0.2, "replies", lambda: b"0-0", lambda entries: None, 1000, 100)
+async def test_a_quiet_subscriber_pings_and_drops_the_connection_when_unanswered(
+    client: aioredis.Redis,
+) -> None:
+    """A subscriber hears nothing while no answer is due: after `ping_s` it sends a PING,
+    and a PING unanswered for the socket timeout drops the connection, as an overdue read
+    did (Redis stalled, or a half-open connection)."""
+    pipe = SubscribePipe(0.2, "replies", lambda message: None, ping_s=0.1)
     await take_over(client, pipe)
-    await client.client_pause(5000)  # every command waits, the blocking read too
-    await asyncio.sleep(0.1)
+    await asyncio.wait_for(pipe.subscribed, 5)
+    await asyncio.sleep(0.15)
+    pipe.check()  # quiet past ping_s: a PING, which Redis answers
+    assert pipe.asked_at is not None
+    await until(lambda: pipe.asked_at is None, "Redis answered the PING")
+    await client.client_pause(5000)  # every command waits, the PING too
+    await asyncio.sleep(0.15)
     pipe.check()
-    assert pipe.open, "not overdue yet"
-    await asyncio.sleep(0.4)
+    assert pipe.open and pipe.asked_at is not None, "a PING is waiting, not overdue yet"
+    await asyncio.sleep(0.3)
     pipe.check()
     assert not pipe.open
     assert isinstance(pipe.closed.result(), RedisTimeout)

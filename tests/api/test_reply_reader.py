@@ -1,6 +1,6 @@
 """The API's reader of its reply streams (`graphql_api/gateway/redis_journal.py`) against a
 real Redis, with this test in the engine's place: it reads the command the API appended and
-writes the answer entries itself."""
+writes the answer entries itself, with the engine's own script function (`ANSWER`)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ import time
 
 import httpx
 
+from engine.lease_scripts import ANSWER
 from shared.commands import decode_command
 from shared.config import Settings
 from shared.events import Rejected, encode_events
-from shared.redis_client import connect
+from shared.redis_client import Client, connect
 from shared.replies import BATCH_FIELD, answer_head, pack_answers
 from tests import redis_replies
 from tests.api.conftest import ThreadServer
@@ -47,6 +48,12 @@ def rejection_reply(settings: Settings, request_id: str) -> tuple[str, bytes]:
     return stream, pack_answers([answer_head(rid), rid, rejected])
 
 
+def append_answer(client: Client, stream: str, value: bytes) -> None:
+    """Append a reply entry as the engine's publish script does: the entry, and the same as
+    a message on the stream's channel (ARGV[11] '1', as on a single server)."""
+    client.eval(ANSWER + "answer(KEYS[1], 'b', ARGV[12])", 1, stream, *[""] * 10, "1", value)
+
+
 async def test_an_entry_that_does_not_decode_leaves_the_reader_answering(
     engineless: ThreadServer,
 ) -> None:
@@ -60,10 +67,35 @@ async def test_an_entry_that_does_not_decode_leaves_the_reader_answering(
         stream, answer = rejection_reply(settings, request_id)
         client = connect(settings.redis_url)
         try:
-            client.xadd(stream, {BATCH_FIELD: b"\x91\xc1"})  # not msgpack: 0xc1 is unused
-            client.xadd(stream, {BATCH_FIELD: answer})
+            append_answer(client, stream, b"\x91\xc1")  # not msgpack: 0xc1 is unused
+            append_answer(client, stream, answer)
         finally:
+            client.xtrim(settings.command_stream, maxlen=0)  # the next test finds its own
             client.close()
         response = await placing
+    assert response.status_code == 409, response.text
+    assert response.json()["reason"] == "no_liquidity"
+
+
+async def test_an_answer_appended_while_the_reader_was_away_is_read_from_the_stream(
+    engineless: ThreadServer,
+) -> None:
+    """The channel loses what is published while the replica is not subscribed; the stream
+    keeps it. An answer appended (without its message) between the reader's connection being
+    killed and its reconnecting answers the request once the reader catches up."""
+    settings: Settings = engineless.app.state.service.settings
+    async with httpx.AsyncClient(base_url=engineless.url, timeout=10) as http:
+        placing = asyncio.create_task(http.post("/orders", json=PLACE))
+        request_id = await asyncio.to_thread(request_id_appended, settings)
+        stream, answer = rejection_reply(settings, request_id)
+        client = connect(settings.redis_url)
+        try:
+            killed = client.execute_command("CLIENT", "KILL", "TYPE", "pubsub")  # type: ignore[no-untyped-call]
+            client.xadd(stream, {BATCH_FIELD: answer})  # the reader waits 0.2 s to reconnect
+        finally:
+            client.xtrim(settings.command_stream, maxlen=0)
+            client.close()
+        response = await placing
+    assert killed >= 1
     assert response.status_code == 409, response.text
     assert response.json()["reason"] == "no_liquidity"

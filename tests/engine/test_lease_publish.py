@@ -20,7 +20,7 @@ from shared.config import Settings
 from shared.events import Cancelled, encode_events
 from shared.redis_client import ReplicaAcks
 from shared.redis_server import start_redis
-from shared.replies import answer_head, pack_answers, read_answers
+from shared.replies import answer_head, notice_entry, pack_answers, read_answers
 from tests import redis_replies
 
 SYMBOL = "DEFAULT"
@@ -102,6 +102,9 @@ def test_each_command_is_answered_once_across_a_takeover(server: str, wait: bool
     old, client = leader(server)
     replies = Settings(redis_url=server).reply_stream_of(SYMBOL, "t1")
     client.xadd(replies, {"open": "t1"})  # the replica opens its stream (NOMKSTREAM)
+    listener = client.pubsub()  # type: ignore[no-untyped-call]
+    listener.subscribe(replies)  # the replica's subscriber, on a single server
+    assert listener.get_message(timeout=5) is not None  # the confirmation
     frames, answers = answered_batch(range(1, 11), 6)
     old.publish(frames, [(replies, answers)], None)
     client.delete(old.lease_key)
@@ -121,6 +124,12 @@ def test_each_command_is_answered_once_across_a_takeover(server: str, wait: bool
     expected += [[(f"t1-{s}", s)] for s in range(11, 15)]
     expected += [[(f"t1-{s}", s) for s in range(15, 23)]]
     assert answered == expected
+    # Each entry came as a message on the stream's channel too, whole, in order.
+    notices = []
+    while (message := listener.get_message(timeout=1)) is not None:
+        notices.append(notice_entry(message["data"]))
+    listener.close()
+    assert notices == [(entry_id, flat(fields)) for entry_id, fields in entries[1:]]
 
 
 def flat(fields: dict[bytes, bytes]) -> list[bytes]:
