@@ -78,7 +78,7 @@ FRAME = ">Bc0Hc0Bc0I4c0H"  # event entry id, request id, command entry id, event
 # after that only it appends, past everything before it), '1' to trim the reply streams (every
 # TRIM_EVERY publishes: trimming is per-batch Redis work, and the streams are bounded
 # loosely anyway), '1' to publish each reply entry on the channel named after its stream too
-# (`REPLY_NOTICE`), then for each reply stream (KEYS[k], from k = 6) its answers to this batch
+# (`ANSWER`), then for each reply stream (KEYS[k], from k = 6) its answers to this batch
 # as one entry's value (ARGV[k + 6], `shared.replies`).
 # The frames: event entry id `<last seq>-0`, request id, command entry id,
 # encoded events, and the KEYS index of the asking replica's reply stream (0: none). Each

@@ -21,6 +21,17 @@ def streams_of(response: Any) -> Iterable[tuple[Any, Entries]]:
     return response.items() if isinstance(response, dict) else response
 
 
+def read_entries(response: Any) -> Entries:
+    """The entries of an XREAD reply of one stream (none when it timed out). redis-py's
+    parsed RESP3 reply (`?protocol=3` in the URL) wraps them in one more list, {stream:
+    [entries]}; an entry itself starts with its id, never a list."""
+    for _, entries in streams_of(response):
+        if entries and isinstance(entries[0], list) and not isinstance(entries[0][0], bytes | str):
+            return entries[0]
+        return entries
+    return []
+
+
 def field(fields: list[bytes] | dict[bytes, bytes], name: bytes) -> bytes:
     """A field of a stream entry: a flat [name, value, ...] list as Redis sends it, or a
     dict (a cluster client parses its replies)."""

@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import uuid
 from collections import deque
 from collections.abc import Awaitable
+from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 import msgspec
@@ -38,7 +40,7 @@ from shared.config import Settings
 from shared.events import Event
 from shared.redis_client import TRANSIENT_ERRORS, AsyncClient
 from shared.replies import notice_entry, read_answers
-from shared.stream_entries import stream_id
+from shared.stream_entries import read_entries, stream_id
 
 from .redis_link import AppendPipe, Entry, SubscribePipe, redis_error, take_over, timeout_of
 
@@ -51,6 +53,22 @@ REPLY_STREAM_TTL_S = 60
 # request that times out is dropped before it is sent (it must not become an order later).
 MAX_BATCH = 512
 READ_COUNT = 1000  # entries per read of a reply stream
+# How long a subscriber's SUBSCRIBE or PING may go unanswered where the Redis URL sets no
+# socket timeout: all of a replica's answers come on that one connection, so a half-open
+# one must not go unnoticed (a new subscriber catches up from the stream).
+SUBSCRIBER_TIMEOUT_S = 5.0
+
+
+@dataclass
+class _Subscription:
+    """One subscriber's progress: the position its catch-up reads from, the keeper's count
+    of re-creations of the stream then, whether it has caught up, and the newest entry its
+    messages answered before that."""
+
+    start: bytes
+    resets: int
+    caught_up: bool = False
+    newest: bytes | None = None
 
 
 class Journal:
@@ -80,6 +98,7 @@ class Journal:
         ]
         # redis-py types stream positions loosely: stream name -> last id read.
         self._reply_positions: dict[Any, Any] = {}  # Any: redis-py's stream positions
+        self._resets = dict.fromkeys(self._reply_streams, 0)  # re-creations of each stream
         self.recheck = asyncio.Event()  # set when the reply streams may be gone
 
     async def open(self) -> list[asyncio.Task[None]]:
@@ -187,45 +206,50 @@ class Journal:
 
     async def _keep_reading(self, stream: str) -> None:
         """Keep a subscriber to one reply stream's channel connected; it answers from its
-        callback. Once subscribed, it reads what the stream got since the last entry
-        answered (the start, or the time it was disconnected): an answer that comes both
-        ways is taken once. After a failure, pause and reconnect (the reply streams may
-        have been lost with it)."""
-        positions = self._reply_positions
-
-        def on_message(message: bytes) -> None:
-            try:
-                entry = notice_entry(message)
-            except ValueError:
-                self.log.error("reply_notice_unreadable", stream=stream, notice=message[:64])
-                return
-            self._answer(stream, [entry])
-            positions[stream] = entry[0]
-
+        callback. Once subscribed, it reads what the stream got after the position it
+        started from (the stream's opening, or where the last subscriber had got to): an
+        answer that comes both ways is taken once. After a failure, pause and reconnect
+        (the reply streams may have been lost with it)."""
         client = cast(aioredis.Redis, self.redis)
+        timeout_s = timeout_of(client) or SUBSCRIBER_TIMEOUT_S
         while True:
-            pipe = SubscribePipe(timeout_of(client), stream, on_message)
+            subscription = _Subscription(self._reply_positions[stream], self._resets[stream])
+            pipe = SubscribePipe(
+                timeout_s, stream, functools.partial(self._on_notice, stream, subscription)
+            )
             self._readers[stream] = pipe
             try:
                 await take_over(client, pipe)
                 await asyncio.wait((pipe.subscribed, pipe.closed), return_when="FIRST_COMPLETED")
                 if pipe.subscribed.done():
-                    await self._catch_up(stream)
+                    await self._catch_up(stream, subscription)
                 error = await pipe.closed
             except Exception as exc:  # logged below; the reader reconnects
                 pipe.abort(redis_error(exc))
                 error = exc
             if isinstance(error, TRANSIENT_ERRORS):
                 self.log.warning("reply_reader_redis_error", error=str(error))
-            else:
-                self.log.error("reply_reader_error", error=repr(error))
+            else:  # a defect (a message that does not read, say): its traceback
+                self.log.error("reply_reader_error", error=repr(error), exc_info=error)
             self.recheck.set()
             await asyncio.sleep(0.2)
 
-    async def _catch_up(self, stream: str) -> None:
-        """Answer from the entries of a reply stream after the last one answered, up to its
-        end; the position moves on only if the channel has not moved it further meanwhile."""
-        after = self._reply_positions[stream]
+    def _on_notice(self, stream: str, subscription: _Subscription, message: bytes) -> None:
+        """Answer from one message. A message that does not read raises, which drops the
+        subscriber: the next one reads its entry from the stream."""
+        entry_id, fields = notice_entry(message)
+        self._answer(stream, [(entry_id, fields)])
+        if subscription.caught_up:
+            self._reply_positions[stream] = entry_id
+        else:  # entries before this one may still be unread: the catch-up moves the position
+            subscription.newest = entry_id
+
+    async def _catch_up(self, stream: str, subscription: _Subscription) -> None:
+        """Answer from the entries of a reply stream after where its subscriber started, up
+        to its end; then the position is the newest entry answered either way (unless the
+        stream was re-created meanwhile: then it is read from its start). A failure leaves
+        the position where it was, for the next subscriber to catch up from."""
+        after = subscription.start
         while True:
             entries = await self._xread(stream, after, block=None)
             if entries:
@@ -233,11 +257,15 @@ class Journal:
                 after = entries[-1][0]
             if len(entries) < READ_COUNT:
                 break
-        if stream_id(after) > stream_id(self._reply_positions[stream]):
+        newest = subscription.newest
+        if newest is not None and stream_id(newest) > stream_id(after):
+            after = newest
+        subscription.caught_up = True
+        if self._resets[stream] == subscription.resets:
             self._reply_positions[stream] = after
 
     def _answer(self, stream: str, entries: list[Entry]) -> None:
-        """Answer the requests of one read of a reply stream."""
+        """Answer the requests of reply entries (a read of the stream, or one message)."""
         pending = self.pending
         for entry_id, fields in entries:
             try:
@@ -253,7 +281,8 @@ class Journal:
                     future.set_result(events)
 
     def _check_pipes(self) -> None:
-        """Drop a connection on which Redis is overdue (a reply or a read)."""
+        """Drop a connection on which Redis is overdue (an append's reply, or a
+        subscriber's SUBSCRIBE or PING)."""
         if self._appender is not None:
             self._appender.check()
         for reader in self._readers.values():
@@ -273,8 +302,9 @@ class Journal:
 
     async def _keep_reply_streams(self) -> None:
         """Extend the reply streams' lifetime; re-create one that is gone (Redis came back
-        without it, or it expired while Redis was away), and then read it from the start:
-        a Redis restarted on a host whose clock is behind hands out lower ids. Checked at
+        without it, or it expired while Redis was away), and then catch up from its start
+        after the next reconnect: a Redis restarted on a host whose clock is behind hands
+        out lower ids. Checked at
         once after any Redis error, as the engine cannot answer into a missing stream."""
         while True:
             with contextlib.suppress(TimeoutError):
@@ -286,6 +316,7 @@ class Journal:
                     if not await self.redis.expire(stream, REPLY_STREAM_TTL_S):
                         await self._open_reply_stream(stream)
                         self._reply_positions[stream] = b"0-0"  # duplicates are harmless
+                        self._resets[stream] += 1
                         self.log.warning("reply_stream_recreated", stream=stream)
             except Exception as exc:  # logged; without this task every request would time out
                 self.log.warning("reply_stream_keeper_error", error=repr(exc))
@@ -309,8 +340,7 @@ class Journal:
         )
         return [
             (entry_id, [item for pair in fields.items() for item in pair])
-            for _, entries in response or ()
-            for entry_id, fields in entries
+            for entry_id, fields in read_entries(response)
         ]
 
     async def guarded(self, reader: str, call: Awaitable[T]) -> T | None:

@@ -122,8 +122,8 @@ class _Pipe(asyncio.Protocol):
         if self.transport is not None:
             self.transport.abort()
 
-    def overdue(self, since: float, blocks_s: float = 0.0) -> bool:
-        return self.timeout_s is not None and time.monotonic() - since > self.timeout_s + blocks_s
+    def overdue(self, since: float) -> bool:
+        return self.timeout_s is not None and time.monotonic() - since > self.timeout_s
 
 
 def redis_error(exc: BaseException) -> RedisError:
@@ -238,6 +238,8 @@ class SubscribePipe(_Pipe):
                     self.subscribed.set_result(None)
         except hiredis.ProtocolError as exc:
             self.abort(redis_error(exc))
+        except Exception as exc:  # `on_message` failed: the owner logs it, and reconnects
+            self.abort(exc)
 
     def check(self) -> None:
         """PING after a quiet second; drop the connection if Redis is overdue with a reply."""

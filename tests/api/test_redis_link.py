@@ -15,15 +15,17 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
+from redis.exceptions import NoPermissionError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeout
 
-from graphql_api.gateway.redis_journal import MAX_BATCH, Journal
+from graphql_api.gateway.redis_journal import MAX_BATCH, Journal, _Subscription
 from graphql_api.gateway.redis_link import AppendPipe, SubscribePipe, take_over
 from shared.commands import Place
 from shared.config import Settings
+from shared.events import Rejected, encode_events
 from shared.redis_client import AsyncClient, connect, connect_async
 from shared.redis_server import start_redis
+from shared.replies import answer_head, pack_answers
 from tests.api.conftest import ThreadServer
 from tests.api.test_reply_reader import (
     PLACE,
@@ -187,6 +189,62 @@ async def test_a_quiet_subscriber_pings_and_drops_the_connection_when_unanswered
     pipe.check()
     assert not pipe.open
     assert isinstance(pipe.closed.result(), RedisTimeout)
+
+
+async def test_a_subscribe_that_redis_refuses_closes_the_connection(
+    redis_url: str, client: aioredis.Redis
+) -> None:
+    """An error reply (here a user not allowed on the channel) ends the subscriber with that
+    error, for its owner to log and reconnect, instead of a subscriber that hears nothing."""
+    await client.execute_command(  # type: ignore[no-untyped-call]
+        "ACL", "SETUSER", "barred", "on", "nopass", "resetchannels", "~*", "+@all"
+    )
+    barred = connect_async(redis_url.replace("redis://", "redis://barred:x@"))
+    assert isinstance(barred, aioredis.Redis)
+    try:
+        pipe = SubscribePipe(None, "replies", lambda message: None)
+        await take_over(barred, pipe)
+        error = await asyncio.wait_for(pipe.closed, 5)
+    finally:
+        await barred.aclose()
+        await client.execute_command("ACL", "DELUSER", "barred")  # type: ignore[no-untyped-call]
+    assert isinstance(error, NoPermissionError), error
+    assert not pipe.subscribed.done() and not pipe.open
+
+
+def answer_of(request_id: str) -> bytes:
+    """A reply entry's value answering `request_id` with a rejection."""
+    rid = request_id.encode()
+    rejected = encode_events([Rejected(seq=1, reason="no_liquidity", order_id=1, ts=1)])
+    return pack_answers([answer_head(rid), rid, rejected])
+
+
+@pytest.mark.parametrize("protocol", ["2", "3"])
+async def test_a_message_during_the_catch_up_leaves_the_entries_before_it_to_the_catch_up(
+    redis_url: str, client: aioredis.Redis, protocol: str
+) -> None:
+    """A subscriber that reconnects catches up from where the last one got to. A message
+    that arrives before that read (entry B) must not move the position past the entries
+    appended while nobody listened (entry A, no message): A is answered by the catch-up,
+    and the position ends at the newest of both. Under either protocol of the URL (redis-py
+    shapes an XREAD reply differently under RESP3)."""
+    async with own_journal(f"{redis_url}?protocol={protocol}", None) as journal:
+        stream = journal._reply_streams[0]
+        start = journal._reply_positions[stream]
+        waiting_a = asyncio.get_running_loop().create_future()
+        journal.pending["t-a"] = waiting_a
+        entry_a = await client.xadd(stream, {"b": answer_of("t-a")})
+        entry_b = await client.xadd(stream, {"b": answer_of("t-b")})
+        assert isinstance(entry_a, bytes) and isinstance(entry_b, bytes)
+        subscription = _Subscription(start, journal._resets[stream])
+        journal._on_notice(stream, subscription, entry_b + b" b " + answer_of("t-b"))
+        assert journal._reply_positions[stream] == start, "moved before the catch-up"
+        assert not waiting_a.done()
+        await journal._catch_up(stream, subscription)
+        (answer,) = waiting_a.result()
+        assert isinstance(answer, Rejected) and answer.reason == "no_liquidity"
+        assert journal._reply_positions[stream] == entry_b
+        assert entry_a < entry_b
 
 
 @asynccontextmanager
