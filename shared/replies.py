@@ -19,6 +19,7 @@ from __future__ import annotations
 import msgspec
 
 from .events import Event, decode_events
+from .stream_entries import stream_id
 
 BATCH_FIELD = b"b"
 
@@ -68,8 +69,10 @@ def read_answers(fields: list[bytes]) -> list[tuple[str, list[Event]]]:
 
 def notice_entry(message: bytes) -> tuple[bytes, list[bytes]]:
     """A reply entry (id, fields) from its message on the stream's channel. Only the last
-    value may hold a space: entry ids, field names and request ids never do."""
+    value may hold a space: entry ids, field names and request ids never do. Raises
+    ValueError on a message that is not one (its id would become a reader's position)."""
     entry_id, name, rest = message.split(b" ", 2)
+    stream_id(entry_id)
     if name == BATCH_FIELD:
         return entry_id, [name, rest]
     request_id, events_name, events = rest.split(b" ", 2)

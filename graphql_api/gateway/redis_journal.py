@@ -25,7 +25,7 @@ import contextlib
 import functools
 import uuid
 from collections import deque
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
@@ -33,6 +33,7 @@ import msgspec
 import redis.asyncio as aioredis
 import structlog
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeout
 from structlog.typing import FilteringBoundLogger
 
 from shared.commands import Command, encode_command
@@ -57,6 +58,17 @@ READ_COUNT = 1000  # entries per read of a reply stream
 # socket timeout: all of a replica's answers come on that one connection, so a half-open
 # one must not go unnoticed (a new subscriber catches up from the stream).
 SUBSCRIBER_TIMEOUT_S = 5.0
+
+
+@contextlib.asynccontextmanager
+async def bounded(timeout_s: float) -> AsyncIterator[None]:
+    """At most `timeout_s` for what runs inside, overdue as Redis being overdue (a redis-py
+    TimeoutError, which the readers treat as transient)."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            yield
+    except TimeoutError as exc:
+        raise RedisTimeout(f"no answer from Redis within {timeout_s} s") from exc
 
 
 @dataclass
@@ -219,10 +231,11 @@ class Journal:
             )
             self._readers[stream] = pipe
             try:
-                await take_over(client, pipe)
+                async with bounded(timeout_s):
+                    await take_over(client, pipe)
                 await asyncio.wait((pipe.subscribed, pipe.closed), return_when="FIRST_COMPLETED")
                 if pipe.subscribed.done():
-                    await self._catch_up(stream, subscription)
+                    await self._catch_up(stream, subscription, timeout_s)
                 error = await pipe.closed
             except Exception as exc:  # logged below; the reader reconnects
                 pipe.abort(redis_error(exc))
@@ -244,14 +257,17 @@ class Journal:
         else:  # entries before this one may still be unread: the catch-up moves the position
             subscription.newest = entry_id
 
-    async def _catch_up(self, stream: str, subscription: _Subscription) -> None:
+    async def _catch_up(
+        self, stream: str, subscription: _Subscription, timeout_s: float = SUBSCRIBER_TIMEOUT_S
+    ) -> None:
         """Answer from the entries of a reply stream after where its subscriber started, up
         to its end; then the position is the newest entry answered either way (unless the
         stream was re-created meanwhile: then it is read from its start). A failure leaves
         the position where it was, for the next subscriber to catch up from."""
         after = subscription.start
         while True:
-            entries = await self._xread(stream, after, block=None)
+            async with bounded(timeout_s):  # a half-open connection would hold it for good
+                entries = await self._xread(stream, after, block=None)
             if entries:
                 self._answer(stream, entries)
                 after = entries[-1][0]
@@ -302,10 +318,11 @@ class Journal:
 
     async def _keep_reply_streams(self) -> None:
         """Extend the reply streams' lifetime; re-create one that is gone (Redis came back
-        without it, or it expired while Redis was away), and then catch up from its start
-        after the next reconnect: a Redis restarted on a host whose clock is behind hands
-        out lower ids. Checked at
-        once after any Redis error, as the engine cannot answer into a missing stream."""
+        without it, or it expired while Redis was away), and then read it from its start: a
+        Redis restarted on a host whose clock is behind hands out lower ids. On a single
+        server its subscriber is dropped, so that the next one catches up from there.
+        Checked at once after any Redis error, as the engine cannot answer into a missing
+        stream."""
         while True:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(REPLY_STREAM_TTL_S / 4):
@@ -318,6 +335,9 @@ class Journal:
                         self._reply_positions[stream] = b"0-0"  # duplicates are harmless
                         self._resets[stream] += 1
                         self.log.warning("reply_stream_recreated", stream=stream)
+                        reader = self._readers.get(stream)
+                        if reader is not None:
+                            reader.abort(RedisConnectionError("the reply stream was re-created"))
             except Exception as exc:  # logged; without this task every request would time out
                 self.log.warning("reply_stream_keeper_error", error=repr(exc))
                 await asyncio.sleep(0.5)

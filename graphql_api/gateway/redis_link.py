@@ -88,6 +88,8 @@ class _Pipe(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
+        if self.closed.done():  # aborted while it was being opened
+            transport.abort()  # type: ignore[attr-defined]
 
     @property
     def open(self) -> bool:
@@ -198,8 +200,8 @@ class SubscribePipe(_Pipe):
     sent again after each batch, as it had with a blocking XREAD: a write less per batch in
     the API, a command less in Redis. `subscribed` is set once Redis confirms; entries
     appended before that the owner reads from the stream (it catches up). A second with no
-    message sends a PING, and a PING (or the SUBSCRIBE) unanswered for the socket timeout
-    drops the connection, as an overdue read did."""
+    message sends a PING, and a PING (or the SUBSCRIBE) unanswered for `timeout_s` (the
+    socket timeout, or the journal's 5 s where the URL sets none) drops the connection."""
 
     def __init__(
         self,
@@ -216,6 +218,8 @@ class SubscribePipe(_Pipe):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
+        if not self.open:
+            return
         self.heard_at = self.asked_at = time.monotonic()
         self.transport.write(b"*2\r\n$9\r\nSUBSCRIBE\r\n" + _bulk(self.stream.encode()))  # type: ignore[union-attr]
 

@@ -25,7 +25,7 @@ from shared.config import Settings
 from shared.events import Rejected, encode_events
 from shared.redis_client import AsyncClient, connect, connect_async
 from shared.redis_server import start_redis
-from shared.replies import answer_head, pack_answers
+from shared.replies import answer_head, notice_entry, pack_answers
 from tests.api.conftest import ThreadServer
 from tests.api.test_reply_reader import (
     PLACE,
@@ -226,11 +226,14 @@ async def test_a_message_during_the_catch_up_leaves_the_entries_before_it_to_the
     """A subscriber that reconnects catches up from where the last one got to. A message
     that arrives before that read (entry B) must not move the position past the entries
     appended while nobody listened (entry A, no message): A is answered by the catch-up,
-    and the position ends at the newest of both. Under either protocol of the URL (redis-py
-    shapes an XREAD reply differently under RESP3)."""
-    async with own_journal(f"{redis_url}?protocol={protocol}", None) as journal:
+    and the position ends at the newest entry answered either way. Under either protocol
+    of the URL (redis-py shapes an XREAD reply differently under RESP3). The journal runs
+    no reader of its own here: the test plays the subscriber's callbacks."""
+    own = connect_async(f"{redis_url}?protocol={protocol}")
+    journal = Journal(Settings(redis_url=redis_url), own)
+    try:
         stream = journal._reply_streams[0]
-        start = journal._reply_positions[stream]
+        start = journal._reply_positions[stream] = await journal._open_reply_stream(stream)
         waiting_a = asyncio.get_running_loop().create_future()
         journal.pending["t-a"] = waiting_a
         entry_a = await client.xadd(stream, {"b": answer_of("t-a")})
@@ -239,12 +242,27 @@ async def test_a_message_during_the_catch_up_leaves_the_entries_before_it_to_the
         subscription = _Subscription(start, journal._resets[stream])
         journal._on_notice(stream, subscription, entry_b + b" b " + answer_of("t-b"))
         assert journal._reply_positions[stream] == start, "moved before the catch-up"
-        assert not waiting_a.done()
         await journal._catch_up(stream, subscription)
         (answer,) = waiting_a.result()
         assert isinstance(answer, Rejected) and answer.reason == "no_liquidity"
         assert journal._reply_positions[stream] == entry_b
-        assert entry_a < entry_b
+        # A message newer than anything the catch-up reads: the position ends there.
+        later = _Subscription(entry_b, journal._resets[stream])
+        journal._on_notice(stream, later, b"9999999999999-1 b " + answer_of("t-c"))
+        await journal._catch_up(stream, later)
+        assert journal._reply_positions[stream] == b"9999999999999-1"
+        # Caught up, each message moves it.
+        journal._on_notice(stream, later, b"9999999999999-2 b " + answer_of("t-d"))
+        assert journal._reply_positions[stream] == b"9999999999999-2"
+    finally:
+        await own.aclose()
+
+
+def test_a_message_whose_id_is_no_entry_id_does_not_read() -> None:
+    """Its id would become the reader's position, and every catch-up from it would fail."""
+    assert notice_entry(b"1-2 b x y") == (b"1-2", [b"b", b"x y"])
+    with pytest.raises(ValueError):
+        notice_entry(b"foo b x")
 
 
 @asynccontextmanager
