@@ -31,7 +31,7 @@ from shared.redis_client import (
     async_node_client,
     connect_async,
 )
-from shared.stream_entries import Entries, field, streams_of
+from shared.stream_entries import Entries, field, read_entries
 from store import GapError, Store, open_store
 
 READ_BATCH = 500
@@ -108,7 +108,7 @@ class _Reader:
             if isinstance(exc, TimeoutError):
                 raise redis.TimeoutError(f"no reply from Redis within {deadline} s") from exc
             raise
-        return _entries(response)
+        return read_entries(response)
 
     async def _read_pipelined(self, after: bytes | str, progress: int) -> Entries:
         response: Any
@@ -122,7 +122,7 @@ class _Reader:
                 pipe.xread({self.stream: after}, count=READ_BATCH, block=BLOCK_MS)
                 _, response = await pipe.execute()
             self.copied = progress
-        return _entries(response)
+        return read_entries(response)
 
     async def close(self, broken: bool = False) -> None:
         """Give the kept connection back to the pool, or drop it when `broken`."""
@@ -138,13 +138,6 @@ class _Reader:
 
 def _packed(*command: Any) -> bytes:
     return hiredis.pack_command(command)  # type: ignore[no-any-return]
-
-
-def _entries(response: Any) -> Entries:
-    """The one stream's entries of an XREAD reply; none when the block ran out."""
-    for _, entries in streams_of(response):
-        return entries
-    return []
 
 
 class ArchiverService:

@@ -15,19 +15,24 @@ Entries = list[Any]  # raw stream entries: [entry id, fields], fields a flat lis
 
 
 def streams_of(response: Any) -> Iterable[tuple[Any, Entries]]:
-    """(stream, entries) pairs of an XREAD reply: a map under RESP3, pairs under RESP2."""
+    """(stream, entries) pairs of an XREAD reply: a map under RESP3, pairs under RESP2.
+    redis-py's parsed RESP3 reply (`?protocol=3` in the URL) wraps each stream's entries in
+    one more list, {stream: [entries]}; an entry itself starts with its id, never a list."""
     if not response:
         return ()
-    return response.items() if isinstance(response, dict) else response
+    pairs = response.items() if isinstance(response, dict) else response
+    return [(stream, _unwrapped(entries)) for stream, entries in pairs]
+
+
+def _unwrapped(entries: Entries) -> Entries:
+    if entries and isinstance(entries[0], list) and not isinstance(entries[0][0], bytes | str):
+        return entries[0]
+    return entries
 
 
 def read_entries(response: Any) -> Entries:
-    """The entries of an XREAD reply of one stream (none when it timed out). redis-py's
-    parsed RESP3 reply (`?protocol=3` in the URL) wraps them in one more list, {stream:
-    [entries]}; an entry itself starts with its id, never a list."""
+    """The entries of an XREAD reply of one stream (none when it timed out)."""
     for _, entries in streams_of(response):
-        if entries and isinstance(entries[0], list) and not isinstance(entries[0][0], bytes | str):
-            return entries[0]
         return entries
     return []
 
