@@ -26,6 +26,7 @@ from shared.events import Rejected, encode_events
 from shared.redis_client import AsyncClient, connect, connect_async
 from shared.redis_server import start_redis
 from shared.replies import answer_head, notice_entry, pack_answers
+from tests import redis_replies
 from tests.api.conftest import ThreadServer
 from tests.api.test_reply_reader import (
     PLACE,
@@ -332,3 +333,26 @@ async def test_a_closed_journal_appends_nothing_more(
         await client.client_unpause()
         await asyncio.sleep(0.1)
         assert await client.xlen(stream) <= 1  # the one sent before the close, if Redis took it
+
+
+async def test_a_re_created_reply_stream_gets_a_new_subscriber_that_reads_it_from_its_start(
+    redis_url: str, client: aioredis.Redis
+) -> None:
+    """A reply stream lost with Redis's data is re-created by the keeper, whose new entries
+    may have lower ids than the old ones (a Redis whose clock went back): the subscriber
+    then is dropped, and the next one catches up from the stream's start, not from the old
+    position."""
+    async with own_journal(redis_url, None) as journal:
+        stream = journal._reply_streams[0]
+        await until(lambda: stream in journal._readers, "a subscriber")
+        first = journal._readers[stream]
+        await asyncio.wait_for(first.subscribed, 5)
+        journal._reply_positions[stream] = b"9999999999999-0"  # the old, higher position
+        await client.delete(stream)
+        journal.recheck.set()
+        await until(lambda: journal._readers.get(stream) is not first, "a new subscriber")
+        assert not first.open
+        second = journal._readers[stream]
+        await asyncio.wait_for(second.subscribed, 5)
+        (opened,) = [entry_id for entry_id, _ in redis_replies.entries(await client.xrange(stream))]
+        await until(lambda: journal._reply_positions[stream] == opened, "caught up from 0-0")
