@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-import httpx
 import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -22,18 +21,13 @@ from graphql_api.gateway.redis_journal import MAX_BATCH, Journal, _Subscription
 from graphql_api.gateway.redis_link import AppendPipe, SubscribePipe, take_over
 from shared.commands import Place
 from shared.config import Settings
-from shared.events import Rejected, encode_events
+from shared.events import Rejected
 from shared.redis_client import AsyncClient, connect, connect_async
 from shared.redis_server import start_redis
-from shared.replies import answer_head, notice_entry, pack_answers
+from shared.replies import notice_entry
 from tests import redis_replies
 from tests.api.conftest import ThreadServer
-from tests.api.test_reply_reader import (
-    PLACE,
-    append_answer,
-    rejection_reply,
-    request_id_appended,
-)
+from tests.api.test_reply_reader import append_answer, placed_and_answered, rejection_of
 
 
 @pytest.fixture(scope="module")
@@ -139,16 +133,10 @@ async def test_the_api_carries_on_after_redis_drops_its_connections(
     admin = connect(settings.redis_url)
     try:
         admin.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")  # type: ignore[no-untyped-call]
-        await asyncio.sleep(0.5)  # the readers reconnect after their pause
-        async with httpx.AsyncClient(base_url=engineless.url, timeout=10) as http:
-            placing = asyncio.create_task(http.post("/orders", json=PLACE))
-            request_id = await asyncio.to_thread(request_id_appended, settings)
-            stream, answer = rejection_reply(settings, request_id)
-            append_answer(admin, stream, answer)
-            response = await placing
     finally:
-        admin.xtrim(settings.command_stream, maxlen=0)
         admin.close()
+    await asyncio.sleep(0.5)  # the readers reconnect after their pause
+    response = await placed_and_answered(engineless, append_answer)
     assert response.status_code == 409, response.text
     assert response.json()["reason"] == "no_liquidity"
 
@@ -213,13 +201,6 @@ async def test_a_subscribe_that_redis_refuses_closes_the_connection(
     assert not pipe.subscribed.done() and not pipe.open
 
 
-def answer_of(request_id: str) -> bytes:
-    """A reply entry's value answering `request_id` with a rejection."""
-    rid = request_id.encode()
-    rejected = encode_events([Rejected(seq=1, reason="no_liquidity", order_id=1, ts=1)])
-    return pack_answers([answer_head(rid), rid, rejected])
-
-
 @pytest.mark.parametrize("protocol", ["2", "3"])
 async def test_a_message_during_the_catch_up_leaves_the_entries_before_it_to_the_catch_up(
     redis_url: str, client: aioredis.Redis, protocol: str
@@ -237,11 +218,11 @@ async def test_a_message_during_the_catch_up_leaves_the_entries_before_it_to_the
         start = journal._reply_positions[stream] = await journal._open_reply_stream(stream)
         waiting_a = asyncio.get_running_loop().create_future()
         journal.pending["t-a"] = waiting_a
-        entry_a = await client.xadd(stream, {"b": answer_of("t-a")})
-        entry_b = await client.xadd(stream, {"b": answer_of("t-b")})
+        entry_a = await client.xadd(stream, {"b": rejection_of("t-a")})
+        entry_b = await client.xadd(stream, {"b": rejection_of("t-b")})
         assert isinstance(entry_a, bytes) and isinstance(entry_b, bytes)
         subscription = _Subscription(start, journal._resets[stream])
-        journal._on_notice(stream, subscription, entry_b + b" b " + answer_of("t-b"))
+        journal._on_notice(stream, subscription, entry_b + b" b " + rejection_of("t-b"))
         assert journal._reply_positions[stream] == start, "moved before the catch-up"
         await journal._catch_up(stream, subscription)
         (answer,) = waiting_a.result()
@@ -249,11 +230,11 @@ async def test_a_message_during_the_catch_up_leaves_the_entries_before_it_to_the
         assert journal._reply_positions[stream] == entry_b
         # A message newer than anything the catch-up reads: the position ends there.
         later = _Subscription(entry_b, journal._resets[stream])
-        journal._on_notice(stream, later, b"9999999999999-1 b " + answer_of("t-c"))
+        journal._on_notice(stream, later, b"9999999999999-1 b " + rejection_of("t-c"))
         await journal._catch_up(stream, later)
         assert journal._reply_positions[stream] == b"9999999999999-1"
         # Caught up, each message moves it.
-        journal._on_notice(stream, later, b"9999999999999-2 b " + answer_of("t-d"))
+        journal._on_notice(stream, later, b"9999999999999-2 b " + rejection_of("t-d"))
         assert journal._reply_positions[stream] == b"9999999999999-2"
     finally:
         await own.aclose()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 import httpx
 
@@ -38,14 +39,19 @@ def request_id_appended(settings: Settings) -> str:
         client.close()
 
 
+def rejection_of(request_id: str) -> bytes:
+    """A reply entry's value answering `request_id` with a no_liquidity rejection (as the
+    engine would)."""
+    rid = request_id.encode()
+    rejected = encode_events([Rejected(seq=1, reason="no_liquidity", order_id=1, ts=1)])
+    return pack_answers([answer_head(rid), rid, rejected])
+
+
 def rejection_reply(settings: Settings, request_id: str) -> tuple[str, bytes]:
-    """The reply stream of the replica that asked `request_id`, and an entry value that
-    answers it with a no_liquidity rejection (as the engine would)."""
+    """The reply stream of the replica that asked `request_id`, and `rejection_of` it."""
     replica = request_id.partition("-")[0]
     stream = settings.reply_stream_of(settings.default_instrument.symbol, replica)
-    rejected = encode_events([Rejected(seq=1, reason="no_liquidity", order_id=1, ts=1)])
-    rid = request_id.encode()
-    return stream, pack_answers([answer_head(rid), rid, rejected])
+    return stream, rejection_of(request_id)
 
 
 def append_answer(client: Client, stream: str, value: bytes) -> None:
@@ -54,25 +60,37 @@ def append_answer(client: Client, stream: str, value: bytes) -> None:
     client.eval(ANSWER + "answer(KEYS[1], 'b', ARGV[12])", 1, stream, *[""] * 10, "1", value)
 
 
+async def placed_and_answered(
+    server: ThreadServer, answer: Callable[[Client, str, bytes], object]
+) -> httpx.Response:
+    """POST an order to the engineless replica and play the engine: once its command is on
+    the stream, `answer(client, the asking replica's reply stream, rejection_of it)`. The
+    command stream is emptied after, so that the next test finds its own command."""
+    settings: Settings = server.app.state.service.settings
+    async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+        placing = asyncio.create_task(http.post("/orders", json=PLACE))
+        request_id = await asyncio.to_thread(request_id_appended, settings)
+        client = connect(settings.redis_url)
+        try:
+            answer(client, *rejection_reply(settings, request_id))
+        finally:
+            client.xtrim(settings.command_stream, maxlen=0)
+            client.close()
+        return await placing
+
+
 async def test_an_entry_that_does_not_decode_leaves_the_reader_answering(
     engineless: ThreadServer,
 ) -> None:
     """An entry the replica cannot decode (another version's events, a bad write) is logged
     and passed over: the next entry still answers its request, which would otherwise wait
     for its timeout, as would every later one on this replica."""
-    settings: Settings = engineless.app.state.service.settings
-    async with httpx.AsyncClient(base_url=engineless.url, timeout=10) as http:
-        placing = asyncio.create_task(http.post("/orders", json=PLACE))
-        request_id = await asyncio.to_thread(request_id_appended, settings)
-        stream, answer = rejection_reply(settings, request_id)
-        client = connect(settings.redis_url)
-        try:
-            append_answer(client, stream, b"\x91\xc1")  # not msgpack: 0xc1 is unused
-            append_answer(client, stream, answer)
-        finally:
-            client.xtrim(settings.command_stream, maxlen=0)  # the next test finds its own
-            client.close()
-        response = await placing
+
+    def answer(client: Client, stream: str, rejection: bytes) -> None:
+        append_answer(client, stream, b"\x91\xc1")  # not msgpack: 0xc1 is unused
+        append_answer(client, stream, rejection)
+
+    response = await placed_and_answered(engineless, answer)
     assert response.status_code == 409, response.text
     assert response.json()["reason"] == "no_liquidity"
 
@@ -83,19 +101,13 @@ async def test_an_answer_appended_while_the_reader_was_away_is_read_from_the_str
     """The channel loses what is published while the replica is not subscribed; the stream
     keeps it. An answer appended (without its message) between the reader's connection being
     killed and its reconnecting answers the request once the reader catches up."""
-    settings: Settings = engineless.app.state.service.settings
-    async with httpx.AsyncClient(base_url=engineless.url, timeout=10) as http:
-        placing = asyncio.create_task(http.post("/orders", json=PLACE))
-        request_id = await asyncio.to_thread(request_id_appended, settings)
-        stream, answer = rejection_reply(settings, request_id)
-        client = connect(settings.redis_url)
-        try:
-            killed = client.execute_command("CLIENT", "KILL", "TYPE", "pubsub")  # type: ignore[no-untyped-call]
-            client.xadd(stream, {BATCH_FIELD: answer})  # the reader waits 0.2 s to reconnect
-        finally:
-            client.xtrim(settings.command_stream, maxlen=0)
-            client.close()
-        response = await placing
-    assert killed >= 1
+    killed: list[int] = []
+
+    def answer(client: Client, stream: str, rejection: bytes) -> None:
+        killed.append(client.execute_command("CLIENT", "KILL", "TYPE", "pubsub"))  # type: ignore[no-untyped-call]
+        client.xadd(stream, {BATCH_FIELD: rejection})  # the reader waits 0.2 s to reconnect
+
+    response = await placed_and_answered(engineless, answer)
+    assert killed[0] >= 1
     assert response.status_code == 409, response.text
     assert response.json()["reason"] == "no_liquidity"
