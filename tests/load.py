@@ -235,6 +235,7 @@ class ClientReport(TypedDict):
 
     latencies: list[float]
     starts: list[float]  # when each request was due, in the order of latencies
+    late: list[float]  # how long after it was due each request went out (open loop)
     answered: int
     by_instrument: dict[int, int]
     errors: dict[str, int]
@@ -254,6 +255,7 @@ class Run:
         self.workers: list[Worker] = []
         self.latencies: list[float] = []
         self.starts: list[float] = []  # when each request was due (time.perf_counter)
+        self.late: list[float] = []  # how long after it was due each request went out
         self.errors: dict[str, int] = {}
         self.answered = 0
         self.by_instrument: dict[int, int] = {}  # answered mutations per instrument number
@@ -288,6 +290,7 @@ class Run:
                 return due
             if due > now:
                 return due
+            self.late.append(now - due)
             self.workers[self.handed % self.clients].due(due)
             self.handed += 1
 
@@ -505,6 +508,7 @@ async def client_loop(
     return {
         "latencies": run.latencies,
         "starts": run.starts,
+        "late": run.late,
         "answered": run.answered,
         "by_instrument": run.by_instrument,
         "errors": run.errors,
@@ -888,6 +892,13 @@ def main() -> None:
         print(
             f"latency ms: p50 {pct(0.5):.2f}  p99 {pct(0.99):.2f}  max {latencies[-1] * 1000:.1f}"
         )
+        late = sorted(x for r in results for x in r["late"])
+        if late:
+            at = [late[min(len(late) - 1, int(len(late) * q))] * 1000 for q in (0.5, 0.99)]
+            print(
+                f"handed out late ms (the client's own pacing): p50 {at[0]:.2f}  p99 {at[1]:.2f}"
+                f"  max {late[-1] * 1000:.1f}"
+            )
         print(f"errors: {sum(errors.values())} {errors}")
         print(tail_summary(results))
         print(round_trip_summary(round_trips(metrics_before), round_trips(metrics_after)))
