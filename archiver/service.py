@@ -32,6 +32,7 @@ from shared.redis_client import (
     connect_async,
 )
 from shared.stream_entries import Entries, field, read_entries
+from shared.tasks import cancel_and_wait
 from store import GapError, Store, open_store
 
 READ_BATCH = 500
@@ -164,9 +165,9 @@ class ArchiverService:
             for task in done:
                 task.result()
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            # What ended on its own is raised above; a failure while stopping is logged.
+            for error in await cancel_and_wait(task for task in tasks if not task.done()):
+                self.log.error("task_failed_while_stopping", error=repr(error), exc_info=error)
 
     async def _beat(self) -> None:
         """Liveness for health checks, once a second."""

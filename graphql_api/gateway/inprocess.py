@@ -20,6 +20,7 @@ from engine.matching import engine_for
 from shared.commands import Command
 from shared.config import Instrument, Settings
 from shared.events import Event
+from shared.tasks import cancel_and_wait
 from store.port import BookLevels, Store
 
 from ..hub import BatchHub, Hub, Subscriber
@@ -59,11 +60,9 @@ class InProcessGateway:
         ]
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        errors = await cancel_and_wait(self._tasks)
+        if errors:
+            raise errors[0]
 
     async def submit(self, instrument: Instrument, command: Command) -> list[Event]:
         if self._broken is not None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Mapping
 
 import redis
@@ -12,6 +11,7 @@ from shared.commands import Command
 from shared.config import Instrument, Settings
 from shared.events import Event
 from shared.redis_client import TRANSIENT_ERRORS, AsyncClient, connect_async
+from shared.tasks import cancel_and_wait
 from store.port import BookLevels
 
 from ..hub import BatchHub, Hub
@@ -53,13 +53,11 @@ class RedisGateway:
         self._tasks = await self.journal.open() + self.feeds.tasks()
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        errors = await cancel_and_wait(self._tasks)
         await self.journal.close()
         await self.redis.aclose()
+        if errors:
+            raise errors[0]
 
     async def submit(self, instrument: Instrument, command: Command) -> list[Event]:
         try:

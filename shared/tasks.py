@@ -1,0 +1,31 @@
+"""Stopping asyncio tasks for good.
+
+Python 3.11's `asyncio.wait_for`, which redis-py uses to send a command when the URL sets a
+socket timeout, can swallow a cancellation that lands as the call it waits on completes:
+the task goes on as if it had not been cancelled (3.12 rebuilt `wait_for` on
+`asyncio.timeout`, which does not). A stop that cancels a looping task once and awaits it
+then hangs; one such task kept a replica's shutdown waiting in 2 of 7 trials.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from typing import Any
+
+RECANCEL_S = 0.1  # how long a cancelled task may run on before it is cancelled again
+
+
+async def cancel_and_wait(tasks: Iterable[asyncio.Future[Any]]) -> list[BaseException]:
+    """Cancel every task and wait until each has ended, cancelling again any that is still
+    running RECANCEL_S later. Returns what the tasks ended with other than their
+    cancellation (an error raised before or while stopping), for the caller to report."""
+    tasks = list(tasks)
+    running = set(tasks)
+    while running:
+        for task in running:
+            task.cancel()
+        _, running = await asyncio.wait(running, timeout=RECANCEL_S)
+    return [
+        error for task in tasks if not task.cancelled() and (error := task.exception()) is not None
+    ]
