@@ -17,6 +17,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoPermissionError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeout
 
+from graphql_api.gateway import redis_journal
 from graphql_api.gateway.redis_journal import MAX_BATCH, Journal, _Subscription
 from graphql_api.gateway.redis_link import AppendPipe, SubscribePipe, take_over
 from shared.commands import Place
@@ -25,6 +26,7 @@ from shared.events import Rejected
 from shared.redis_client import AsyncClient, connect, connect_async
 from shared.redis_server import start_redis
 from shared.replies import notice_entry
+from shared.tasks import cancel_and_wait
 from tests import redis_replies
 from tests.api.conftest import ThreadServer
 from tests.api.test_reply_reader import append_answer, placed_and_answered, rejection_of
@@ -337,3 +339,59 @@ async def test_a_re_created_reply_stream_gets_a_new_subscriber_that_reads_it_fro
         await asyncio.wait_for(second.subscribed, 5)
         (opened,) = [entry_id for entry_id, _ in redis_replies.entries(await client.xrange(stream))]
         await until(lambda: journal._reply_positions[stream] == opened, "caught up from 0-0")
+
+
+async def test_a_catch_up_redis_does_not_answer_gives_up_and_leaves_the_position(
+    redis_url: str, client: aioredis.Redis
+) -> None:
+    """A catch-up read that Redis never answers (stalled, or a half-open connection where
+    the URL sets no socket timeout) ends after the subscriber's timeout as a redis-py
+    TimeoutError, which the reader treats as transient: it reconnects and catches up again,
+    from the position this one left as it was."""
+    own = connect_async(redis_url)  # no socket timeout: only the bound ends the read
+    journal = Journal(Settings(redis_url=redis_url), own)
+    try:
+        stream = journal._reply_streams[0]
+        start = journal._reply_positions[stream] = await journal._open_reply_stream(stream)
+        await client.xadd(stream, {"b": rejection_of("t-a")})
+        subscription = _Subscription(start, journal._resets[stream])
+        await client.client_pause(3000)
+        with pytest.raises(RedisTimeout):
+            await journal._catch_up(stream, subscription, timeout_s=0.3)
+        assert journal._reply_positions[stream] == start
+        assert not subscription.caught_up
+    finally:
+        await client.client_unpause()
+        await own.aclose()
+
+
+async def test_a_subscriber_redis_does_not_answer_is_given_up_and_opened_again(
+    redis_url: str, client: aioredis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where the URL sets no socket timeout, the subscriber's own timeout bounds the opening
+    of its connection too: while Redis answers nothing, the reader gives up on each attempt
+    and tries again, instead of waiting on the first for good; once Redis answers, one
+    subscribes."""
+    monkeypatch.setattr(redis_journal, "SUBSCRIBER_TIMEOUT_S", 0.3)
+    own = connect_async(redis_url)
+    journal = Journal(Settings(redis_url=redis_url), own)
+    stream = journal._reply_streams[0]
+    journal._reply_positions[stream] = await journal._open_reply_stream(stream)
+    await client.client_pause(2000)
+    reader = asyncio.create_task(journal._keep_reading(stream))
+    try:
+        attempts: list[SubscribePipe] = []
+        paused_until = time.monotonic() + 1.8
+        while time.monotonic() < paused_until:
+            pipe = journal._readers.get(stream)
+            if pipe is not None and (not attempts or attempts[-1] is not pipe):
+                attempts.append(pipe)
+            await asyncio.sleep(0.01)
+        assert len(attempts) >= 2, "the first attempt held the reader while Redis was silent"
+        assert not any(pipe.subscribed.done() for pipe in attempts)
+        await until(lambda: journal._readers[stream].subscribed.done(), "subscribed", 10)
+    finally:
+        await cancel_and_wait([reader])
+        await journal.close()
+        await client.client_unpause()
+        await own.aclose()
