@@ -62,6 +62,9 @@ class Feeds:
         self._event_streams = [settings.event_stream_of(i.symbol) for i in settings.instruments]
         # Per event stream: set while its reader follows it for the current subscribers.
         self._following = {stream: asyncio.Event() for stream in self._event_streams}
+        # Set when an event subscriber comes: the readers wait on it while there is none,
+        # rather than look every few milliseconds (most of an idle replica's wake-ups).
+        self._wanted = asyncio.Event()
 
     def tasks(self) -> list[asyncio.Task[None]]:
         return [
@@ -77,6 +80,7 @@ class Feeds:
         whatever this subscriber misses is at or below any later `published` position.
         `Unavailable` if a reader cannot start (Redis away) within REQUEST_TIMEOUT_S."""
         async with self.events.subscribe(maxsize) as sub:
+            self._wanted.set()
             try:
                 async with asyncio.timeout(self.settings.request_timeout_s):
                     for following in self._following.values():
@@ -98,7 +102,8 @@ class Feeds:
             if not self.events.subscribers:
                 after = None
                 following.clear()
-                await asyncio.sleep(0.02)
+                self._wanted.clear()
+                await self._wanted.wait()
                 continue
             if after is None:
                 newest = await guarded("event_reader", newest_ids(self.redis, [stream]))
