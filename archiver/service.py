@@ -160,14 +160,17 @@ class ArchiverService:
             asyncio.create_task(self._archive(i)) for i in self.settings.archived_instruments()
         ]
         gc_policy.settle()
+        raised: BaseException | None = None
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
             for task in done:
+                raised = None if task.cancelled() else task.exception()
                 task.result()
         finally:
-            # What ended on its own is raised above; a failure while stopping is logged.
-            for error in await cancel_and_wait(task for task in tasks if not task.done()):
-                self.log.error("task_failed_while_stopping", error=repr(error), exc_info=error)
+            # The first failure is raised above; any other, before or while stopping, logged.
+            for error in await cancel_and_wait(tasks):
+                if error is not raised:
+                    self.log.error("task_failed", error=repr(error), exc_info=error)
 
     async def _beat(self) -> None:
         """Liveness for health checks, once a second."""

@@ -62,7 +62,7 @@ class InProcessGateway:
     async def stop(self) -> None:
         errors = await cancel_and_wait(self._tasks)
         if errors:
-            raise errors[0]
+            raise BaseExceptionGroup("the gateway's tasks failed", errors)
 
     async def submit(self, instrument: Instrument, command: Command) -> list[Event]:
         if self._broken is not None:

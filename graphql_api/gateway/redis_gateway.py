@@ -53,11 +53,15 @@ class RedisGateway:
         self._tasks = await self.journal.open() + self.feeds.tasks()
 
     async def stop(self) -> None:
-        errors = await cancel_and_wait(self._tasks)
-        await self.journal.close()
-        await self.redis.aclose()
+        try:
+            errors = await cancel_and_wait(self._tasks)
+        finally:
+            try:
+                await self.journal.close()
+            finally:
+                await self.redis.aclose()
         if errors:
-            raise errors[0]
+            raise BaseExceptionGroup("the gateway's tasks failed", errors)
 
     async def submit(self, instrument: Instrument, command: Command) -> list[Event]:
         try:

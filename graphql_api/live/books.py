@@ -19,6 +19,7 @@ import structlog
 from structlog.typing import FilteringBoundLogger
 
 from shared.config import Instrument
+from shared.tasks import cancel_soon
 from store.port import BookLevels, Store
 
 from ..hub import Hub, Subscriber
@@ -69,7 +70,7 @@ class BookFeeds:
         finally:
             running.users -= 1
             if not running.users and self._running.get(instrument.symbol) is running:
-                running.task.cancel()
+                cancel_soon(running.task)
                 del self._running[instrument.symbol]
 
     async def _run(self, instrument: Instrument, ready: asyncio.Future[ReplicaBook]) -> None:

@@ -23,6 +23,7 @@ from structlog.typing import FilteringBoundLogger
 
 from shared.config import Instrument
 from shared.events import Accepted, Cancelled, Event, Rejected, Trade
+from shared.tasks import cancel_soon
 from store.port import Store
 
 from ..feed_requests import FeedRequest
@@ -96,7 +97,7 @@ class OwnerRouter:
             if not hub.subscribers and self.hubs.get(owner) is hub:
                 del self.hubs[owner]
             if not self.hubs and self._task is not None:
-                self._task.cancel()
+                cancel_soon(self._task)
                 self._task = self._started = None
 
     async def _run(self, started: asyncio.Future[None]) -> None:

@@ -4,12 +4,13 @@ the pump that sends a feed's items while reading (and ignoring) what the client 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from collections.abc import AsyncGenerator, Callable
 from typing import TypeVar
 
 from fastapi import WebSocket, WebSocketDisconnect
+
+from shared.tasks import cancel_and_wait
 
 from ..feed_requests import FeedRequest, feed_request
 from ..hub import Hub, SlowConsumer
@@ -85,9 +86,7 @@ async def pump(
             elif exc is not None and not isinstance(exc, WebSocketDisconnect | RuntimeError):
                 raise exc
     finally:
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        await items.aclose()
+        try:
+            await cancel_and_wait(tasks)  # how they ended is handled above, or moot now
+        finally:
+            await items.aclose()
