@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import multiprocessing
 import os
@@ -236,7 +237,7 @@ class ClientReport(TypedDict):
 
     latencies: list[float]
     starts: list[float]  # when each request was due, in the order of latencies
-    late: list[float]  # how long after it was due each request went out (open loop)
+    late: list[float]  # how long after it was due the pacer handed out each request (open loop)
     answered: int
     by_instrument: dict[int, int]
     errors: dict[str, int]
@@ -256,7 +257,7 @@ class Run:
         self.workers: list[Worker] = []
         self.latencies: list[float] = []
         self.starts: list[float] = []  # when each request was due (time.perf_counter)
-        self.late: list[float] = []  # how long after it was due each request went out
+        self.late: list[float] = []  # when the pacer handed each out, after it was due
         self.errors: dict[str, int] = {}
         self.answered = 0
         self.by_instrument: dict[int, int] = {}  # answered mutations per instrument number
@@ -653,40 +654,50 @@ def wake_gauge(rounds: int = 1000, gap_s: float = 0.0005) -> tuple[float, float,
     here, there = cores[0], cores[-1]
     ours, theirs = socket.socketpair()
     pid = os.fork()
-    if pid == 0:  # the answering side: report its own CPU time when asked
-        ours.close()
+    if pid == 0:  # the answering side: it never returns into the caller's code
         try:
+            ours.close()
             while (asked := theirs.recv(1)) and asked != b"q":
-                if asked == b"t":
-                    theirs.sendall(b"%.9f" % time.process_time())
-                elif asked == b"m":  # move to the core in the next byte
-                    os.sched_setaffinity(0, {theirs.recv(1)[0]})
+                if asked == b"t":  # its own CPU time so far, a line
+                    theirs.sendall(b"%.9f\n" % time.process_time())
+                elif asked == b"m":  # move to the core in the next line
+                    os.sched_setaffinity(0, {int(theirs.recv(16).decode())})
                     theirs.sendall(b"x")
                 else:
                     theirs.sendall(b"x")
-        finally:
-            os._exit(0)
+        except BaseException:
+            os._exit(1)  # the parent sees its socket close, and fails with OSError
+        os._exit(0)
     theirs.close()
+    replies = ours.makefile("rb")
+
+    def answer(request: bytes) -> bytes:
+        ours.sendall(request)
+        reply = replies.read(1) if request != b"t" else replies.readline()
+        if not reply:
+            raise OSError("the wake gauge's child died")
+        return reply
 
     def answer_cost(core: int, gap: float) -> float:
-        ours.sendall(b"m" + bytes([core]))
-        ours.recv(1)
-        ours.sendall(b"t")
-        started = float(ours.recv(64))
+        ours.sendall(b"m")
+        answer(b"%-16d" % core)
+        started = float(answer(b"t"))
         for _ in range(rounds):
-            ours.sendall(b"x")
-            ours.recv(1)
+            answer(b"x")
             if gap:
                 time.sleep(gap)
-        ours.sendall(b"t")
-        return (float(ours.recv(64)) - started) / rounds * 1e6
+        return (float(answer(b"t")) - started) / rounds * 1e6
 
     try:
         os.sched_setaffinity(0, {here})
-        return answer_cost(here, 0.0), answer_cost(there, 0.0), answer_cost(there, gap_s)
+        try:
+            return answer_cost(here, 0.0), answer_cost(there, 0.0), answer_cost(there, gap_s)
+        finally:
+            os.sched_setaffinity(0, cores)  # the load clients, forked later, inherit it
     finally:
-        os.sched_setaffinity(0, cores)  # the load clients, forked later, inherit it
-        ours.sendall(b"q")
+        with contextlib.suppress(OSError):
+            ours.sendall(b"q")
+        replies.close()
         ours.close()
         os.waitpid(pid, 0)
 
@@ -882,7 +893,10 @@ def main() -> None:
             book_proc.start()
             if not ready.wait(60):
                 raise SystemExit("the book subscriber got no snapshot")
-        wake_costs = wake_gauge()
+        try:
+            wake_costs = ", ".join(f"{cost:.0f}" for cost in wake_gauge())
+        except (OSError, ValueError, AttributeError) as exc:  # not Linux, or no such core
+            wake_costs = f"not measured ({exc!r})"
         cpu_before = {name: cpu_seconds(proc.pid) for name, proc in services.items()}
         switches_before = {name: context_switches(proc.pid) for name, proc in services.items()}
         calls_before = redis_calls(rclient) if rclient is not None else {}
@@ -967,9 +981,7 @@ def main() -> None:
         )
         print(
             "machine wake-up cost (µs of CPU to answer a message from the same core, the other"
-            " core, the other core after a sleep): "
-            + ", ".join(f"{cost:.0f}" for cost in wake_costs)
-            + " (tests.load.wake_gauge)"
+            f" core, the other core after a sleep): {wake_costs} (tests.load.wake_gauge)"
         )
         per = ", ".join(
             f"{name} {seconds / max(answered, 1) * 1e6:.0f}" for name, seconds in cpu.items()

@@ -349,19 +349,19 @@ async def test_a_catch_up_redis_does_not_answer_gives_up_and_leaves_the_position
     TimeoutError, which the reader treats as transient: it reconnects and catches up again,
     from the position this one left as it was."""
     own = connect_async(redis_url)  # no socket timeout: only the bound ends the read
-    journal = Journal(Settings(redis_url=redis_url), own)
     try:
+        journal = Journal(Settings(redis_url=redis_url), own)
         stream = journal._reply_streams[0]
         start = journal._reply_positions[stream] = await journal._open_reply_stream(stream)
         await client.xadd(stream, {"b": rejection_of("t-a")})
         subscription = _Subscription(start, journal._resets[stream])
-        await client.client_pause(3000)
+        await client.client_pause(1000)  # 3x the bound; it ends on its own (see below)
         with pytest.raises(RedisTimeout):
             await journal._catch_up(stream, subscription, timeout_s=0.3)
         assert journal._reply_positions[stream] == start
         assert not subscription.caught_up
     finally:
-        await client.client_unpause()
+        await client.client_unpause()  # Redis holds it until a full pause ends anyway
         await own.aclose()
 
 
@@ -369,29 +369,33 @@ async def test_a_subscriber_redis_does_not_answer_is_given_up_and_opened_again(
     redis_url: str, client: aioredis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Where the URL sets no socket timeout, the subscriber's own timeout bounds the opening
-    of its connection too: while Redis answers nothing, the reader gives up on each attempt
+    of its connection too (redis-py's handshake names the client, which Redis does not
+    answer while paused): while Redis answers nothing, the reader gives up on each attempt
     and tries again, instead of waiting on the first for good; once Redis answers, one
     subscribes."""
     monkeypatch.setattr(redis_journal, "SUBSCRIBER_TIMEOUT_S", 0.3)
-    own = connect_async(redis_url)
+    own = connect_async(f"{redis_url}?client_name=subscriber-test")
+    reader: asyncio.Task[None] | None = None
     journal = Journal(Settings(redis_url=redis_url), own)
-    stream = journal._reply_streams[0]
-    journal._reply_positions[stream] = await journal._open_reply_stream(stream)
-    await client.client_pause(2000)
-    reader = asyncio.create_task(journal._keep_reading(stream))
     try:
+        stream = journal._reply_streams[0]
+        journal._reply_positions[stream] = await journal._open_reply_stream(stream)
+        await client.client_pause(5000)
+        reader = asyncio.create_task(journal._keep_reading(stream))
         attempts: list[SubscribePipe] = []
-        paused_until = time.monotonic() + 1.8
-        while time.monotonic() < paused_until:
+
+        def attempted_twice() -> bool:
             pipe = journal._readers.get(stream)
             if pipe is not None and (not attempts or attempts[-1] is not pipe):
                 attempts.append(pipe)
-            await asyncio.sleep(0.01)
-        assert len(attempts) >= 2, "the first attempt held the reader while Redis was silent"
+            return len(attempts) >= 2
+
+        await until(attempted_twice, "the first attempt held the reader while Redis was silent")
         assert not any(pipe.subscribed.done() for pipe in attempts)
-        await until(lambda: journal._readers[stream].subscribed.done(), "subscribed", 10)
+        await until(lambda: journal._readers[stream].subscribed.done(), "subscribed", 15)
     finally:
-        await cancel_and_wait([reader])
+        if reader is not None:
+            assert await cancel_and_wait([reader]) == []
         await journal.close()
         await client.client_unpause()
         await own.aclose()
