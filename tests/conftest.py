@@ -151,6 +151,7 @@ FAST_MODULES = {
     "tests/engine/test_checkpoint.py",
     "tests/engine/test_replay.py",
     "tests/shared/test_prices.py",
+    "tests/shared/test_tasks.py",
     "tests/shared/test_wire.py",
     "tests/test_lock.py",
     "tests/test_web_assets.py",
