@@ -149,6 +149,7 @@ FAST_MODULES = {
     "tests/engine/test_order_types.py",
     "tests/engine/test_stateful.py",
     "tests/engine/test_checkpoint.py",
+    "tests/engine/test_checkpoint_job.py",
     "tests/engine/test_replay.py",
     "tests/shared/test_prices.py",
     "tests/shared/test_tasks.py",
