@@ -144,9 +144,12 @@ def _background() -> None:
 
     SCHED_IDLE where the kernel has it: a child encoding the book (60-70 ms of CPU every
     10,000 commands at 5,000 mutations/s) then runs only on CPU nothing else wants, and a
-    woken service preempts it at once. At 5,000/s on two cores that took 0.9 ms off the p99
-    (six pairs: 5.0-6.8 ms against 5.1-8.0). Under full load it still gets a sliver and
-    finishes late. Niceness 10 where SCHED_IDLE is missing or refused."""
+    woken service preempts it at once. At 5,000/s on two cores the p99 fell in 8 of 10
+    alternating pairs, by 0.6 ms on average (niceness 19 with SCHED_BATCH: no gain). The
+    price: on cores that other work keeps fully busy it gets about a thousandth of their
+    time, so a checkpoint can take minutes, and the command stream waits that long for its
+    trim (`checkpoint_written` logs the child's times). Niceness 10 where SCHED_IDLE is
+    missing or refused."""
     os.nice(CHILD_NICENESS)
     if hasattr(os, "SCHED_IDLE"):
         with contextlib.suppress(OSError):  # a sandbox that forbids it: niceness 10 applies
