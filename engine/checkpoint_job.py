@@ -146,8 +146,9 @@ def _background() -> None:
     10,000 commands at 5,000 mutations/s) then runs only on CPU nothing else wants, and a
     woken service preempts it at once. At 5,000/s on two cores the p99 fell in 8 of 10
     alternating pairs, by 0.6 ms on average (niceness 19 with SCHED_BATCH: no gain). The
-    price: on cores that other work keeps fully busy it gets about a thousandth of their
-    time, so a checkpoint can take minutes, and the command stream waits that long for its
+    price: on a core that other work keeps fully busy it gets about 0.3% of it per busy
+    process (weight 3 against 1,024), so a 60-70 ms encode takes some 20 s, minutes with a
+    larger book or more busy processes, and the command stream waits that long for its
     trim (`checkpoint_written` logs the child's times). Niceness 10 where SCHED_IDLE is
     missing or refused."""
     os.nice(CHILD_NICENESS)
