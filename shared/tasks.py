@@ -18,22 +18,15 @@ RECANCEL_S = 0.1  # how long a cancelled task may run on before it is cancelled 
 
 
 async def cancel_and_wait(tasks: Iterable[asyncio.Future[Any]]) -> list[BaseException]:
-    """Cancel every task and wait until each has ended, cancelling again any that is still
-    running RECANCEL_S later. Returns what the tasks ended with other than their
-    cancellation (an error raised before or while stopping), for the caller to report. If
-    the caller is cancelled meanwhile, what still runs goes on being cancelled
-    (`cancel_soon`) and the cancellation propagates."""
+    """Cancel every task (`cancel_soon`: again every RECANCEL_S while it runs on) and wait
+    until each has ended. Returns what the tasks ended with other than their cancellation
+    (an error raised before or while stopping), for the caller to report. If the caller is
+    cancelled meanwhile, the cancellation propagates and the tasks go on being cancelled."""
     tasks = list(tasks)
-    running = set(tasks)
-    try:
-        while running:
-            for task in running:
-                task.cancel()
-            _, running = await asyncio.wait(running, timeout=RECANCEL_S)
-    except asyncio.CancelledError:
-        for task in running:
-            cancel_soon(task)
-        raise
+    for task in tasks:
+        cancel_soon(task)
+    if tasks:
+        await asyncio.wait(tasks)
     return [
         error for task in tasks if not task.cancelled() and (error := task.exception()) is not None
     ]
