@@ -702,6 +702,11 @@ def wake_gauge(rounds: int = 1000, gap_s: float = 0.0005) -> tuple[float, float,
         os.waitpid(pid, 0)
 
 
+def ms_at(seconds: list[float], q: float) -> float:
+    """The `q` quantile, in ms, of sorted durations in seconds."""
+    return seconds[min(len(seconds) - 1, int(len(seconds) * q))] * 1000
+
+
 def steal_summary(before: list[int], after: list[int]) -> str:
     """Time the hypervisor gave this machine's CPUs to other guests (steal) and their idle
     time during the run: a run with much steal measured a slower machine, not the code."""
@@ -942,12 +947,7 @@ def main() -> None:
         for r in results:
             for kind, times in r["errors"].items():
                 errors[kind] = errors.get(kind, 0) + times
-        n = len(latencies)
         answered = sum(r["answered"] for r in results)  # 2xx only: errors are not throughput
-
-        def pct(q: float) -> float:
-            return latencies[min(n - 1, int(n * q))] * 1000
-
         mode = f"open loop at {args.rate:,.0f}/s" if args.rate else "closed loop"
         if args.graphql:
             mode += ", GraphQL"
@@ -957,14 +957,14 @@ def main() -> None:
         )
         print(f"mutations: {answered:,} -> {answered / args.seconds:,.0f}/s")
         print(
-            f"latency ms: p50 {pct(0.5):.2f}  p99 {pct(0.99):.2f}  max {latencies[-1] * 1000:.1f}"
+            f"latency ms: p50 {ms_at(latencies, 0.5):.2f}  p99 {ms_at(latencies, 0.99):.2f}"
+            f"  max {latencies[-1] * 1000:.1f}"
         )
         late = sorted(x for r in results for x in r["late"])
         if late:
-            at = [late[min(len(late) - 1, int(len(late) * q))] * 1000 for q in (0.5, 0.99)]
             print(
-                f"handed out late ms (the client's own pacing): p50 {at[0]:.2f}  p99 {at[1]:.2f}"
-                f"  max {late[-1] * 1000:.1f}"
+                f"handed out late ms (the client's own pacing): p50 {ms_at(late, 0.5):.2f}"
+                f"  p99 {ms_at(late, 0.99):.2f}  max {late[-1] * 1000:.1f}"
             )
         print(f"errors: {sum(errors.values())} {errors}")
         print(tail_summary(results))
