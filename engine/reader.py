@@ -15,6 +15,7 @@ child touches no lock and no connection that a reader thread might hold).
 from __future__ import annotations
 
 import queue
+import socket
 import threading
 from collections.abc import Callable
 from typing import Any, cast
@@ -28,6 +29,8 @@ from shared.stream_entries import Entries, streams_of
 Read = dict[str, Entries]  # stream -> entries read after its position
 Batch = tuple[str, Read]  # group (book) -> what it read
 BLOCK_MS = 1000  # how long a reader thread waits per XREAD; also how long a closed one lingers
+# One byte more than the shortest reply of a carried publish (`:0\r\n`): see `_xread_raw`.
+CARRY_LOW_WATER = 5
 
 
 def _decoded(name: Any) -> str:
@@ -106,12 +109,35 @@ class StreamReader:
             if carried is None:
                 connection.send_packed_command([packed])
             else:
-                connection.send_packed_command([carried[0] + packed])
-                carried[1]()  # its reply, first
+                self._send_carried(connection, carried[0] + packed, carried[1])
             return connection.read_response()
         except BaseException:
             connection.disconnect()
             raise
+
+    @staticmethod
+    def _send_carried(connection: Any, packed: bytes, settle: Callable[[], object]) -> None:
+        """Send a carried command and the read; settle the carried command's reply.
+
+        Redis answers the carried publish at once, and the read only when commands come.
+        Woken for the first answer alone, the engine would read it and sleep again: a
+        second wake-up per batch, which costs more CPU than the batch on a machine where
+        waking a process on the other core is dear. So while it settles, the socket's
+        receive low-water mark is one byte above the publish's usual answer: the kernel
+        wakes the engine once the read's answer begins too (any reply is 3 bytes at
+        least), or at once for a longer answer (a fence, an error, entries skipped). The
+        fence is then checked when the read returns, within its block time, before the
+        engine applies what it read. The mark is reset before the read's own reply is
+        parsed, whose last few bytes may be all that is left to come."""
+        connection.connect()  # a no-op when connected: the socket must exist to be marked
+        sock = connection._sock
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, CARRY_LOW_WATER)
+        try:
+            connection.send_packed_command([packed])
+            settle()  # its reply, first
+        finally:
+            if connection._sock is sock:  # not closed meanwhile by a failed settle
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, 1)
 
     def _release(self) -> None:
         """Give back the calling thread's connection."""
