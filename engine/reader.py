@@ -15,6 +15,7 @@ child touches no lock and no connection that a reader thread might hold).
 from __future__ import annotations
 
 import queue
+import select
 import socket
 import threading
 from collections.abc import Callable
@@ -29,8 +30,10 @@ from shared.stream_entries import Entries, streams_of
 Read = dict[str, Entries]  # stream -> entries read after its position
 Batch = tuple[str, Read]  # group (book) -> what it read
 BLOCK_MS = 1000  # how long a reader thread waits per XREAD; also how long a closed one lingers
-# One byte more than the shortest reply of a carried publish (`:0\r\n`): see `_xread_raw`.
+# One byte more than a carried publish's usual reply (`:0\r\n`), and how long past the read's
+# block time the engine waits for the read's reply before it settles anyway: `_send_carried`.
 CARRY_LOW_WATER = 5
+CARRY_WAIT_SLACK_MS = 1000
 
 
 def _decoded(name: Any) -> str:
@@ -109,35 +112,44 @@ class StreamReader:
             if carried is None:
                 connection.send_packed_command([packed])
             else:
-                self._send_carried(connection, carried[0] + packed, carried[1])
+                self._send_carried(connection, carried[0] + packed, carried[1], block_ms)
             return connection.read_response()
         except BaseException:
             connection.disconnect()
             raise
 
     @staticmethod
-    def _send_carried(connection: Any, packed: bytes, settle: Callable[[], object]) -> None:
+    def _send_carried(
+        connection: Any, packed: bytes, settle: Callable[[], object], block_ms: int
+    ) -> None:
         """Send a carried command and the read; settle the carried command's reply.
 
         Redis answers the carried publish at once, and the read only when commands come.
         Woken for the first answer alone, the engine would read it and sleep again: a
         second wake-up per batch, which costs more CPU than the batch on a machine where
-        waking a process on the other core is dear. So while it settles, the socket's
-        receive low-water mark is one byte above the publish's usual answer: the kernel
-        wakes the engine once the read's answer begins too (any reply is 3 bytes at
-        least), or at once for a longer answer (a fence, an error, entries skipped). The
-        fence is then checked when the read returns, within its block time, before the
-        engine applies what it read. The mark is reset before the read's own reply is
-        parsed, whose last few bytes may be all that is left to come."""
-        connection.connect()  # a no-op when connected: the socket must exist to be marked
+        waking a process on the other core is dear. So it first waits (poll) with the
+        socket's receive low-water mark one byte above the publish's usual answer, `:0\r\n`
+        (none of this batch's entries was published before): over TCP the kernel wakes it
+        once the read's answer begins too. Any other answer is 5 bytes at least and wakes
+        it at once: a fence (`:-1\r\n`), an error, or a count of 10 or more entries
+        published before (1 to 9, after a takeover, wait for the read like 0). Nothing
+        read is applied before the publish is settled.
+
+        Only the wait is under the mark, never a recv: a recv under it that has taken the
+        4 bytes waits for 5 more, and an empty read's answer in RESP3 (`_\r\n`) is 3. On a
+        Unix socket (poll there ignores the mark) and on TLS (the answer is a record of
+        more than 5 bytes) the wait ends at once: no gain, no harm."""
+        connection.send_packed_command([packed])
         sock = connection._sock
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, CARRY_LOW_WATER)
         try:
-            connection.send_packed_command([packed])
-            settle()  # its reply, first
+            poller = select.poll()
+            poller.register(sock, select.POLLIN)
+            # Past the block time, something is wrong: the settle's own read reports it.
+            poller.poll(block_ms + CARRY_WAIT_SLACK_MS)
         finally:
-            if connection._sock is sock:  # not closed meanwhile by a failed settle
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, 1)
+        settle()  # its reply, first
 
     def _release(self) -> None:
         """Give back the calling thread's connection."""
