@@ -27,9 +27,10 @@ from graphql_api.edge.server import config as edge_config
 from graphql_api.gateway.inprocess import InProcessGateway
 from shared.config import Settings
 from shared.redis_client import connect
-from shared.redis_server import free_port, start_redis
+from shared.redis_server import free_port
 from shared.stack import Stack
 from tests.command_log import CommandLog
+from tests.redis_process import running_redis
 
 GATEWAYS = ["inprocess", pytest.param("redis", marks=pytest.mark.stack)]
 
@@ -95,8 +96,7 @@ def engineless(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadServe
 @contextmanager
 def engineless_redis(data_dir: Path) -> Iterator[Settings]:
     """A Redis server for an API with no engine (`engineless`), and that API's settings."""
-    process, url = start_redis(data_dir / "redis")
-    try:
+    with running_redis(data_dir / "redis") as (_, url):
         yield Settings(
             redis_url=url,
             data_dir=data_dir,
@@ -104,9 +104,6 @@ def engineless_redis(data_dir: Path) -> Iterator[Settings]:
             request_timeout_s=3.0,
             body_timeout_s=1.0,
         )
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,6 @@ answering fails what waits on it, and the API carries on over new connections.""
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -24,23 +23,18 @@ from shared.commands import Place
 from shared.config import Settings
 from shared.events import Rejected
 from shared.redis_client import AsyncClient, connect, connect_async
-from shared.redis_server import start_redis
 from shared.replies import notice_entry
 from shared.tasks import cancel_and_wait
 from tests import redis_replies
 from tests.api.conftest import ThreadServer
 from tests.api.test_reply_reader import append_answer, placed_and_answered, rejection_of
+from tests.redis_process import running_redis
 
 
 @pytest.fixture(scope="module")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    process: subprocess.Popen[bytes]
-    process, url = start_redis(Path(tmp_path_factory.mktemp("link")) / "redis")
-    try:
+    with running_redis(Path(tmp_path_factory.mktemp("link")) / "redis") as (_, url):
         yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 @pytest.fixture

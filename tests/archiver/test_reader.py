@@ -15,26 +15,24 @@ import redis
 from archiver.service import _Reader
 from shared.events import Cancelled, decode_events, encode_events
 from shared.redis_client import TRANSIENT_ERRORS, AsyncClient, connect_async
-from shared.redis_server import start_redis
 from shared.stream_entries import field
+from tests.redis_process import running_redis
 
 STREAM, COPY = "events", "archiver:progress"
 
 
 @pytest.fixture
 async def server(tmp_path: Path) -> AsyncIterator[tuple[subprocess.Popen[bytes], AsyncClient]]:
-    process, url = start_redis(tmp_path / "redis")
-    client = connect_async(url, socket_timeout=0.5)
-    try:
-        for seq in (1, 2, 3):
-            body = {"r": "", "c": "0-1", "e": encode_events([Cancelled(seq, seq, 1, 0)])}
-            await client.xadd(STREAM, body, id=f"{seq}-0")  # type: ignore[arg-type]
-        yield process, client
-    finally:
-        process.send_signal(signal.SIGCONT)
-        await client.aclose()
-        process.terminate()
-        process.wait(timeout=10)
+    with running_redis(tmp_path / "redis") as (process, url):
+        client = connect_async(url, socket_timeout=0.5)
+        try:
+            for seq in (1, 2, 3):
+                body = {"r": "", "c": "0-1", "e": encode_events([Cancelled(seq, seq, 1, 0)])}
+                await client.xadd(STREAM, body, id=f"{seq}-0")  # type: ignore[arg-type]
+            yield process, client
+        finally:
+            process.send_signal(signal.SIGCONT)  # a test may have paused it
+            await client.aclose()
 
 
 async def sets(client: AsyncClient) -> int:

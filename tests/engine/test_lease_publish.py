@@ -8,7 +8,6 @@ XADD, which would fail the publish)."""
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,24 +18,17 @@ from engine.lease import Lease, frame, new_owner_id
 from shared.config import Settings
 from shared.events import Cancelled, encode_events
 from shared.redis_client import ReplicaAcks
-from shared.redis_server import start_redis
 from shared.replies import answer_head, notice_entry, pack_answers, read_answers
 from tests import redis_replies
+from tests.redis_process import running_redis
 
 SYMBOL = "DEFAULT"
 
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[str]:
-    process, url = start_redis(tmp_path / "redis")
-    try:
+    with running_redis(tmp_path / "redis") as (_, url):
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 def batch(seqs: range) -> bytes:

@@ -5,7 +5,6 @@ publish's usual short answer alone; it never hangs, whatever the protocol and ti
 from __future__ import annotations
 
 import socket
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -16,7 +15,7 @@ import pytest
 import redis
 
 from engine.reader import Batch, StreamReader
-from shared.redis_server import start_redis
+from tests.redis_process import running_redis
 
 STREAM = "commands"
 # The connection options the engine may run with: RESP2 or RESP3 (an empty read's answer
@@ -33,15 +32,8 @@ SKIPPED_ONE = ("EVAL", "return 1", "0")  # one entry published before: `:1\r\n`
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    process, url = start_redis(tmp_path_factory.mktemp("redis"))
-    try:
+    with running_redis(tmp_path_factory.mktemp("redis")) as (_, url):
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 class Carried:
