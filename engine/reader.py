@@ -142,11 +142,17 @@ class StreamReader:
         connection.send_packed_command([packed])
         sock = connection._sock
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, CARRY_LOW_WATER)
+        # No longer than the block time with some slack, nor than the socket timeout (a
+        # stalled Redis is then reported within twice that, and a timeout shorter than the
+        # block fails the read as it fails a plain one). Past that it stops waiting and
+        # reads as any read would: the replies come, or the read times out.
+        wait_ms = block_ms + CARRY_WAIT_SLACK_MS
+        if connection.socket_timeout is not None:
+            wait_ms = min(wait_ms, int(connection.socket_timeout * 1000))
         try:
             poller = select.poll()
             poller.register(sock, select.POLLIN)
-            # Past the block time, something is wrong: the settle's own read reports it.
-            poller.poll(block_ms + CARRY_WAIT_SLACK_MS)
+            poller.poll(wait_ms)
         finally:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, 1)
         settle()  # its reply, first

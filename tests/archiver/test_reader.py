@@ -31,7 +31,6 @@ async def server(tmp_path: Path) -> AsyncIterator[tuple[subprocess.Popen[bytes],
                 await client.xadd(STREAM, body, id=f"{seq}-0")  # type: ignore[arg-type]
             yield process, client
         finally:
-            process.send_signal(signal.SIGCONT)  # a test may have paused it
             await client.aclose()
 
 

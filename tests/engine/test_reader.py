@@ -25,9 +25,11 @@ OPTIONS = [
     for protocol in (2, 3)
     for timeout, name in ((None, "no-timeout"), (5, "timeout"))
 ]
-PUBLISHED = ("EVAL", "return 0", "0")  # a publish that went through: `:0\r\n`, 4 bytes
-FENCED = ("EVAL", "return -1", "0")  # a publish refused by the fence: `:-1\r\n`, 5 bytes
-SKIPPED_ONE = ("EVAL", "return 1", "0")  # one entry published before: `:1\r\n`
+# Publishes' answers: one that went through (`:0\r\n`, 4 bytes), one refused by the fence
+# (`:-1\r\n`, 5 bytes), one that found an entry published before (`:1\r\n`).
+PUBLISHED: tuple[Any, ...] = ("EVAL", "return 0", "0")
+FENCED: tuple[Any, ...] = ("EVAL", "return -1", "0")
+SKIPPED_ONE: tuple[Any, ...] = ("EVAL", "return 1", "0")
 
 
 @pytest.fixture(scope="module")
@@ -138,3 +140,22 @@ def test_a_short_answer_other_than_zero_waits_for_the_read_like_zero(server: str
     carried.join()
     assert carried.answer == 1
     assert carried.got == []
+
+
+@pytest.mark.parametrize("carried", [False, True], ids=["plain", "carried"])
+def test_a_socket_timeout_shorter_than_the_block_fails_the_read_alike(
+    server: str, carried: bool
+) -> None:
+    """The wait for the read's answer is bounded by the socket timeout too: a carried read
+    times out as a plain one does, instead of waiting out the block."""
+    client = redis.Redis.from_url(server, socket_timeout=0.3)
+    reader = StreamReader(client, {"book": {"timeout": "0-0"}}, 100)
+    answers: list[object] = []
+    if carried:
+        connection = reader.carry(
+            hiredis.pack_command(PUBLISHED), lambda: answers.append(connection.read_response())
+        )
+    with pytest.raises(redis.TimeoutError):
+        reader.read(2000)
+    assert answers == ([0] if carried else [])
+    reader.close()
