@@ -32,7 +32,7 @@ from shared.commands import BUY, SELL
 from shared.config import Settings
 from shared.events import Accepted, Event, encode_events
 from shared.redis_client import Client, connect
-from shared.redis_server import start_redis
+from tests.redis_process import running_redis
 
 NS = 1_000_000_000
 TICK = os.sysconf("SC_CLK_TCK")
@@ -77,8 +77,10 @@ def stored(client: Client, copy: str, seq: int, poll_s: float) -> None:
 def run(entries: list[list[Event]], rate: float, batch: int) -> str:
     settings = Settings()
     stream = settings.event_stream_of("DEFAULT")
-    with tempfile.TemporaryDirectory(prefix="archiver-bench-") as tmp:
-        redis_process, url = start_redis(Path(tmp) / "redis")
+    with (
+        tempfile.TemporaryDirectory(prefix="archiver-bench-") as tmp,
+        running_redis(Path(tmp) / "redis") as (redis_process, url),
+    ):
         client = connect(url)
         env = dict(os.environ, REDIS_URL=url, DATA_DIR=tmp, LOG_LEVEL="warning")
         env.pop("MONGODB_URL", None)
@@ -132,8 +134,6 @@ def run(entries: list[list[Event]], rate: float, batch: int) -> str:
             archiver.send_signal(signal.SIGTERM)
             archiver.wait(10)
             client.close()
-            redis_process.terminate()
-            redis_process.wait(10)
 
 
 def main() -> None:
